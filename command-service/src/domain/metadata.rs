@@ -1,0 +1,111 @@
+use super::Invalid;
+use serde_json::{Map, Value};
+
+/// Free-form metadata: a bounded JSON object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metadata(Map<String, Value>);
+
+impl Metadata {
+    pub const MAX_BYTES: usize = 16 * 1024;
+    pub const MAX_DEPTH: usize = 8;
+    pub const MAX_KEY_CHARS: usize = 128;
+
+    pub fn parse(field: &str, raw: Map<String, Value>) -> Result<Self, Invalid> {
+        let object = Value::Object(raw);
+        if depth(&object) > Self::MAX_DEPTH {
+            return Err(Invalid::new(
+                field,
+                "metadata_too_deep",
+                format!("metadata nests at most {} levels", Self::MAX_DEPTH),
+            ));
+        }
+        if let Some(key) = bad_key(&object) {
+            return Err(Invalid::new(
+                field,
+                "metadata_invalid_key",
+                format!(
+                    "metadata keys are 1 to {} characters without control characters (got {key:?})",
+                    Self::MAX_KEY_CHARS
+                ),
+            ));
+        }
+        // Serialising a Value cannot fail.
+        let size = serde_json::to_vec(&object)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > Self::MAX_BYTES {
+            return Err(Invalid::new(
+                field,
+                "metadata_too_large",
+                format!("metadata is limited to {} bytes of JSON", Self::MAX_BYTES),
+            ));
+        }
+        match object {
+            Value::Object(map) => Ok(Self(map)),
+            _ => unreachable!("constructed as an object above"),
+        }
+    }
+
+    pub fn into_inner(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn bad_key(value: &Value) -> Option<String> {
+    match value {
+        Value::Object(map) => map.iter().find_map(|(key, inner)| {
+            let ok = !key.is_empty()
+                && key.chars().count() <= Metadata::MAX_KEY_CHARS
+                && !key.chars().any(char::is_control);
+            if ok {
+                bad_key(inner)
+            } else {
+                Some(key.chars().take(40).collect())
+            }
+        }),
+        Value::Array(items) => items.iter().find_map(bad_key),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn depth_size_and_keys_are_bounded() {
+        assert!(Metadata::parse("metadata", object(json!({"a": {"b": [1, 2]}}))).is_ok());
+        let deep = (0..9).fold(json!(1), |inner, _| json!({ "k": inner }));
+        assert_eq!(
+            Metadata::parse("metadata", object(deep)).unwrap_err().code,
+            "metadata_too_deep"
+        );
+        let big = json!({ "k": "x".repeat(Metadata::MAX_BYTES) });
+        assert_eq!(
+            Metadata::parse("metadata", object(big)).unwrap_err().code,
+            "metadata_too_large"
+        );
+        assert_eq!(
+            Metadata::parse("metadata", object(json!({ "": 1 })))
+                .unwrap_err()
+                .code,
+            "metadata_invalid_key"
+        );
+    }
+}

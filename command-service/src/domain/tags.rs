@@ -1,0 +1,135 @@
+use super::Invalid;
+use unicode_normalization::UnicodeNormalization;
+
+/// One tag: compatibility-normalised and lowercased, so `Café`, `CAFÉ` and
+/// `cafe\u{301}` are one tag, built from letters, digits and `- _ : / .`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag(String);
+
+impl Tag {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
+        let text: String = raw.trim().nfkc().flat_map(char::to_lowercase).collect();
+        if text.is_empty() {
+            return Err(Invalid::new(field, "tag_empty", "a tag must not be blank"));
+        }
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(Invalid::new(
+                field,
+                "tag_too_long",
+                format!("a tag is limited to {} characters", Self::MAX_CHARS),
+            ));
+        }
+        if !text
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | '/' | '.'))
+        {
+            return Err(Invalid::new(
+                field,
+                "tag_invalid_character",
+                "a tag may contain letters, digits and - _ : / . only",
+            ));
+        }
+        Ok(Self(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// The tags of one request: each valid, duplicates collapsed, order kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagSet(Vec<Tag>);
+
+impl TagSet {
+    /// The most tags one memory may carry.
+    pub const MAX_TAGS: usize = 32;
+
+    pub fn parse(field: &str, raw: &[String]) -> Result<Self, Vec<Invalid>> {
+        let mut tags: Vec<Tag> = Vec::with_capacity(raw.len());
+        let mut errors = Vec::new();
+        for (i, value) in raw.iter().enumerate() {
+            match Tag::parse(&format!("{field}[{i}]"), value) {
+                Ok(tag) if !tags.contains(&tag) => tags.push(tag),
+                Ok(_) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if tags.len() > Self::MAX_TAGS {
+            errors.push(Invalid::new(
+                field,
+                "too_many_tags",
+                format!("a memory carries at most {} tags", Self::MAX_TAGS),
+            ));
+        }
+        if errors.is_empty() {
+            Ok(Self(tags))
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Tag> {
+        self.0.iter()
+    }
+
+    pub fn into_strings(self) -> Vec<String> {
+        self.0.into_iter().map(Tag::into_inner).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn tags_are_normalised_and_duplicates_collapse() {
+        let raw = vec![
+            "Café".to_owned(),
+            "CAFE\u{301}".to_owned(),
+            " work ".to_owned(),
+        ];
+        let tags = TagSet::parse("tags", &raw).unwrap();
+        assert_eq!(tags.into_strings(), vec!["café", "work"]);
+    }
+
+    #[test]
+    fn bad_tags_are_reported_by_position() {
+        let raw = vec!["ok".to_owned(), "no spaces".to_owned(), String::new()];
+        let errors = TagSet::parse("tags", &raw).unwrap_err();
+        assert_eq!(errors[0].field, "tags[1]");
+        assert_eq!(errors[0].code, "tag_invalid_character");
+        assert_eq!(errors[1].code, "tag_empty");
+    }
+
+    #[test]
+    fn at_most_32_tags() {
+        let raw: Vec<String> = (0..33).map(|i| format!("t{i}")).collect();
+        assert_eq!(
+            TagSet::parse("tags", &raw).unwrap_err()[0].code,
+            "too_many_tags"
+        );
+        assert!(TagSet::parse("tags", &raw[..32]).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn a_parsed_tag_parses_to_itself(raw in "\\PC{1,80}") {
+            if let Ok(tag) = Tag::parse("t", &raw) {
+                let again = Tag::parse("t", tag.as_str()).unwrap();
+                prop_assert_eq!(again, tag);
+            }
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! `/v1/memories`: capture a memory and every change to it.
+
+use super::command::{CommandHeaders, CommandRequest, record_outcome, respond};
+use super::error::{invalid, memory_problem};
+use crate::domain::{Content, Invalid, Metadata, TagSet, Title};
+use crate::memory::{Memory, MemoryCommand, TargetSession};
+use crate::startup::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use service_kit::Problem;
+use service_kit::auth::Caller;
+use service_kit::http::RequestContext;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+const COLLECTION: &str = "/v1/memories";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/memories", web::post().to(capture))
+        .route("/memories/{id}", web::patch().to(revise))
+        .route("/memories/{id}", web::delete().to(delete))
+        .route("/memories/{id}/tags", web::post().to(add_tags))
+        .route("/memories/{id}/tags/remove", web::post().to(remove_tags))
+        .route("/memories/{id}/metadata", web::put().to(set_metadata))
+        .route("/memories/{id}/move", web::post().to(move_memory))
+        .route("/memories/{id}/restore", web::post().to(restore))
+        .route("/memories/{id}/erase", web::post().to(erase));
+}
+
+/// A new memory.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureMemory {
+    /// 1 to 65,536 bytes of text.
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    /// A session of the caller's that is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Uuid>,
+    /// When the remembered thing happened, for imports; not in the future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// New content and/or title; `"title": null` clears the title.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviseMemory {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub title: Option<Option<String>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagsBody {
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataBody {
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+/// The session to move into, or `null` to detach the memory from its session.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveMemory {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Uuid>)]
+    pub session_id: Option<Option<Uuid>>,
+}
+
+/// A field that is present, possibly `null`: `Some(None)` is an explicit null.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Clock skew tolerated on `occurred_at` before it counts as the future.
+const FUTURE_TOLERANCE_SECONDS: i64 = 300;
+
+async fn target_session(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<TargetSession, Problem> {
+    let status = state
+        .events
+        .session_status(&caller.user_id, id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "session lookup failed");
+            Problem::internal()
+        })?;
+    Ok(TargetSession { id, status })
+}
+
+async fn run(
+    state: &AppState,
+    request: &CommandRequest<'_>,
+    id: Uuid,
+    command: MemoryCommand,
+    creates: bool,
+    body: &impl Serialize,
+) -> Result<HttpResponse, Problem> {
+    let success = if creates {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let target = (!creates).then_some(id);
+    let meta = request.meta(success, target, body);
+    let name = command.name();
+    let result = state
+        .events
+        .execute::<Memory>(id, command, creates, &meta)
+        .await;
+    record_outcome("Memory", name, &result);
+    let accepted = result.map_err(memory_problem)?;
+    Ok(respond(&accepted, COLLECTION))
+}
+
+/// Capture a memory.
+#[utoipa::path(post, path = "/v1/memories", tag = "memories", request_body = CaptureMemory,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body answer the first result")),
+    responses((status = 201, body = super::AcceptedBody, description = "Captured; Location names it"),
+              (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn capture(
+    caller: Caller,
+    context: RequestContext,
+    headers: CommandHeaders,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<CaptureMemory>,
+) -> Result<HttpResponse, Problem> {
+    let mut errors: Vec<Invalid> = Vec::new();
+    let content = Content::parse("content", &body.content)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let title = match &body.title {
+        Some(t) => Title::parse("title", t).map_err(|e| errors.push(e)).ok(),
+        None => None,
+    };
+    let tags = TagSet::parse("tags", &body.tags)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let metadata = Metadata::parse("metadata", body.metadata.clone())
+        .map_err(|e| errors.push(e))
+        .ok();
+    if let Some(at) = body.occurred_at
+        && at > Utc::now() + chrono::Duration::seconds(FUTURE_TOLERANCE_SECONDS)
+    {
+        errors.push(Invalid::new(
+            "occurred_at",
+            "occurred_at_in_future",
+            "occurred_at may not be in the future",
+        ));
+    }
+    let (Some(content), Some(tags), Some(metadata), true) =
+        (content, tags, metadata, errors.is_empty())
+    else {
+        return Err(invalid(errors));
+    };
+    let session = match body.session_id {
+        Some(id) => Some(target_session(&state, &caller, id).await?),
+        None => None,
+    };
+    let command = MemoryCommand::Capture {
+        content,
+        title,
+        tags,
+        metadata,
+        session,
+        occurred_at: body.occurred_at,
+    };
+    let request = CommandRequest {
+        caller,
+        context,
+        headers,
+        req: &req,
+    };
+    // Time-ordered ids keep the index on ids append-mostly.
+    run(&state, &request, Uuid::now_v7(), command, true, &*body).await
+}
+
+/// Revise a memory's content and/or title.
+#[utoipa::path(patch, path = "/v1/memories/{id}", tag = "memories", request_body = ReviseMemory,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version you read, e.g. \"3\"")),
+    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 410, body = Problem), (status = 412, body = Problem),
+              (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn revise(
+    caller: Caller,
+    context: RequestContext,
+    headers: CommandHeaders,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<Uuid>,
+    body: web::Json<ReviseMemory>,
+) -> Result<HttpResponse, Problem> {
+    let mut errors = Vec::new();
+    let content = match &body.content {
+        Some(c) => Content::parse("content", c)
+            .map_err(|e| errors.push(e))
+            .ok(),
+        None => None,
+    };
+    let title = match &body.title {
+        Some(Some(t)) => Title::parse("title", t)
+            .map(|t| Some(Some(t)))
+            .map_err(|e| errors.push(e))
+            .ok()
+            .flatten(),
+        Some(None) => Some(None),
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let request = CommandRequest {
+        caller,
+        context,
+        headers,
+        req: &req,
+    };
+    run(
+        &state,
+        &request,
+        *path,
+        MemoryCommand::Revise { content, title },
+        false,
+        &*body,
+    )
+    .await
+}
+
+fn tags(body: &TagsBody) -> Result<TagSet, Problem> {
+    TagSet::parse("tags", &body.tags).map_err(invalid)
+}
+
+/// Add tags.
+#[utoipa::path(post, path = "/v1/memories/{id}/tags", tag = "memories", request_body = TagsBody,
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn add_tags(
+    caller: Caller,
+    context: RequestContext,
+    headers: CommandHeaders,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<Uuid>,
+    body: web::Json<TagsBody>,
+) -> Result<HttpResponse, Problem> {
+    let command = MemoryCommand::AddTags(tags(&body)?);
+    let request = CommandRequest {
+        caller,
+        context,
+        headers,
+        req: &req,
+    };
+    run(&state, &request, *path, command, false, &*body).await
+}
+
+/// Remove tags.
+#[utoipa::path(post, path = "/v1/memories/{id}/tags/remove", tag = "memories", request_body = TagsBody,
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn remove_tags(
+    caller: Caller,
+    context: RequestContext,
+    headers: CommandHeaders,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<Uuid>,
+    body: web::Json<TagsBody>,
+) -> Result<HttpResponse, Problem> {
+    let command = MemoryCommand::RemoveTags(tags(&body)?);
+    let request = CommandRequest {
+        caller,
+        context,
+        headers,
+        req: &req,
+    };
+    run(&state, &request, *path, command, false, &*body).await
+}
+
+/// Replace the metadata object.
+#[utoipa::path(put, path = "/v1/memories/{id}/metadata", tag = "memories", request_body = MetadataBody,
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn set_metadata(
+    caller: Caller,
+    context: RequestContext,
+    headers: CommandHeaders,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<Uuid>,
+    body: web::Json<MetadataBody>,
+) -> Result<HttpResponse, Problem> {
+    let metadata =
+        Metadata::parse("metadata", body.metadata.clone()).map_err(|e| invalid(vec![e]))?;
+    let request = CommandRequest {
+        caller,
+        context,
+        headers,
+        req: &req,
+    };
+    run(
+        &state,
+        &request,
+        *path,
+        MemoryCommand::SetMetadata(metadata),
+        false,
+        &*body,
+    )
+    .await
+}
+
+/// Move into a session, or detach with `"session_id": null`.
+#[utoipa::path(post, path = "/v1/memories/{id}/move", tag = "memories", request_body = MoveMemory,
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 409, body = Problem),
+              (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn move_memory(
+    caller: Caller,
+    context: RequestContext,
+    headers: CommandHeaders,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<Uuid>,
+    body: web::Json<MoveMemory>,
+) -> Result<HttpResponse, Problem> {
+    let target = match body.session_id {
+        Some(Some(id)) => Some(target_session(&state, &caller, id).await?),
+        Some(None) => None,
+        None => {
+            return Err(invalid(vec![Invalid::new(
+                "session_id",
+                "session_id_required",
+                "name the session, or send null to detach",
+            )]));
+        }
+    };
+    let request = CommandRequest {
+        caller,
+        context,
+        headers,
+        req: &req,
+    };
+    run(
+        &state,
+        &request,
+        *path,
+        MemoryCommand::Move(target),
+        false,
+        &*body,
+    )
+    .await
+}
+
+macro_rules! bodiless {
+    ($name:ident, $method:ident, $path:literal, $command:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path($method, path = $path, tag = "memories", params(("id" = Uuid, Path)),
+            responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem),
+                      (status = 409, body = Problem), (status = 410, body = Problem), (status = 412, body = Problem)),
+            security(("bearer" = [])))]
+        pub async fn $name(
+            caller: Caller,
+            context: RequestContext,
+            headers: CommandHeaders,
+            state: web::Data<AppState>,
+            req: HttpRequest,
+            path: web::Path<Uuid>,
+        ) -> Result<HttpResponse, Problem> {
+            let request = CommandRequest { caller, context, headers, req: &req };
+            run(&state, &request, *path, $command, false, &()).await
+        }
+    };
+}
+
+bodiless!(
+    delete,
+    delete,
+    "/v1/memories/{id}",
+    MemoryCommand::Delete,
+    "Delete a memory; it can be restored."
+);
+bodiless!(
+    restore,
+    post,
+    "/v1/memories/{id}/restore",
+    MemoryCommand::Restore,
+    "Restore a deleted memory."
+);
+bodiless!(
+    erase,
+    post,
+    "/v1/memories/{id}/erase",
+    MemoryCommand::Erase,
+    "Erase a memory for good: its content, title, tags and metadata are removed from the event store."
+);

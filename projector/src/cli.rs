@@ -1,0 +1,238 @@
+//! The binary's subcommands. `serve` is the default.
+
+use crate::embedding_cache::CachedEmbedder;
+use crate::projection::documents::Keys;
+use crate::rebuild::{Rebuild, Targets};
+use crate::settings::Settings;
+use crate::source::EventSource;
+use crate::startup::{Application, MIGRATOR, pool, redis};
+use crate::verify::{Expected, verify_documents, verify_search};
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use embeddings::{Embedder, EmbeddingProvider, EmbeddingSettings};
+use secrecy::SecretString;
+use serde::Deserialize;
+use service_kit::telemetry;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "projector",
+    about = "Second Brain projector: builds the read models",
+    version
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProjectionName {
+    Search,
+    Documents,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume events and keep the read models up to date (the default).
+    Serve,
+    /// Apply the read-model migrations and declare the queues; safe to run again.
+    Migrate,
+    /// Replay the event store into fresh read models, then switch over.
+    RebuildProjections {
+        /// Rebuild only these (default: all).
+        #[arg(long = "projection", value_enum)]
+        projections: Vec<ProjectionName>,
+        /// Embed with this provider instead of SB_EMBEDDING_PROVIDER.
+        #[arg(long, value_enum)]
+        embedding_provider: Option<ProviderName>,
+        /// Embed with this model: the OpenAI-compatible model name, or the
+        /// local model's name (with SB_EMBEDDING_MODEL_DIR holding it).
+        #[arg(long)]
+        embedding_model: Option<String>,
+        /// Seconds the old Redis generation stays readable after the switch.
+        #[arg(long, default_value_t = 10)]
+        grace_seconds: u64,
+    },
+    /// Compare the read models with the fold of the event store; exit 1 on
+    /// any difference.
+    Verify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderName {
+    Local,
+    Openai,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadSettings {
+    read_database_url: SecretString,
+}
+
+/// What `migrate` needs to declare the queues, when a broker is configured.
+#[derive(Debug, Deserialize)]
+struct TopologySettings {
+    rabbitmq_url: Option<SecretString>,
+    #[serde(default = "default_exchange")]
+    rabbitmq_exchange: String,
+    #[serde(default = "default_queue_prefix")]
+    projector_queue_prefix: String,
+}
+
+fn default_exchange() -> String {
+    "second_brain.events".to_owned()
+}
+
+fn default_queue_prefix() -> String {
+    "second_brain.projector".to_owned()
+}
+
+/// Declares the exchange and every projection's queue, so events the relay
+/// publishes before the projector first runs are kept, not routed nowhere.
+async fn declare_topology(settings: TopologySettings) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let Some(url) = settings.rabbitmq_url else {
+        eprintln!("SB_RABBITMQ_URL is not set: queues will be declared when the projector starts");
+        return Ok(());
+    };
+    let connection =
+        lapin::Connection::connect(url.expose_secret(), lapin::ConnectionProperties::default())
+            .await
+            .context("connecting to RabbitMQ")?;
+    let channel = connection.create_channel().await?;
+    let config = crate::broker::ConsumerConfig {
+        url,
+        exchange: settings.rabbitmq_exchange,
+        queue_prefix: settings.projector_queue_prefix,
+        prefetch: 1,
+        batch_size: 1,
+        max_attempts: 1,
+    };
+    for projection in [
+        crate::projection::search::NAME,
+        crate::projection::documents::NAME,
+    ] {
+        crate::broker::declare(&channel, &config, projection).await?;
+    }
+    connection.close(200, "declared".into()).await.ok();
+    eprintln!("queues declared on exchange {}", config.exchange);
+    Ok(())
+}
+
+pub async fn embedder(settings: &EmbeddingSettings) -> anyhow::Result<Arc<dyn Embedder>> {
+    let config = settings.to_config().context("invalid embedding settings")?;
+    embeddings::build(&config)
+        .await
+        .context("loading the embedder")
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let settings = Settings::from_env().context("invalid settings")?;
+            let embedding: EmbeddingSettings =
+                service_kit::settings::from_env().context("invalid embedding settings")?;
+            telemetry::init_logging(settings.log_format);
+            let app = Application::build(&settings, embedder(&embedding).await?).await?;
+            tracing::info!(addr = %settings.projector_http_addr, "projector running");
+            app.run_until_stopped().await?;
+            tracing::info!("projector stopped");
+            Ok(())
+        }
+        Command::Migrate => {
+            let settings: ReadSettings =
+                service_kit::settings::from_env().context("reading SB_READ_DATABASE_URL")?;
+            let pool = pool(&settings.read_database_url, 1)?;
+            MIGRATOR
+                .run(&pool)
+                .await
+                .context("applying read-model migrations")?;
+            eprintln!("read-model migrations applied");
+            declare_topology(
+                service_kit::settings::from_env().context("reading the broker settings")?,
+            )
+            .await
+        }
+        Command::RebuildProjections {
+            projections,
+            embedding_provider,
+            embedding_model,
+            grace_seconds,
+        } => {
+            let settings = Settings::from_env().context("invalid settings")?;
+            let mut embedding: EmbeddingSettings =
+                service_kit::settings::from_env().context("invalid embedding settings")?;
+            telemetry::init_logging(settings.log_format);
+            if let Some(provider) = embedding_provider {
+                embedding.embedding_provider = match provider {
+                    ProviderName::Local => EmbeddingProvider::Local,
+                    ProviderName::Openai => EmbeddingProvider::Openai,
+                };
+            }
+            if let Some(model) = embedding_model {
+                match embedding.embedding_provider {
+                    EmbeddingProvider::Local => embedding.embedding_model_name = model,
+                    EmbeddingProvider::Openai => embedding.openai_model = Some(model),
+                }
+            }
+            let targets = Targets {
+                search: projections.is_empty() || projections.contains(&ProjectionName::Search),
+                documents: projections.is_empty()
+                    || projections.contains(&ProjectionName::Documents),
+            };
+            let read_pool = pool(&settings.read_database_url, 4)?;
+            MIGRATOR
+                .run(&read_pool)
+                .await
+                .context("applying read-model migrations")?;
+            let source = EventSource::new(pool(&settings.event_store_url, 2)?);
+            let cached = CachedEmbedder::new(embedder(&embedding).await?, read_pool.clone());
+            let mut rebuild = Rebuild {
+                source: &source,
+                read_pool: &read_pool,
+                embedder: &cached,
+                redis: redis(&settings.redis_url).await?,
+                keys: Keys::new(settings.redis_key_prefix.clone()),
+                grace: Duration::from_secs(grace_seconds),
+            };
+            let report = rebuild.run(targets).await?;
+            eprintln!(
+                "rebuilt {} events ({} memories, {} sessions) in {:.1} s; replay {:.1} s ({:.0} events/s); caught up {}",
+                report.events,
+                report.memories,
+                report.sessions,
+                report.total_seconds,
+                report.replay_seconds,
+                report.events as f64 / report.replay_seconds.max(1e-9),
+                report.caught_up,
+            );
+            Ok(())
+        }
+        Command::Verify => {
+            let settings = Settings::from_env().context("invalid settings")?;
+            let read_pool = pool(&settings.read_database_url, 2)?;
+            let source = EventSource::new(pool(&settings.event_store_url, 2)?);
+            let mut redis = redis(&settings.redis_url).await?;
+            let keys = Keys::new(settings.redis_key_prefix.clone());
+            let expected = Expected::fold(&source).await?;
+            let mut differences = verify_search(&read_pool, &expected).await?;
+            differences.extend(verify_documents(&mut redis, &keys, &expected).await?);
+            for difference in &differences {
+                println!("{difference}");
+            }
+            eprintln!(
+                "verified {} memories and {} sessions: {} differences",
+                expected.memories.len(),
+                expected.sessions.len(),
+                differences.len()
+            );
+            if differences.is_empty() {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Embeddings by (model, content hash): unchanged text is never embedded
+//! twice, across revisions, redeliveries, replays and rebuilds.
+
+use crate::projection::ProjectionError;
+use embeddings::Embedder;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The cache key of a text: its SHA-256.
+pub fn text_hash(text: &str) -> Vec<u8> {
+    Sha256::digest(text.as_bytes()).to_vec()
+}
+
+#[derive(Debug, Clone)]
+pub struct CachedEmbedder {
+    inner: Arc<dyn Embedder>,
+    pool: PgPool,
+}
+
+impl CachedEmbedder {
+    pub fn new(inner: Arc<dyn Embedder>, pool: PgPool) -> Self {
+        Self { inner, pool }
+    }
+
+    pub fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.inner.dimension()
+    }
+
+    /// One vector per text, in order: from the cache where present, else from
+    /// the embedder (each distinct text once), then cached.
+    pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ProjectionError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hashes: Vec<Vec<u8>> = texts
+            .iter()
+            .map(|t| Sha256::digest(t.as_bytes()).to_vec())
+            .collect();
+        let rows: Vec<(Vec<u8>, Vec<f32>)> = sqlx::query_as(
+            "SELECT content_sha256, embedding FROM embedding_cache WHERE model = $1 AND content_sha256 = ANY($2)",
+        )
+        .bind(self.model_id())
+        .bind(&hashes)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut known: HashMap<Vec<u8>, Vec<f32>> = rows.into_iter().collect();
+        let hits = hashes.iter().filter(|h| known.contains_key(*h)).count();
+        metrics::counter!("embedding_cache_hits_total").increment(hits as u64);
+
+        let mut missing: Vec<(Vec<u8>, String)> = Vec::new();
+        for (hash, text) in hashes.iter().zip(texts) {
+            if !known.contains_key(hash) && !missing.iter().any(|(h, _)| h == hash) {
+                missing.push((hash.clone(), text.clone()));
+            }
+        }
+        if !missing.is_empty() {
+            metrics::counter!("embedding_cache_misses_total").increment(missing.len() as u64);
+            let started = Instant::now();
+            let fresh_texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
+            let vectors = self
+                .inner
+                .embed(&fresh_texts)
+                .await
+                .map_err(|e| ProjectionError::Transient(format!("embedding: {e}")))?;
+            metrics::histogram!("embedding_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            if vectors.len() != missing.len() || vectors.iter().any(|v| v.len() != self.dimension())
+            {
+                return Err(ProjectionError::Transient(format!(
+                    "the embedder returned {} vectors for {} texts, or of the wrong dimension",
+                    vectors.len(),
+                    missing.len()
+                )));
+            }
+            for ((hash, _), vector) in missing.into_iter().zip(vectors) {
+                sqlx::query(
+                    "INSERT INTO embedding_cache (model, content_sha256, embedding) VALUES ($1, $2, $3)
+                     ON CONFLICT (model, content_sha256) DO NOTHING",
+                )
+                .bind(self.model_id())
+                .bind(&hash)
+                .bind(&vector)
+                .execute(&self.pool)
+                .await?;
+                known.insert(hash, vector);
+            }
+        }
+        hashes
+            .iter()
+            .map(|h| {
+                known.get(h).cloned().ok_or_else(|| {
+                    ProjectionError::Transient("embedding cache lost a vector".into())
+                })
+            })
+            .collect()
+    }
+}

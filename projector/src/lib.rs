@@ -1,0 +1,24 @@
+//! The Second Brain projector: consumes the events the relay publishes and
+//! builds the read models the query service serves.
+//!
+//! - [`broker`]: the queues and the consume → apply → acknowledge loop.
+//! - [`projection`]: the read models, each idempotent and order-safe:
+//!   [`projection::search`] (Postgres + pgvector rows with embeddings and
+//!   full-text vectors) and [`projection::documents`] (Redis documents,
+//!   timelines and indexes).
+//! - [`embedding_cache`]: embeddings by model and content hash.
+//! - [`source`]: the event store, read to fill gaps, rebuild and verify.
+//! - [`rebuild`]: `rebuild-projections`, a replay into a fresh generation
+//!   with an atomic switch.
+//! - [`verify`]: recompute the expected read state and list differences.
+//! - [`startup`], [`settings`], [`cli`]: wiring and configuration.
+
+pub mod broker;
+pub mod cli;
+pub mod embedding_cache;
+pub mod projection;
+pub mod rebuild;
+pub mod settings;
+pub mod source;
+pub mod startup;
+pub mod verify;

@@ -1,0 +1,337 @@
+//! The document read model in Redis: the memory and session documents the
+//! query service returns by id, session timelines and per-user recent lists
+//! (sorted sets), per-user tag sets, and a user's sessions.
+//!
+//! Keys, under the configured prefix `P` and the active generation `G` (the
+//! value of `P documents:generation`):
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `P gG:memory:<id>` | the memory document (JSON of `MemoryState`) |
+//! | `P gG:memory:<id>:erased` | the version an erased memory ended at |
+//! | `P gG:session:<id>` | the session document (JSON of `SessionState`) |
+//! | `P gG:session:<id>:timeline` | zset of its active memories, by occurred-at or created-at (ms) |
+//! | `P gG:user:<owner>:recent` | zset of the owner's active memories, by updated-at (ms) |
+//! | `P gG:user:<owner>:tag:<tag>` | set of the owner's active memories with that tag |
+//! | `P gG:user:<owner>:sessions` | zset of the owner's sessions, by started-at (ms) |
+//!
+//! Every write is one Lua script: compare the stored version, write the
+//! document and move its index entries, atomically.
+
+use super::{Applied, Projection, ProjectionError, fold_memory, fold_session, pending, poison};
+use crate::source::EventSource;
+use event_schema::{MemoryState, MemoryStatus, SessionState, StoredEvent};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use std::sync::LazyLock;
+use uuid::Uuid;
+
+pub const NAME: &str = "documents";
+
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("documents.lua")));
+
+/// How often a write that lost a compare-and-set is reloaded and retried
+/// before the batch fails (and is retried as a whole).
+const MAX_CAS_ATTEMPTS: usize = 8;
+
+/// Key layout under one prefix.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn generation_pointer(&self) -> String {
+        format!("{}documents:generation", self.prefix)
+    }
+
+    pub fn generation_prefix(&self, g: i64) -> String {
+        format!("{}g{g}:", self.prefix)
+    }
+
+    pub fn memory(&self, g: i64, id: Uuid) -> String {
+        format!("{}g{g}:memory:{id}", self.prefix)
+    }
+
+    pub fn memory_tombstone(&self, g: i64, id: Uuid) -> String {
+        format!("{}g{g}:memory:{id}:erased", self.prefix)
+    }
+
+    pub fn session(&self, g: i64, id: Uuid) -> String {
+        format!("{}g{g}:session:{id}", self.prefix)
+    }
+
+    pub fn timeline(&self, g: i64, session: Uuid) -> String {
+        format!("{}g{g}:session:{session}:timeline", self.prefix)
+    }
+
+    pub fn recent(&self, g: i64, owner: &str) -> String {
+        format!("{}g{g}:user:{owner}:recent", self.prefix)
+    }
+
+    pub fn tag(&self, g: i64, owner: &str, tag: &str) -> String {
+        format!("{}g{g}:user:{owner}:tag:{tag}", self.prefix)
+    }
+
+    pub fn sessions(&self, g: i64, owner: &str) -> String {
+        format!("{}g{g}:user:{owner}:sessions", self.prefix)
+    }
+}
+
+/// The active generation; 1 before any rebuild.
+pub async fn active_generation(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+) -> Result<i64, redis::RedisError> {
+    let value: Option<i64> = redis.get(keys.generation_pointer()).await?;
+    Ok(value.unwrap_or(1))
+}
+
+#[derive(Debug, Clone)]
+pub struct DocumentProjection {
+    redis: ConnectionManager,
+    keys: Keys,
+    source: EventSource,
+}
+
+/// A write the script performs: expected version, then the new state.
+pub(crate) enum Write<'a> {
+    Memory(&'a MemoryState),
+    Session(&'a SessionState),
+}
+
+impl DocumentProjection {
+    pub fn new(redis: ConnectionManager, keys: Keys, source: EventSource) -> Self {
+        Self {
+            redis,
+            keys,
+            source,
+        }
+    }
+
+    /// Applies one event to generation `g` (`None`: the active one).
+    pub(crate) async fn apply_one(
+        &self,
+        event: &StoredEvent,
+        g: Option<i64>,
+        applied: &mut Applied,
+    ) -> Result<(), ProjectionError> {
+        let id = Uuid::parse_str(&event.aggregate_id)
+            .map_err(|_| poison(event, "aggregate id is not a uuid"))?;
+        let mut redis = self.redis.clone();
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let generation = match g {
+                Some(g) => g,
+                None => active_generation(&mut redis, &self.keys).await?,
+            };
+            let mut counted = Applied::default();
+            let written = match event.aggregate_type.as_str() {
+                event_schema::memory::AGGREGATE_TYPE => {
+                    let tombstone: Option<u64> = redis
+                        .get(self.keys.memory_tombstone(generation, id))
+                        .await?;
+                    if tombstone.is_some() {
+                        counted.duplicates += 1;
+                        None
+                    } else {
+                        let stored: Option<String> =
+                            redis.get(self.keys.memory(generation, id)).await?;
+                        let state: Option<MemoryState> = stored
+                            .map(|doc| serde_json::from_str(&doc))
+                            .transpose()
+                            .map_err(|e| {
+                                ProjectionError::Transient(format!("stored memory document: {e}"))
+                            })?;
+                        let version = state.as_ref().map_or(0, |s| s.version);
+                        let todo = pending(&self.source, version, event, &mut counted).await?;
+                        if todo.is_empty() {
+                            None
+                        } else {
+                            let next = fold_memory(state, &todo)?
+                                .ok_or_else(|| poison(event, "nothing to fold"))?;
+                            Some(
+                                self.write(&mut redis, generation, version, Write::Memory(&next))
+                                    .await?,
+                            )
+                        }
+                    }
+                }
+                event_schema::session::AGGREGATE_TYPE => {
+                    let stored: Option<String> =
+                        redis.get(self.keys.session(generation, id)).await?;
+                    let state: Option<SessionState> = stored
+                        .map(|doc| serde_json::from_str(&doc))
+                        .transpose()
+                        .map_err(|e| {
+                            ProjectionError::Transient(format!("stored session document: {e}"))
+                        })?;
+                    let version = state.as_ref().map_or(0, |s| s.version);
+                    let todo = pending(&self.source, version, event, &mut counted).await?;
+                    if todo.is_empty() {
+                        None
+                    } else {
+                        let next = fold_session(state, &todo)?
+                            .ok_or_else(|| poison(event, "nothing to fold"))?;
+                        Some(
+                            self.write(&mut redis, generation, version, Write::Session(&next))
+                                .await?,
+                        )
+                    }
+                }
+                other => return Err(poison(event, &format!("unknown aggregate type {other:?}"))),
+            };
+            // `Some(false)`: another writer got there first; reload and retry.
+            if written != Some(false) {
+                applied.add(counted);
+                return Ok(());
+            }
+        }
+        Err(ProjectionError::Transient(format!(
+            "document {id} kept changing under this writer"
+        )))
+    }
+
+    /// Runs the compare-and-set script; false when the stored version moved.
+    pub(crate) async fn write(
+        &self,
+        redis: &mut ConnectionManager,
+        g: i64,
+        expected: u64,
+        write: Write<'_>,
+    ) -> Result<bool, ProjectionError> {
+        let args = ScriptArgs::of(g, expected, write)?;
+        let mut invocation = SCRIPT.key(self.keys.generation_pointer());
+        invocation
+            .arg(self.keys.prefix())
+            .arg(args.kind)
+            .arg(args.id.to_string())
+            .arg(args.expected)
+            .arg(args.version)
+            .arg(args.doc)
+            .arg(args.timeline)
+            .arg(args.recency)
+            .arg(args.generation);
+        let outcome: i64 = invocation.invoke_async(redis).await?;
+        Ok(outcome == -1)
+    }
+
+    /// Writes many documents into a generation nobody else writes (a
+    /// rebuild's fresh one), pipelined.
+    pub(crate) async fn bulk_write<'a>(
+        &self,
+        g: i64,
+        writes: impl Iterator<Item = Write<'a>>,
+    ) -> Result<u64, ProjectionError> {
+        let mut redis = self.redis.clone();
+        SCRIPT.load_async(&mut redis).await?;
+        let mut pipe = redis::pipe();
+        let (mut queued, mut written) = (0usize, 0u64);
+        for write in writes {
+            let args = ScriptArgs::of(g, 0, write)?;
+            pipe.cmd("EVALSHA")
+                .arg(SCRIPT.get_hash())
+                .arg(1)
+                .arg(self.keys.generation_pointer())
+                .arg(self.keys.prefix())
+                .arg(args.kind)
+                .arg(args.id.to_string())
+                .arg(args.expected)
+                .arg(args.version)
+                .arg(args.doc)
+                .arg(args.timeline)
+                .arg(args.recency)
+                .arg(args.generation)
+                .ignore();
+            queued += 1;
+            if queued == 1000 {
+                let () = pipe.query_async(&mut redis).await?;
+                pipe = redis::pipe();
+                written += queued as u64;
+                queued = 0;
+            }
+        }
+        if queued > 0 {
+            let () = pipe.query_async(&mut redis).await?;
+            written += queued as u64;
+        }
+        Ok(written)
+    }
+}
+
+/// The script's arguments for one write.
+struct ScriptArgs {
+    kind: &'static str,
+    id: Uuid,
+    expected: u64,
+    version: u64,
+    doc: String,
+    timeline: i64,
+    recency: i64,
+    generation: i64,
+}
+
+impl ScriptArgs {
+    fn of(generation: i64, expected: u64, write: Write<'_>) -> Result<Self, ProjectionError> {
+        Ok(match write {
+            Write::Memory(state) => Self {
+                kind: "memory",
+                id: state.id,
+                expected,
+                version: state.version,
+                // An erased memory is written as no document: the script
+                // deletes it and leaves a tombstone.
+                doc: if state.facts.status == MemoryStatus::Erased {
+                    String::new()
+                } else {
+                    to_json(state)?
+                },
+                timeline: state
+                    .facts
+                    .occurred_at
+                    .unwrap_or(state.created_at)
+                    .timestamp_millis(),
+                recency: state.updated_at.timestamp_millis(),
+                generation,
+            },
+            Write::Session(state) => Self {
+                kind: "session",
+                id: state.id,
+                expected,
+                version: state.version,
+                doc: to_json(state)?,
+                timeline: state.started_at.timestamp_millis(),
+                recency: state.updated_at.timestamp_millis(),
+                generation,
+            },
+        })
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ProjectionError> {
+    serde_json::to_string(value).map_err(|e| ProjectionError::Transient(e.to_string()))
+}
+
+#[async_trait::async_trait]
+impl Projection for DocumentProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn apply(&self, events: &[StoredEvent]) -> Result<Applied, ProjectionError> {
+        let mut applied = Applied::default();
+        for event in events {
+            self.apply_one(event, None, &mut applied).await?;
+        }
+        Ok(applied)
+    }
+}

@@ -1,0 +1,178 @@
+//! Projections: each turns the event stream into one read model, and each is
+//! idempotent and order-safe on its own. Every row or document keeps the
+//! sequence of the last event of its aggregate it reflects, so:
+//!
+//! - sequence ≤ stored: a duplicate, skipped;
+//! - sequence = stored + 1: applied;
+//! - sequence > stored + 1: a gap, filled from the event store first.
+//!
+//! The new state is always computed with `event_schema`'s fold, the same code
+//! the history and `verify` use, so a read model equals the fold of the store.
+
+pub mod documents;
+pub mod search;
+
+use crate::source::EventSource;
+use event_schema::{
+    EventEnvelope, MemoryEvent, MemoryState, SessionEvent, SessionState, StoredEvent,
+};
+
+/// Why a batch could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// This event cannot be applied, and trying again will not change that.
+    #[error("unprocessable event: {0}")]
+    Poison(String),
+    /// A dependency failed (database, Redis, embedder); try again later.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// The projector is misconfigured for this read model; it must stop.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl From<sqlx::Error> for ProjectionError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Transient(format!("database: {error}"))
+    }
+}
+
+impl From<redis::RedisError> for ProjectionError {
+    fn from(error: redis::RedisError) -> Self {
+        Self::Transient(format!("redis: {error}"))
+    }
+}
+
+/// What a batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub applied: u64,
+    pub duplicates: u64,
+    /// Events read from the event store to fill gaps.
+    pub gap_filled: u64,
+}
+
+impl Applied {
+    pub fn add(&mut self, other: Applied) {
+        self.applied += other.applied;
+        self.duplicates += other.duplicates;
+        self.gap_filled += other.gap_filled;
+    }
+}
+
+/// One read model, fed events in delivery order.
+#[async_trait::async_trait]
+pub trait Projection: Send + Sync + std::fmt::Debug {
+    /// A short, stable name: queue suffix and metric label.
+    fn name(&self) -> &'static str;
+
+    /// Applies `events` in order; duplicates are skipped, gaps filled.
+    async fn apply(&self, events: &[StoredEvent]) -> Result<Applied, ProjectionError>;
+}
+
+/// Events of one aggregate to fold onto a state at `version`, gaps filled from
+/// the store. Returns the events to apply, in order, or none for a duplicate.
+pub(crate) async fn pending(
+    source: &EventSource,
+    version: u64,
+    event: &StoredEvent,
+    applied: &mut Applied,
+) -> Result<Vec<StoredEvent>, ProjectionError> {
+    let sequence = u64::try_from(event.sequence).map_err(|_| poison(event, "negative sequence"))?;
+    if sequence <= version {
+        applied.duplicates += 1;
+        return Ok(Vec::new());
+    }
+    let mut events = Vec::new();
+    if sequence > version + 1 {
+        let missing = source
+            .between(
+                &event.aggregate_type,
+                &event.aggregate_id,
+                version as i64,
+                event.sequence,
+            )
+            .await?;
+        let expected = sequence - version - 1;
+        if missing.len() as u64 != expected {
+            // The store must hold every earlier event of an event it published.
+            return Err(poison(
+                event,
+                &format!(
+                    "the store has {} of the {expected} earlier events",
+                    missing.len()
+                ),
+            ));
+        }
+        applied.gap_filled += expected;
+        events.extend(missing);
+    }
+    events.push(event.clone());
+    applied.applied += 1;
+    Ok(events)
+}
+
+pub(crate) fn poison(event: &StoredEvent, why: &str) -> ProjectionError {
+    ProjectionError::Poison(format!(
+        "{} {} #{} ({}): {why}",
+        event.aggregate_type, event.aggregate_id, event.sequence, event.event_id
+    ))
+}
+
+fn decode<E: event_schema::Event>(
+    event: &StoredEvent,
+) -> Result<EventEnvelope<E>, ProjectionError> {
+    event
+        .clone()
+        .decode::<E>()
+        .map_err(|e| poison(event, &e.to_string()))
+}
+
+/// Folds `events` onto a memory state (`None` before its first event).
+pub(crate) fn fold_memory(
+    mut state: Option<MemoryState>,
+    events: &[StoredEvent],
+) -> Result<Option<MemoryState>, ProjectionError> {
+    for event in events {
+        let envelope = decode::<MemoryEvent>(event)?;
+        match &mut state {
+            None => {
+                state =
+                    Some(MemoryState::start(&envelope).map_err(|e| poison(event, &e.to_string()))?)
+            }
+            Some(current) => current
+                .apply(&envelope)
+                .map_err(|e| poison(event, &e.to_string()))?,
+        }
+    }
+    Ok(state)
+}
+
+/// Folds `events` onto a session state.
+pub(crate) fn fold_session(
+    mut state: Option<SessionState>,
+    events: &[StoredEvent],
+) -> Result<Option<SessionState>, ProjectionError> {
+    for event in events {
+        let envelope = decode::<SessionEvent>(event)?;
+        match &mut state {
+            None => {
+                state = Some(
+                    SessionState::start(&envelope).map_err(|e| poison(event, &e.to_string()))?,
+                )
+            }
+            Some(current) => current
+                .apply(&envelope)
+                .map_err(|e| poison(event, &e.to_string()))?,
+        }
+    }
+    Ok(state)
+}
+
+/// The text a memory is embedded from: its title, if any, then its content.
+pub fn embedding_text(state: &MemoryState) -> String {
+    match &state.facts.title {
+        Some(title) => format!("{title}\n\n{}", state.facts.content),
+        None => state.facts.content.clone(),
+    }
+}

@@ -1,0 +1,95 @@
+//! Settings from `SB_*` environment variables. The embedder's settings are
+//! read separately, by the `embeddings` crate's own struct.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use service_kit::settings::{self, LogFormat, SettingsError};
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `SB_PROJECTOR_HTTP_ADDR`: health and metrics.
+    #[serde(default = "default_http_addr")]
+    pub projector_http_addr: SocketAddr,
+    /// `SB_READ_DATABASE_URL`: the read-model database.
+    pub read_database_url: SecretString,
+    /// `SB_EVENT_STORE_URL`: the event store, read to fill gaps, rebuild and verify.
+    pub event_store_url: SecretString,
+    /// `SB_RABBITMQ_URL`.
+    pub rabbitmq_url: SecretString,
+    /// `SB_RABBITMQ_EXCHANGE`: the topic exchange the relay publishes to.
+    #[serde(default = "default_exchange")]
+    pub rabbitmq_exchange: String,
+    /// `SB_PROJECTOR_QUEUE_PREFIX`: queue names are `<prefix>.<projection>`;
+    /// the dead-letter exchange and queue are `<prefix>.dead_letter`.
+    #[serde(default = "default_queue_prefix")]
+    pub projector_queue_prefix: String,
+    /// `SB_REDIS_URL`.
+    pub redis_url: SecretString,
+    /// `SB_REDIS_KEY_PREFIX`: every Redis key starts with it.
+    #[serde(default = "default_key_prefix")]
+    pub redis_key_prefix: String,
+    /// `SB_PROJECTOR_PREFETCH`: unacknowledged deliveries per queue.
+    #[serde(default = "default_prefetch")]
+    pub projector_prefetch: u16,
+    /// `SB_PROJECTOR_BATCH_SIZE`: deliveries applied (and embedded) together.
+    #[serde(default = "default_batch_size")]
+    pub projector_batch_size: usize,
+    /// `SB_PROJECTOR_MAX_ATTEMPTS`: tries of one event before it is dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    pub projector_max_attempts: u32,
+    /// `SB_LOG_FORMAT`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+fn default_http_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8082))
+}
+fn default_exchange() -> String {
+    "second_brain.events".to_owned()
+}
+fn default_queue_prefix() -> String {
+    "second_brain.projector".to_owned()
+}
+fn default_key_prefix() -> String {
+    "sb:".to_owned()
+}
+fn default_prefetch() -> u16 {
+    256
+}
+fn default_batch_size() -> usize {
+    64
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let settings: Self = settings::from_env()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |name, reason: &str| {
+            Err(SettingsError::Invalid {
+                name,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.projector_batch_size == 0 {
+            return invalid("PROJECTOR_BATCH_SIZE", "must be at least 1");
+        }
+        if self.projector_prefetch == 0
+            || usize::from(self.projector_prefetch) < self.projector_batch_size
+        {
+            return invalid("PROJECTOR_PREFETCH", "must be at least the batch size");
+        }
+        if self.projector_max_attempts == 0 {
+            return invalid("PROJECTOR_MAX_ATTEMPTS", "must be at least 1");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! Building and running the projector: connections, read-model generation
+//! check, one consumer per projection, and the health and metrics endpoints.
+
+use crate::broker::{self, ConsumerConfig, ConsumerError};
+use crate::embedding_cache::CachedEmbedder;
+use crate::projection::Projection;
+use crate::projection::documents::{DocumentProjection, Keys};
+use crate::projection::search::{SearchProjection, ensure_generation};
+use crate::settings::Settings;
+use crate::source::EventSource;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use embeddings::Embedder;
+use futures::future::BoxFuture;
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+use service_kit::http::{
+    Readiness, ReadinessCheck, health_routes, metrics_route, not_found, observe_requests,
+    problem_fallback,
+};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The migrations of the read-model database, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/read-model");
+
+pub fn pool(url: &secrecy::SecretString, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(url.expose_secret())
+}
+
+pub async fn redis(url: &secrecy::SecretString) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url.expose_secret()).context("invalid SB_REDIS_URL")?;
+    client
+        .get_connection_manager()
+        .await
+        .context("connecting to Redis")
+}
+
+/// Redis answers PING.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // the connection manager has no Debug
+pub struct RedisCheck(pub ConnectionManager);
+
+impl ReadinessCheck for RedisCheck {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        let mut connection = self.0.clone();
+        Box::pin(async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The connections and projections a projector process works with.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    pub read_pool: PgPool,
+    pub events: EventSource,
+    pub redis: ConnectionManager,
+    pub keys: Keys,
+    pub search: Arc<SearchProjection>,
+    pub documents: Arc<DocumentProjection>,
+}
+
+impl Parts {
+    pub async fn connect(settings: &Settings, embedder: Arc<dyn Embedder>) -> anyhow::Result<Self> {
+        let read_pool = pool(&settings.read_database_url, 8)?;
+        let events = EventSource::new(pool(&settings.event_store_url, 4)?);
+        let redis = redis(&settings.redis_url).await?;
+        let keys = Keys::new(settings.redis_key_prefix.clone());
+        let embedder = CachedEmbedder::new(embedder, read_pool.clone());
+        let search = Arc::new(SearchProjection::new(
+            read_pool.clone(),
+            events.clone(),
+            embedder,
+        ));
+        let documents = Arc::new(DocumentProjection::new(
+            redis.clone(),
+            keys.clone(),
+            events.clone(),
+        ));
+        Ok(Self {
+            read_pool,
+            events,
+            redis,
+            keys,
+            search,
+            documents,
+        })
+    }
+}
+
+/// A running projector: consumers plus the HTTP endpoints.
+pub struct Application {
+    port: u16,
+    server: Server,
+    handle: ServerHandle,
+    consumers: Vec<JoinHandle<Result<(), ConsumerError>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Checks (or creates) the read model's generation for this embedder,
+    /// starts a consumer per projection and binds the HTTP listener.
+    pub async fn build(settings: &Settings, embedder: Arc<dyn Embedder>) -> anyhow::Result<Self> {
+        let (model, dimension) = (embedder.model_id().to_owned(), embedder.dimension());
+        let parts = Parts::connect(settings, embedder).await?;
+        ensure_generation(&parts.read_pool, &model, dimension)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+        let config = ConsumerConfig {
+            url: settings.rabbitmq_url.clone(),
+            exchange: settings.rabbitmq_exchange.clone(),
+            queue_prefix: settings.projector_queue_prefix.clone(),
+            prefetch: settings.projector_prefetch,
+            batch_size: settings.projector_batch_size,
+            max_attempts: settings.projector_max_attempts,
+        };
+        let (shutdown, stopped) = watch::channel(false);
+        let projections: [Arc<dyn Projection>; 2] = [parts.search.clone(), parts.documents.clone()];
+        let consumers = projections
+            .into_iter()
+            .map(|projection| {
+                tokio::spawn(broker::run(projection, config.clone(), stopped.clone()))
+            })
+            .collect();
+
+        let listener = TcpListener::bind(settings.projector_http_addr)?;
+        let port = listener.local_addr()?.port();
+        let readiness = web::Data::new(
+            Readiness::new(Duration::from_secs(2))
+                .with(parts.read_pool.clone())
+                .with(parts.events.pool().clone())
+                .with(RedisCheck(parts.redis.clone())),
+        );
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(problem_fallback())
+                .wrap(from_fn(observe_requests))
+                .app_data(readiness.clone())
+                .configure(health_routes)
+                .configure(metrics_route)
+                .default_service(web::to(not_found))
+        })
+        .shutdown_timeout(20)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        Ok(Self {
+            port,
+            server,
+            handle,
+            consumers,
+            shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs until SIGTERM/ctrl-c (the HTTP server's signal handling) or until
+    /// a consumer stops on a fatal error; then stops the consumers after their
+    /// batch in flight and returns.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            server,
+            handle,
+            consumers,
+            shutdown,
+            ..
+        } = self;
+        let mut consumers = futures::future::select_all(consumers);
+        let fatal = tokio::select! {
+            served = server => { served?; None }
+            (first, _, _) = &mut consumers => Some(first),
+        };
+        let _ = shutdown.send(true);
+        if let Some(first) = fatal {
+            handle.stop(true).await;
+            let _ = shutdown.send(true);
+            match first {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(anyhow::anyhow!("{error}")),
+                Err(join) => return Err(anyhow::anyhow!("a consumer panicked: {join}")),
+            }
+        }
+        for consumer in consumers.into_inner() {
+            match consumer.await {
+                Ok(Err(error)) => return Err(anyhow::anyhow!("{error}")),
+                Err(join) => return Err(anyhow::anyhow!("a consumer panicked: {join}")),
+                Ok(Ok(())) => {}
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,33 @@
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use query_service::settings::Settings;
+use query_service::startup::Application;
+
+#[derive(Debug, Parser)]
+#[command(name = "query-service", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Cli { command } = Cli::parse();
+    match command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let settings = Settings::from_env().context("invalid settings")?;
+            service_kit::telemetry::init_logging(settings.log_format);
+            let app = Application::build(&settings)?;
+            tracing::info!(addr = %settings.query_http_addr, "query-service listening");
+            app.run_until_stopped().await?;
+            tracing::info!("query-service stopped");
+            Ok(())
+        }
+    }
+}

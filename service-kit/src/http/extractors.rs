@@ -1,0 +1,131 @@
+//! Extractor configurations that turn every malformed request into a problem
+//! with a stable code instead of actix-web's plain-text default.
+
+use crate::problem::Problem;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+
+/// JSON bodies: `application/json` only, at most `limit` bytes, unknown fields
+/// and type mismatches reported with serde's position-bearing message.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .content_type_required(true)
+        .content_type(|mime| mime.type_() == "application" && mime.subtype() == "json")
+        .error_handler(|error, _req| json_problem(&error).into())
+}
+
+fn json_problem(error: &JsonPayloadError) -> Problem {
+    match error {
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "Body too large",
+        )
+        .with_detail(format!("the request body is limited to {limit} bytes")),
+        JsonPayloadError::ContentType => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+        )
+        .with_detail("send the body as application/json"),
+        JsonPayloadError::Deserialize(inner) => {
+            use serde_json::error::Category;
+            match inner.classify() {
+                Category::Syntax | Category::Eof | Category::Io => Problem::bad_request(
+                    "malformed_json",
+                    format!("the body is not valid JSON: {inner}"),
+                ),
+                Category::Data => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    "Invalid body",
+                )
+                .with_detail(inner.to_string()),
+            }
+        }
+        // Only reachable when the framework serialises a response; never a client fault.
+        JsonPayloadError::Serialize(_) => Problem::internal(),
+        JsonPayloadError::Payload(inner) => {
+            Problem::bad_request("unreadable_body", inner.to_string())
+        }
+        // `JsonPayloadError` is non-exhaustive: a variant added upstream is still a client error.
+        other => Problem::bad_request("invalid_body", other.to_string()),
+    }
+}
+
+/// Path segments: a malformed id is a 404, as it names nothing that can exist,
+/// but with its own code so a client can tell a typo from a missing resource.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|error: PathError, _req| {
+        Problem::new(StatusCode::NOT_FOUND, "invalid_id", "Not found")
+            .with_detail(format!("the path does not name a resource: {error}"))
+            .into()
+    })
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error: QueryPayloadError, _req| {
+        Problem::bad_request("invalid_query", error.to_string()).into()
+    })
+}
+
+/// The default service: unknown paths get a problem, not an empty 404.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    let problem = if req.match_pattern().is_some() {
+        Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
+        )
+    } else {
+        Problem::not_found().with_detail(format!("no route for {}", req.path()))
+    };
+    problem.error_response()
+}
+
+/// A safety net for error responses the framework makes itself (a 405 from a
+/// resource without that method, say): any 4xx or 5xx that is not already a
+/// problem document becomes one, so clients parse one error format only.
+pub fn problem_fallback<B: actix_web::body::MessageBody + 'static>()
+-> actix_web::middleware::ErrorHandlers<B> {
+    use actix_web::http::header::CONTENT_TYPE;
+    use actix_web::middleware::ErrorHandlerResponse;
+    actix_web::middleware::ErrorHandlers::new().default_handler(
+        |res: actix_web::dev::ServiceResponse<B>| {
+            let is_problem = res.headers().get(CONTENT_TYPE).is_some_and(|v| {
+                v.as_bytes()
+                    .starts_with(crate::problem::PROBLEM_JSON.as_bytes())
+            });
+            if is_problem {
+                return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+            }
+            let status = res.status();
+            let problem = match status {
+                StatusCode::NOT_FOUND => Problem::not_found(),
+                StatusCode::METHOD_NOT_ALLOWED => {
+                    Problem::new(status, "method_not_allowed", "Method not allowed")
+                }
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    Problem::new(status, "body_too_large", "Body too large")
+                }
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                    Problem::new(status, "unsupported_media_type", "Unsupported media type")
+                }
+                s if s.is_client_error() => Problem::new(
+                    s,
+                    "bad_request",
+                    s.canonical_reason().unwrap_or("Bad request"),
+                ),
+                _ => Problem::internal(),
+            };
+            let (req, _) = res.into_parts();
+            let response = problem.error_response().map_into_right_body();
+            Ok(ErrorHandlerResponse::Response(
+                actix_web::dev::ServiceResponse::new(req, response),
+            ))
+        },
+    )
+}

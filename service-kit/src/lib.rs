@@ -1,0 +1,17 @@
+//! Plumbing the Second Brain services share, so that each service gets the same
+//! behaviour from one implementation instead of a copy:
+//!
+//! - [`settings`]: typed settings read once from `SB_*` environment variables.
+//! - [`telemetry`]: JSON (or pretty) `tracing` logs and the Prometheus recorder.
+//! - [`problem`]: RFC 9457 `application/problem+json` errors with stable codes.
+//! - [`http`]: request ids, correlation ids, request metrics, extractor error
+//!   handlers, health and metrics endpoints.
+//! - [`auth`]: bearer JWTs and per-user API keys, resolved to a [`auth::Caller`].
+
+pub mod auth;
+pub mod http;
+pub mod problem;
+pub mod settings;
+pub mod telemetry;
+
+pub use problem::Problem;
