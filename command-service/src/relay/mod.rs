@@ -385,6 +385,10 @@ impl Relay {
                 }
             }
         }
+        if self.broker.as_ref().is_some_and(|broker| !broker.is_open()) {
+            tracing::warn!(relay = %self.config.name, "rabbitmq connection lost; reconnecting");
+            self.broker = None;
+        }
         if self.broker.is_none() {
             let broker = Broker::connect(
                 &self.config.rabbitmq_url,

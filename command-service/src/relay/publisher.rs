@@ -175,6 +175,14 @@ impl Broker {
         Ok(Confirms { pending })
     }
 
+    /// Whether the connection and channel are still open. A broker that
+    /// closes an idle connection is only noticed here (or on the next publish),
+    /// so the relay checks before each round and reconnects at once rather
+    /// than fail the first batch after a quiet spell.
+    pub(super) fn is_open(&self) -> bool {
+        self.connection.status().connected() && self.channel.status().connected()
+    }
+
     /// Closes the connection politely (a stopping relay, not a failed one).
     pub(super) async fn close(self) {
         let _ = self.channel.close(200, "relay stopping".into()).await;
