@@ -15,6 +15,7 @@
 //!   write side stores it as, and [`StoredEvent::decode`] from a raw row.
 //! - [`upcast`](mod@upcast): type names, current versions, routing names ([`EventKind`])
 //!   and [`upcast()`](upcast::upcast) of an old payload on read.
+//! - [`tag`]: the one normalisation of a tag, for writes and filters alike.
 //! - [`fold`]: whole-history and point-in-time folds from envelopes to state.
 //! - [`error`]: one error enum per operation.
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod fold;
 pub mod memory;
 pub mod session;
+pub mod tag;
 pub mod upcast;
 
 pub use envelope::{Event, EventEnvelope, EventMetadata, StoredEvent};

@@ -1,5 +1,6 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use embeddings::EmbeddingSettings;
 use query_service::settings::Settings;
 use query_service::startup::Application;
 
@@ -22,8 +23,16 @@ async fn main() -> anyhow::Result<()> {
     match command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let settings = Settings::from_env().context("invalid settings")?;
+            let embedding: EmbeddingSettings =
+                service_kit::settings::from_env().context("invalid embedding settings")?;
             service_kit::telemetry::init_logging(settings.log_format);
-            let app = Application::build(&settings)?;
+            let config = embedding
+                .to_config()
+                .context("invalid embedding settings")?;
+            let embedder = embeddings::build(&config)
+                .await
+                .context("loading the embedder")?;
+            let app = Application::build(&settings, embedder).await?;
             tracing::info!(addr = %settings.query_http_addr, "query-service listening");
             app.run_until_stopped().await?;
             tracing::info!("query-service stopped");

@@ -1,17 +1,47 @@
-//! Settings from `SB_*` environment variables.
+//! Settings from `SB_*` environment variables, validated at start-up. The
+//! embedder's own variables (`SB_EMBEDDING_*`, `SB_OPENAI_*`) are read
+//! separately into [`embeddings::EmbeddingSettings`], shared with the projector,
+//! so queries are embedded exactly as the stored memories were.
 
 use secrecy::SecretString;
 use serde::Deserialize;
-use service_kit::settings::{self, LogFormat, SettingsError};
+use service_kit::settings::{self, LogFormat, SettingsError, require_min_len};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
-    /// `SB_QUERY_HTTP_ADDR`: where the HTTP endpoints listen.
+    /// `SB_QUERY_HTTP_ADDR`: where the HTTP API listens.
     #[serde(default = "default_http_addr")]
     pub query_http_addr: SocketAddr,
     /// `SB_READ_DATABASE_URL`: the read-model database (secret: it may hold a password).
     pub read_database_url: SecretString,
+    /// `SB_EVENT_STORE_READ_URL`: the event store, as a role that may only
+    /// read it (history, point-in-time state, API keys). The pool also marks
+    /// every transaction read-only.
+    pub event_store_read_url: SecretString,
+    /// `SB_REDIS_URL`: the document store.
+    pub redis_url: SecretString,
+    /// `SB_REDIS_KEY_PREFIX`: the projector's key prefix.
+    #[serde(default = "default_key_prefix")]
+    pub redis_key_prefix: String,
+    /// `SB_JWT_SECRET`: the HS256 secret bearer tokens are checked with (at least 32 bytes).
+    pub jwt_secret: SecretString,
+    /// `SB_QUERY_MAX_CONNECTIONS`: read-database pool size.
+    #[serde(default = "default_max_connections")]
+    pub query_max_connections: u32,
+    /// `SB_QUERY_HNSW_EF_SEARCH`: HNSW candidate list size per vector search;
+    /// higher is more exact and slower (see docs/benchmarks.md for the recall
+    /// it buys).
+    #[serde(default = "default_ef_search")]
+    pub query_hnsw_ef_search: u32,
+    /// `SB_QUERY_EMBEDDING_CACHE_SIZE`: query embeddings kept (LRU).
+    #[serde(default = "default_embedding_cache_size")]
+    pub query_embedding_cache_size: usize,
+    /// `SB_QUERY_CONSISTENCY_TIMEOUT_MS`: how long a read that asks for a
+    /// version (`min_version`) waits for the projection at most.
+    #[serde(default = "default_consistency_timeout_ms")]
+    pub query_consistency_timeout_ms: u64,
     /// `SB_LOG_FORMAT`: `json` or `pretty`.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -20,9 +50,58 @@ pub struct Settings {
 fn default_http_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8081))
 }
+fn default_key_prefix() -> String {
+    "sb:".to_owned()
+}
+fn default_max_connections() -> u32 {
+    16
+}
+fn default_ef_search() -> u32 {
+    100
+}
+fn default_embedding_cache_size() -> usize {
+    1024
+}
+fn default_consistency_timeout_ms() -> u64 {
+    5000
+}
 
 impl Settings {
+    /// Reads and validates the settings; the service refuses to start otherwise.
     pub fn from_env() -> Result<Self, SettingsError> {
-        settings::from_env()
+        let settings: Self = settings::from_env()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |name, reason: &str| {
+            Err(SettingsError::Invalid {
+                name,
+                reason: reason.to_owned(),
+            })
+        };
+        require_min_len("JWT_SECRET", &self.jwt_secret, 32)?;
+        if self.query_max_connections == 0 {
+            return invalid("QUERY_MAX_CONNECTIONS", "must be at least 1");
+        }
+        // pgvector's own bounds for hnsw.ef_search.
+        if !(1..=1000).contains(&self.query_hnsw_ef_search) {
+            return invalid("QUERY_HNSW_EF_SEARCH", "must be between 1 and 1000");
+        }
+        if self.query_embedding_cache_size == 0 {
+            return invalid("QUERY_EMBEDDING_CACHE_SIZE", "must be at least 1");
+        }
+        if !(1..=60_000).contains(&self.query_consistency_timeout_ms) {
+            return invalid(
+                "QUERY_CONSISTENCY_TIMEOUT_MS",
+                "must be between 1 and 60000",
+            );
+        }
+        Ok(())
+    }
+
+    pub fn consistency_timeout(&self) -> Duration {
+        Duration::from_millis(self.query_consistency_timeout_ms)
     }
 }

@@ -1,16 +1,59 @@
-//! Building and running the HTTP listener.
+//! Building and running the application: the pools, the routes, the listener.
 
+use crate::documents::Documents;
+use crate::history::History;
+use crate::http::{self, AppState};
+use crate::rows::ReadModel;
+use crate::search::{QueryEmbedder, Search};
 use crate::settings::Settings;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use secrecy::ExposeSecret;
+use anyhow::Context;
+use embeddings::Embedder;
+use projector::projection::documents::Keys;
+use projector::startup::RedisCheck;
+use secrecy::{ExposeSecret, SecretString};
+use service_kit::auth::{ApiKeyStore, Authenticator};
 use service_kit::http::{
-    Readiness, health_routes, metrics_route, not_found, observe_requests, problem_fallback,
+    Readiness, health_routes, metrics_route, not_found, observe_requests, path_config,
+    problem_fallback, query_config,
 };
-use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::net::TcpListener;
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The read database, with the vector search settings on every connection.
+/// They are connection options, in force before any statement is prepared:
+/// a prepared statement keeps the plan it was made under.
+pub fn read_pool(settings: &Settings) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(settings.read_database_url.expose_secret())
+        .context("invalid SB_READ_DATABASE_URL")?
+        .options([
+            ("hnsw.ef_search", settings.query_hnsw_ef_search.to_string()),
+            // Keep scanning the index until enough neighbours pass the
+            // filters (the owner, above all), rather than return fewer.
+            ("hnsw.iterative_scan", "relaxed_order".to_owned()),
+        ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.query_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+/// The event store, for history and API keys, in read-only transactions.
+pub fn event_store_pool(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url.expose_secret())
+        .context("invalid SB_EVENT_STORE_READ_URL")?
+        .options([("default_transaction_read_only", "on")]);
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
 
 /// A built, bound application, not yet running.
 pub struct Application {
@@ -27,24 +70,52 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Binds the configured address (port 0 picks a free port). The pool
-    /// connects lazily, so readiness reports a database that is not up yet.
-    pub fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy(settings.read_database_url.expose_secret())?;
+    /// Binds the configured address (port 0 picks a free port). The pools
+    /// connect lazily, so readiness reports a database that is not up yet;
+    /// Redis must answer at start.
+    pub async fn build(settings: &Settings, embedder: Arc<dyn Embedder>) -> anyhow::Result<Self> {
+        let read = read_pool(settings)?;
+        let events = event_store_pool(
+            &settings.event_store_read_url,
+            settings.query_max_connections.div_ceil(2),
+        )?;
+        let redis = projector::startup::redis(&settings.redis_url).await?;
         let listener = TcpListener::bind(settings.query_http_addr)?;
         let port = listener.local_addr()?.port();
-        let readiness = web::Data::new(Readiness::new(Duration::from_secs(2)).with(pool));
+        let authenticator = web::Data::new(Authenticator::new(
+            &settings.jwt_secret,
+            ApiKeyStore::new(events.clone()),
+        ));
+        let readiness = web::Data::new(
+            Readiness::new(Duration::from_secs(2))
+                .with(read.clone())
+                .with(RedisCheck(redis.clone())),
+        );
+        let state = web::Data::new(AppState {
+            documents: Documents::new(redis, Keys::new(settings.redis_key_prefix.clone())),
+            rows: ReadModel::new(read.clone()),
+            search: Search::new(
+                read,
+                QueryEmbedder::new(embedder, settings.query_embedding_cache_size),
+            ),
+            history: History::new(events),
+            consistency_timeout: settings.consistency_timeout(),
+        });
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(problem_fallback())
                 .wrap(from_fn(observe_requests))
+                .app_data(authenticator.clone())
                 .app_data(readiness.clone())
+                .app_data(state.clone())
+                .app_data(path_config())
+                .app_data(query_config())
                 .configure(health_routes)
                 .configure(metrics_route)
+                .configure(http::routes)
                 .default_service(web::to(not_found))
         })
+        // actix-web drains in-flight requests on SIGTERM/SIGINT for up to this long.
         .shutdown_timeout(20)
         .listen(listener)?
         .run();

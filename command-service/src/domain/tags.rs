@@ -1,5 +1,4 @@
 use super::Invalid;
-use unicode_normalization::UnicodeNormalization;
 
 /// One tag: compatibility-normalised and lowercased, so `Café`, `CAFÉ` and
 /// `cafe\u{301}` are one tag, built from letters, digits and `- _ : / .`.
@@ -10,7 +9,7 @@ impl Tag {
     pub const MAX_CHARS: usize = 64;
 
     pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
-        let text: String = raw.trim().nfkc().flat_map(char::to_lowercase).collect();
+        let text = event_schema::tag::normalize(raw);
         if text.is_empty() {
             return Err(Invalid::new(field, "tag_empty", "a tag must not be blank"));
         }

@@ -63,6 +63,8 @@ fi
 
 export SB_EVENT_STORE_URL="postgres://postgres@127.0.0.1:${SB_PG_PORT}/second_brain_events"
 export SB_READ_DATABASE_URL="postgres://postgres@127.0.0.1:${SB_PG_PORT}/second_brain_read"
+# The query service reads the event store as a role that may only read it.
+export SB_EVENT_STORE_READ_URL="postgres://second_brain_query@127.0.0.1:${SB_PG_PORT}/second_brain_events"
 export SB_RABBITMQ_URL="amqp://guest:guest@127.0.0.1:${SB_RABBITMQ_PORT}/%2f"
 export SB_REDIS_URL="redis://127.0.0.1:${SB_REDIS_PORT}/"
 
@@ -80,7 +82,7 @@ export SB_TEST_REDIS_URL=$SB_REDIS_URL
 # The variables `stack env` prints, in this order; SB_JWT_SECRET is never among them.
 # shellcheck disable=SC2034 # read by `stack env`
 SB_ENV_EXPORTS=(
-	SB_EVENT_STORE_URL SB_READ_DATABASE_URL SB_RABBITMQ_URL SB_REDIS_URL
+	SB_EVENT_STORE_URL SB_EVENT_STORE_READ_URL SB_READ_DATABASE_URL SB_RABBITMQ_URL SB_REDIS_URL
 	SB_COMMAND_HTTP_ADDR SB_QUERY_HTTP_ADDR SB_PROJECTOR_HTTP_ADDR
 	SB_LOG_FORMAT RUST_LOG SB_EMBEDDING_MODEL_DIR
 	SB_TEST_PG_ADMIN_URL SB_TEST_RABBITMQ_URL SB_TEST_REDIS_URL

@@ -235,6 +235,18 @@ pg_ensure_databases() {
 			sb_psql postgres -c "CREATE DATABASE $db"
 		fi
 	done
+	# The query service's login role, in the read-only group role the
+	# event-store migrations grant SELECT to (created here first if need be;
+	# the migration tolerates that).
+	sb_psql postgres -c 'SET client_min_messages = warning' -c "
+		DO \$\$ BEGIN
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain_reader') THEN
+				CREATE ROLE second_brain_reader NOLOGIN;
+			END IF;
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain_query') THEN
+				CREATE ROLE second_brain_query LOGIN IN ROLE second_brain_reader;
+			END IF;
+		END \$\$"
 	# (the SET hides the "already exists, skipping" notices of a second run)
 	sb_psql second_brain_read -c 'SET client_min_messages = warning' \
 		-c 'CREATE EXTENSION IF NOT EXISTS vector' -c 'CREATE EXTENSION IF NOT EXISTS pg_trgm'

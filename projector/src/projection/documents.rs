@@ -97,6 +97,47 @@ pub async fn active_generation(
     Ok(value.unwrap_or(1))
 }
 
+/// A document to restore where its key went missing: see [`write_if_absent`].
+#[derive(Debug, Clone, Copy)]
+pub enum Missing<'a> {
+    Memory(&'a MemoryState),
+    Session(&'a SessionState),
+}
+
+/// Writes a document, with its index entries, into generation `g` only if
+/// that generation holds neither it nor an erasure tombstone: the query
+/// service's repair of a key that is missing (Redis restarted without its
+/// data, say) from the read database. The same compare-and-set as the
+/// projector's own writes, expecting "absent", so a repair never overwrites
+/// what the projector wrote, and a later event is applied on top of it as
+/// usual. Returns whether it wrote.
+pub async fn write_if_absent(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    g: i64,
+    missing: Missing<'_>,
+) -> Result<bool, ProjectionError> {
+    let write = match missing {
+        Missing::Memory(state) => Write::Memory(state),
+        Missing::Session(state) => Write::Session(state),
+    };
+    let args = ScriptArgs::of(g, 0, write)?;
+    let outcome: i64 = SCRIPT
+        .key(keys.generation_pointer())
+        .arg(keys.prefix())
+        .arg(args.kind)
+        .arg(args.id.to_string())
+        .arg(args.expected)
+        .arg(args.version)
+        .arg(args.doc)
+        .arg(args.timeline)
+        .arg(args.recency)
+        .arg(args.generation)
+        .invoke_async(redis)
+        .await?;
+    Ok(outcome == -1)
+}
+
 #[derive(Debug, Clone)]
 pub struct DocumentProjection {
     redis: ConnectionManager,

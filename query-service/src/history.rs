@@ -1,0 +1,275 @@
+//! History for audit: an aggregate's events as the event store holds them,
+//! and a memory's or session's state as of a version or a time, folded from
+//! those events with the shared folds of `event-schema`.
+//!
+//! The pool this reads through belongs to a role that may only read the event
+//! store, and marks its transactions read-only besides. Ownership is part of
+//! every query: another user's stream reads as no stream at all.
+
+use chrono::{DateTime, Utc};
+use event_schema::{
+    DecodeError, FoldError, MemoryEvent, MemoryState, SessionEvent, SessionState, StoredEvent, fold,
+};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("a stored event does not decode: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("a stream does not fold: {0}")]
+    Fold(#[from] FoldError),
+}
+
+/// Which kind of aggregate a stream belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    Memory,
+    Session,
+}
+
+impl Aggregate {
+    fn type_name(self) -> &'static str {
+        match self {
+            Self::Memory => event_schema::memory::AGGREGATE_TYPE,
+            Self::Session => event_schema::session::AGGREGATE_TYPE,
+        }
+    }
+}
+
+/// One event of a stream, as the audit trail shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Entry {
+    pub event_id: Uuid,
+    /// The aggregate's version after this event (its sequence, from 1).
+    pub version: u64,
+    /// E.g. `MemoryRevised`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: u32,
+    pub recorded_at: DateTime<Utc>,
+    /// Who made the change.
+    pub actor_id: String,
+    pub correlation_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// What changed: the event's fields, at their current schema version. An
+    /// erased memory's earlier events keep their shape but carry none of its
+    /// content, title, tags or metadata.
+    #[schema(value_type = Object)]
+    pub changes: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct History {
+    pool: PgPool,
+}
+
+fn stored(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
+    Ok(StoredEvent {
+        event_id: row.try_get("event_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        global_position: row.try_get("global_position")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        recorded_at: row.try_get("recorded_at")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+    })
+}
+
+impl History {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The owner's events of one aggregate with `after < sequence`, in order,
+    /// at most `limit` (`None`: all).
+    async fn events(
+        &self,
+        aggregate: Aggregate,
+        owner: &str,
+        id: Uuid,
+        after: u64,
+        limit: Option<u32>,
+    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT event_id, aggregate_type, aggregate_id, sequence, global_position, event_type, \
+                    event_version, recorded_at, payload::jsonb AS payload, metadata::jsonb AS metadata \
+               FROM events \
+              WHERE aggregate_type = $1 AND aggregate_id = $2 AND metadata->>'owner_id' = $3 \
+                AND sequence > $4 \
+              ORDER BY sequence \
+              LIMIT $5",
+        )
+        .bind(aggregate.type_name())
+        .bind(id.to_string())
+        .bind(owner)
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(limit.map(i64::from))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored).collect()
+    }
+
+    /// Up to `limit` entries after version `after`, and whether more follow.
+    /// Empty when the aggregate does not exist or is not the owner's.
+    pub async fn entries(
+        &self,
+        aggregate: Aggregate,
+        owner: &str,
+        id: Uuid,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<Entry>, bool), HistoryError> {
+        let mut events = self
+            .events(aggregate, owner, id, after, Some(limit.saturating_add(1)))
+            .await?;
+        let more = events.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+        events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let entries = events
+            .into_iter()
+            .map(|event| entry(aggregate, event))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((entries, more))
+    }
+
+    /// Whether the owner has a stream with this id (for a 404 on an empty page).
+    pub async fn exists(
+        &self,
+        aggregate: Aggregate,
+        owner: &str,
+        id: Uuid,
+    ) -> Result<bool, sqlx::Error> {
+        Ok(!self
+            .events(aggregate, owner, id, 0, Some(1))
+            .await?
+            .is_empty())
+    }
+
+    /// The memory as of `at`, or `None` when it has no such past.
+    pub async fn memory_as_of(
+        &self,
+        owner: &str,
+        id: Uuid,
+        at: PointInTime,
+    ) -> Result<AsOf<MemoryState>, HistoryError> {
+        let events = self.events(Aggregate::Memory, owner, id, 0, None).await?;
+        if events.is_empty() {
+            return Ok(AsOf::NoStream);
+        }
+        let envelopes = events
+            .into_iter()
+            .map(StoredEvent::decode::<MemoryEvent>)
+            .collect::<Result<Vec<_>, _>>()?;
+        if envelopes
+            .iter()
+            .any(|e| matches!(e.payload, MemoryEvent::MemoryErased { .. }))
+        {
+            return Ok(AsOf::Erased);
+        }
+        let state = match at {
+            PointInTime::Version(v) => fold::fold_memory_until_version(&envelopes, v)?,
+            PointInTime::Time(t) => fold::fold_memory_as_of(&envelopes, t)?,
+        };
+        Ok(state.map_or(AsOf::NotYet, AsOf::State))
+    }
+
+    /// The session as of `at`.
+    pub async fn session_as_of(
+        &self,
+        owner: &str,
+        id: Uuid,
+        at: PointInTime,
+    ) -> Result<AsOf<SessionState>, HistoryError> {
+        let events = self.events(Aggregate::Session, owner, id, 0, None).await?;
+        if events.is_empty() {
+            return Ok(AsOf::NoStream);
+        }
+        let envelopes = events
+            .into_iter()
+            .map(StoredEvent::decode::<SessionEvent>)
+            .collect::<Result<Vec<_>, _>>()?;
+        let state = match at {
+            PointInTime::Version(v) => fold::fold_session_until_version(&envelopes, v)?,
+            PointInTime::Time(t) => fold::fold_session_as_of(&envelopes, t)?,
+        };
+        Ok(state.map_or(AsOf::NotYet, AsOf::State))
+    }
+}
+
+/// A version (the state after that many events) or a time (the state after
+/// every event recorded at or before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointInTime {
+    Version(u64),
+    Time(DateTime<Utc>),
+}
+
+#[derive(Debug)]
+pub enum AsOf<T> {
+    State(T),
+    /// The aggregate exists but had no state yet at that point.
+    NotYet,
+    /// No such aggregate of this owner.
+    NoStream,
+    /// Erased: its past is not kept.
+    Erased,
+}
+
+fn entry(aggregate: Aggregate, event: StoredEvent) -> Result<Entry, HistoryError> {
+    // `changes` is the stored payload brought to its current shape, not the
+    // decoded event re-serialised: a redacted field stays absent instead of
+    // coming back as an empty default.
+    let (_, upcast) = event_schema::upcast(
+        &event.aggregate_type,
+        &event.event_type,
+        &event.event_version,
+        event.payload.clone(),
+    )
+    .map_err(DecodeError::from)?;
+    let (metadata, schema_version, version) = match aggregate {
+        Aggregate::Memory => {
+            let e = event.clone().decode::<MemoryEvent>()?;
+            (e.metadata, e.schema_version, e.sequence)
+        }
+        Aggregate::Session => {
+            let e = event.clone().decode::<SessionEvent>()?;
+            (e.metadata, e.schema_version, e.sequence)
+        }
+    };
+    // Stored externally tagged (`{"MemoryRevised": {...}}`); the entry names
+    // the type once and shows the fields.
+    let changes = match upcast {
+        Value::Object(mut map) if map.len() == 1 => map
+            .remove(&event.event_type)
+            .unwrap_or(Value::Object(Default::default())),
+        other => other,
+    };
+    Ok(Entry {
+        event_id: event.event_id,
+        version,
+        event_type: event.event_type,
+        schema_version,
+        recorded_at: event.recorded_at,
+        actor_id: metadata.actor_id,
+        correlation_id: metadata.correlation_id,
+        causation_id: metadata.causation_id,
+        request_id: metadata.request_id,
+        changes,
+    })
+}

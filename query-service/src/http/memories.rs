@@ -1,0 +1,186 @@
+//! `/v1/memories`: one memory by id, and lists with filters and cursors.
+
+use super::params::{Checks, limit, position, with_filters};
+use super::{AppState, from_sqlx, not_yet_consistent};
+use crate::documents::Stored;
+use crate::rows::{Order, Position};
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use event_schema::{MemoryState, MemoryStatus};
+use serde::Deserialize;
+use service_kit::Problem;
+use service_kit::auth::Caller;
+use std::time::Duration;
+use tokio::time::Instant;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/memories", web::get().to(list))
+        .route("/memories/{id}", web::get().to(get));
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GetParams {
+    /// Return the memory even if it is deleted.
+    #[serde(default)]
+    pub include_deleted: bool,
+    /// Read-your-writes: wait (boundedly) until the read model holds at least
+    /// this version, the one a command returned.
+    pub min_version: Option<u64>,
+}
+
+with_filters! {
+    pub struct ListParams {
+        /// Include deleted memories.
+        #[serde(default)]
+        pub include_deleted: bool,
+        /// By creation time: `desc` (newest first, the default) or `asc`.
+        #[serde(default)]
+        #[param(value_type = Option<String>)]
+        pub order: Order,
+        /// Page size, 1 to 200 (default 50).
+        pub limit: Option<u32>,
+        /// From the previous page's `next_cursor`.
+        pub cursor: Option<String>,
+    }
+}
+
+/// Polls a read until it reaches `min_version`, with a short backoff, up to
+/// the configured timeout. Projections usually catch up within milliseconds.
+pub(super) struct Wait {
+    started: Instant,
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Wait {
+    pub(super) fn new(timeout: Duration) -> Self {
+        let started = Instant::now();
+        Self {
+            started,
+            deadline: started + timeout,
+            pause: Duration::from_millis(2),
+        }
+    }
+
+    /// Sleeps before the next attempt; `Err` once the time is up.
+    pub(super) async fn again(&mut self, requested: u64, seen: Option<u64>) -> Result<(), Problem> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            metrics::counter!("read_your_writes_timeouts_total").increment(1);
+            return Err(not_yet_consistent(requested, seen, now - self.started));
+        }
+        tokio::time::sleep(self.pause.min(self.deadline - now)).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(50));
+        Ok(())
+    }
+}
+
+/// What a read by id finds for the caller.
+pub(super) enum Found<T> {
+    Mine(T),
+    /// Nothing yet: it may not exist, or not be projected yet.
+    Absent,
+    /// Erased, or another user's: 404 at once, however long a read may wait.
+    Gone,
+}
+
+/// A memory as the read side sees it: the Redis document, or else the read
+/// database's row, which is then put back into Redis.
+async fn lookup(state: &AppState, owner: &str, id: Uuid) -> Result<Found<MemoryState>, Problem> {
+    let (g, stored) = state.documents.memory(id).await?;
+    match stored {
+        Stored::Found(doc) if doc.owner_id == owner => Ok(Found::Mine(doc)),
+        Stored::Found(_) | Stored::Erased(_) => Ok(Found::Gone),
+        Stored::Missing => {
+            let Some(row) = state.rows.memory(owner, id).await.map_err(from_sqlx)? else {
+                return Ok(Found::Absent);
+            };
+            match state.documents.repair_memory(g, &row).await {
+                Ok(true) => {
+                    metrics::counter!("document_repairs_total", "kind" => "memory").increment(1);
+                    tracing::info!(memory = %id, version = row.version, "repaired a missing memory document");
+                }
+                Ok(false) => {}
+                // The read still succeeds; the next one tries again.
+                Err(error) => {
+                    tracing::warn!(memory = %id, %error, "repairing a memory document failed");
+                }
+            }
+            Ok(Found::Mine(row))
+        }
+    }
+}
+
+/// Get one memory.
+#[utoipa::path(get, path = "/v1/memories/{id}", tag = "memories",
+    params(("id" = Uuid, Path), GetParams),
+    responses((status = 200, description = "The memory document, with its version as the ETag", body = Object),
+              (status = 401, body = Problem), (status = 404, body = Problem),
+              (status = 503, description = "`not_yet_consistent`: `min_version` was not reached in time", body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    query: web::Query<GetParams>,
+) -> Result<HttpResponse, Problem> {
+    let id = path.into_inner();
+    let owner = caller.user_id.as_str();
+    let mut wait = Wait::new(state.consistency_timeout);
+    let memory = loop {
+        match (lookup(&state, owner, id).await?, query.min_version) {
+            (Found::Gone, _) | (Found::Absent, None) => return Err(Problem::not_found()),
+            (Found::Absent, Some(min)) => wait.again(min, None).await?,
+            (Found::Mine(m), Some(min)) if m.version < min => {
+                wait.again(min, Some(m.version)).await?;
+            }
+            (Found::Mine(m), _) => break m,
+        }
+    };
+    if memory.facts.status == MemoryStatus::Deleted && !query.include_deleted {
+        return Err(Problem::not_found()
+            .with_detail("the memory is deleted; pass include_deleted=true to read it"));
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{}\"", memory.version)))
+        .json(memory))
+}
+
+/// List memories: by creation time, filtered, a page at a time.
+#[utoipa::path(get, path = "/v1/memories", tag = "memories",
+    params(ListParams),
+    responses((status = 200, description = "`{items, next_cursor}` of memory documents", body = Object),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<ListParams>,
+) -> Result<HttpResponse, Problem> {
+    let mut checks = Checks::default();
+    let mut filters = query.filter_params().to_filters(&mut checks);
+    filters.include_deleted = query.include_deleted;
+    let limit = limit(query.limit, &mut checks);
+    let after = position(query.cursor.as_deref(), query.order, &mut checks);
+    checks.finish()?;
+    let (items, more) = state
+        .rows
+        .memories(caller.user_id.as_str(), &filters, query.order, after, limit)
+        .await
+        .map_err(from_sqlx)?;
+    let next_cursor = more.then(|| items.last()).flatten().map(|last| {
+        crate::cursor::encode(&Position {
+            at: last.created_at,
+            id: last.id,
+            order: query.order,
+        })
+    });
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "items": items,
+        "next_cursor": next_cursor,
+    })))
+}

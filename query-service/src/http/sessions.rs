@@ -1,0 +1,200 @@
+//! `/v1/sessions`: one session by id, the caller's sessions, and a session's
+//! timeline.
+
+use super::memories::{Found, Wait};
+use super::params::{Checks, limit, position};
+use super::{AppState, from_sqlx};
+use crate::documents::TimelinePosition;
+use crate::rows::{Order, Position, SessionFilter};
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use event_schema::SessionState;
+use serde::Deserialize;
+use service_kit::Problem;
+use service_kit::auth::Caller;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sessions", web::get().to(list))
+        .route("/sessions/{id}", web::get().to(get))
+        .route("/sessions/{id}/timeline", web::get().to(timeline));
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GetParams {
+    /// Read-your-writes: wait (boundedly) until the read model holds at least
+    /// this version.
+    pub min_version: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// `open` or `ended`; both when absent.
+    #[param(value_type = Option<String>)]
+    pub status: Option<SessionFilter>,
+    /// By start time: `desc` (the default) or `asc`.
+    #[serde(default)]
+    #[param(value_type = Option<String>)]
+    pub order: Order,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TimelineParams {
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// A session of the caller's: the Redis document, or else the read
+/// database's row, put back into Redis.
+async fn lookup(state: &AppState, owner: &str, id: Uuid) -> Result<Found<SessionState>, Problem> {
+    let (g, doc) = state.documents.session(id).await?;
+    match doc {
+        Some(doc) if doc.owner_id == owner => Ok(Found::Mine(doc)),
+        Some(_) => Ok(Found::Gone),
+        None => {
+            let Some(row) = state.rows.session(owner, id).await.map_err(from_sqlx)? else {
+                return Ok(Found::Absent);
+            };
+            match state.documents.repair_session(g, &row).await {
+                Ok(true) => {
+                    metrics::counter!("document_repairs_total", "kind" => "session").increment(1);
+                    tracing::info!(session = %id, version = row.version, "repaired a missing session document");
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(session = %id, %error, "repairing a session document failed");
+                }
+            }
+            Ok(Found::Mine(row))
+        }
+    }
+}
+
+/// Get one session.
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions",
+    params(("id" = Uuid, Path), GetParams),
+    responses((status = 200, description = "The session document, with its version as the ETag", body = Object),
+              (status = 401, body = Problem), (status = 404, body = Problem),
+              (status = 503, description = "`not_yet_consistent`", body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    query: web::Query<GetParams>,
+) -> Result<HttpResponse, Problem> {
+    let id = path.into_inner();
+    let owner = caller.user_id.as_str();
+    let mut wait = Wait::new(state.consistency_timeout);
+    let session = loop {
+        match (lookup(&state, owner, id).await?, query.min_version) {
+            (Found::Gone, _) | (Found::Absent, None) => return Err(Problem::not_found()),
+            (Found::Absent, Some(min)) => wait.again(min, None).await?,
+            (Found::Mine(s), Some(min)) if s.version < min => {
+                wait.again(min, Some(s.version)).await?;
+            }
+            (Found::Mine(s), _) => break s,
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{}\"", session.version)))
+        .json(session))
+}
+
+/// List the caller's sessions by start time.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
+    params(ListParams),
+    responses((status = 200, description = "`{items, next_cursor}` of session documents", body = Object),
+              (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<ListParams>,
+) -> Result<HttpResponse, Problem> {
+    let mut checks = Checks::default();
+    let limit = limit(query.limit, &mut checks);
+    let after = position(query.cursor.as_deref(), query.order, &mut checks);
+    checks.finish()?;
+    let (items, more) = state
+        .rows
+        .sessions(
+            caller.user_id.as_str(),
+            query.status,
+            query.order,
+            after,
+            limit,
+        )
+        .await
+        .map_err(from_sqlx)?;
+    let next_cursor = more.then(|| items.last()).flatten().map(|last| {
+        crate::cursor::encode(&Position {
+            at: last.started_at,
+            id: last.id,
+            order: query.order,
+        })
+    });
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "items": items,
+        "next_cursor": next_cursor,
+    })))
+}
+
+/// A session's active memories in time order (when they happened, else when
+/// they were captured), oldest first.
+#[utoipa::path(get, path = "/v1/sessions/{id}/timeline", tag = "sessions",
+    params(("id" = Uuid, Path), TimelineParams),
+    responses((status = 200, description = "`{items, next_cursor}` of memory documents", body = Object),
+              (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn timeline(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    query: web::Query<TimelineParams>,
+) -> Result<HttpResponse, Problem> {
+    let id = path.into_inner();
+    let mut checks = Checks::default();
+    let limit = limit(query.limit, &mut checks);
+    let after = match query.cursor.as_deref() {
+        None => None,
+        Some(raw) => {
+            let decoded = crate::cursor::decode::<TimelinePosition>(raw);
+            if decoded.is_none() {
+                checks.fail(
+                    "cursor",
+                    "invalid_cursor",
+                    "not a cursor this timeline issued",
+                );
+            }
+            decoded
+        }
+    };
+    checks.finish()?;
+    let Found::Mine(_) = lookup(&state, caller.user_id.as_str(), id).await? else {
+        return Err(Problem::not_found());
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let (items, next) = state.documents.timeline(id, after, limit).await?;
+    // The timeline holds ids only; a document is the owner's by construction,
+    // but check anyway rather than trust an index.
+    let items: Vec<_> = items
+        .into_iter()
+        .filter(|m| m.owner_id == caller.user_id.as_str())
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "items": items,
+        "next_cursor": next.map(|n| crate::cursor::encode(&n)),
+    })))
+}

@@ -1,0 +1,305 @@
+//! The read database's memories and sessions (the views over the active
+//! generation): lists with filters and keyset pagination, single rows for
+//! repairing a missing document. Every query is scoped to an owner.
+//!
+//! Columns are always named: the embedding's dimension depends on the model,
+//! so nothing here reads it back.
+
+use chrono::{DateTime, Utc};
+use event_schema::{
+    MemoryFacts, MemoryState, MemoryStatus, SessionFacts, SessionState, SessionStatus,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+const MEMORY_COLUMNS: &str = "id, owner_id, session_id, title, content, tags, metadata, \
+     occurred_at, created_at, updated_at, deleted, version";
+const SESSION_COLUMNS: &str =
+    "id, owner_id, title, metadata, status, started_at, updated_at, ended_at, version";
+
+/// Which memories a list or a search considers, beside the owner.
+#[derive(Debug, Default, Clone)]
+pub struct Filters {
+    pub session: Option<Uuid>,
+    /// At least one of these tags (normalised).
+    pub tags_any: Vec<String>,
+    /// Every one of these tags (normalised).
+    pub tags_all: Vec<String>,
+    /// Inclusive lower and exclusive upper bounds.
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub updated_after: Option<DateTime<Utc>>,
+    pub updated_before: Option<DateTime<Utc>>,
+    /// Deleted memories are left out unless asked for.
+    pub include_deleted: bool,
+}
+
+impl Filters {
+    /// Appends ` AND …` for the owner and every filter set.
+    pub fn push_where(&self, owner: &str, query: &mut QueryBuilder<'_, Postgres>) {
+        query.push(" owner_id = ").push_bind(owner.to_owned());
+        if !self.include_deleted {
+            query.push(" AND NOT deleted");
+        }
+        if let Some(session) = self.session {
+            query.push(" AND session_id = ").push_bind(session);
+        }
+        if !self.tags_any.is_empty() {
+            query.push(" AND tags && ").push_bind(self.tags_any.clone());
+        }
+        if !self.tags_all.is_empty() {
+            query.push(" AND tags @> ").push_bind(self.tags_all.clone());
+        }
+        let bounds = [
+            ("created_at >= ", self.created_after),
+            ("created_at < ", self.created_before),
+            ("updated_at >= ", self.updated_after),
+            ("updated_at < ", self.updated_before),
+        ];
+        for (condition, bound) in bounds {
+            if let Some(at) = bound {
+                query.push(" AND ").push(condition).push_bind(at);
+            }
+        }
+    }
+}
+
+/// Newest first (the default) or oldest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    #[default]
+    Desc,
+    Asc,
+}
+
+impl Order {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Desc => "DESC",
+            Self::Asc => "ASC",
+        }
+    }
+
+    fn after(self) -> &'static str {
+        match self {
+            Self::Desc => "<",
+            Self::Asc => ">",
+        }
+    }
+}
+
+/// Where the previous page of a list ended: the `(time, id)` of its last
+/// item and the order it was read in. Items are ordered by a time that never
+/// changes (creation, start), with the id breaking ties, so a walk sees each
+/// item once even while others are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
+    pub order: Order,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct MemoryRow {
+    id: Uuid,
+    owner_id: String,
+    session_id: Option<Uuid>,
+    title: Option<String>,
+    content: String,
+    tags: Vec<String>,
+    metadata: Json<Map<String, Value>>,
+    occurred_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted: bool,
+    version: i64,
+}
+
+impl From<MemoryRow> for MemoryState {
+    fn from(row: MemoryRow) -> Self {
+        Self {
+            id: row.id,
+            owner_id: row.owner_id,
+            facts: MemoryFacts {
+                content: row.content,
+                title: row.title,
+                tags: row.tags,
+                metadata: row.metadata.0,
+                session_id: row.session_id,
+                occurred_at: row.occurred_at,
+                status: if row.deleted {
+                    MemoryStatus::Deleted
+                } else {
+                    MemoryStatus::Active
+                },
+            },
+            version: u64::try_from(row.version).unwrap_or_default(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct SessionRow {
+    id: Uuid,
+    owner_id: String,
+    title: String,
+    metadata: Json<Map<String, Value>>,
+    status: String,
+    started_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    version: i64,
+}
+
+impl From<SessionRow> for SessionState {
+    fn from(row: SessionRow) -> Self {
+        Self {
+            id: row.id,
+            owner_id: row.owner_id,
+            facts: SessionFacts {
+                title: row.title,
+                metadata: row.metadata.0,
+                status: if row.status == "ended" {
+                    SessionStatus::Ended
+                } else {
+                    SessionStatus::Open
+                },
+            },
+            version: u64::try_from(row.version).unwrap_or_default(),
+            started_at: row.started_at,
+            updated_at: row.updated_at,
+            ended_at: row.ended_at,
+        }
+    }
+}
+
+/// Session list filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionFilter {
+    Open,
+    Ended,
+}
+
+/// The read database.
+#[derive(Debug, Clone)]
+pub struct ReadModel {
+    pool: PgPool,
+}
+
+impl ReadModel {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// One memory of `owner`, deleted or not.
+    pub async fn memory(&self, owner: &str, id: Uuid) -> Result<Option<MemoryState>, sqlx::Error> {
+        let row: Option<MemoryRow> = sqlx::query_as(&format!(
+            "SELECT {MEMORY_COLUMNS} FROM memories WHERE id = $1 AND owner_id = $2"
+        ))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// One session of `owner`.
+    pub async fn session(
+        &self,
+        owner: &str,
+        id: Uuid,
+    ) -> Result<Option<SessionState>, sqlx::Error> {
+        let row: Option<SessionRow> = sqlx::query_as(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1 AND owner_id = $2"
+        ))
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// Up to `limit` memories after `after`, by creation time then id, and
+    /// whether more follow.
+    pub async fn memories(
+        &self,
+        owner: &str,
+        filters: &Filters,
+        order: Order,
+        after: Option<Position>,
+        limit: u32,
+    ) -> Result<(Vec<MemoryState>, bool), sqlx::Error> {
+        let mut query = QueryBuilder::new(format!("SELECT {MEMORY_COLUMNS} FROM memories WHERE"));
+        filters.push_where(owner, &mut query);
+        if let Some(after) = after {
+            query
+                .push(format!(" AND (created_at, id) {} (", order.after()))
+                .push_bind(after.at)
+                .push(", ")
+                .push_bind(after.id)
+                .push(")");
+        }
+        query.push(format!(
+            " ORDER BY created_at {0}, id {0} LIMIT ",
+            order.sql()
+        ));
+        query.push_bind(i64::from(limit) + 1);
+        let rows: Vec<MemoryRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        Ok(page(rows, limit))
+    }
+
+    /// Up to `limit` sessions after `after`, by start time then id.
+    pub async fn sessions(
+        &self,
+        owner: &str,
+        status: Option<SessionFilter>,
+        order: Order,
+        after: Option<Position>,
+        limit: u32,
+    ) -> Result<(Vec<SessionState>, bool), sqlx::Error> {
+        let mut query = QueryBuilder::new(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE owner_id = "
+        ));
+        query.push_bind(owner.to_owned());
+        if let Some(status) = status {
+            query.push(" AND status = ").push_bind(match status {
+                SessionFilter::Open => "open",
+                SessionFilter::Ended => "ended",
+            });
+        }
+        if let Some(after) = after {
+            query
+                .push(format!(" AND (started_at, id) {} (", order.after()))
+                .push_bind(after.at)
+                .push(", ")
+                .push_bind(after.id)
+                .push(")");
+        }
+        query.push(format!(
+            " ORDER BY started_at {0}, id {0} LIMIT ",
+            order.sql()
+        ));
+        query.push_bind(i64::from(limit) + 1);
+        let rows: Vec<SessionRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        Ok(page(rows, limit))
+    }
+}
+
+/// Keeps the first `limit` of `limit + 1` rows, and says whether there were more.
+fn page<R, T: From<R>>(mut rows: Vec<R>, limit: u32) -> (Vec<T>, bool) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    (rows.into_iter().map(Into::into).collect(), more)
+}

@@ -1,0 +1,423 @@
+//! Search over the read database: `semantic` (pgvector cosine distance on the
+//! HNSW index), `keyword` (Postgres full text with stemming and phrases, and
+//! pg_trgm word similarity for typos) and `hybrid`, the default: reciprocal
+//! rank fusion of the two rankings.
+//!
+//! Every query carries the caller as `owner_id = $n`; the vector search runs
+//! with pgvector's iterative index scan, so a filter that discards most
+//! neighbours still fills the page instead of returning fewer hits.
+
+use crate::rows::Filters;
+use embeddings::{EmbedError, Embedder};
+use lru::LruCache;
+use pgvector::Vector;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, QueryBuilder};
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The `k` of reciprocal rank fusion: a hit's fused score is the sum over
+/// the rankings it is in of `1 / (RRF_K + rank)`. 60 is the value of the
+/// original paper (Cormack et al., 2009) and the common default; it keeps a
+/// single first place from outweighing agreement further down.
+const RRF_K: f64 = 60.0;
+
+/// How many candidates hybrid takes from each ranking, at least: enough that
+/// a memory ranked modestly by both still reaches the fusion.
+const MIN_HYBRID_CANDIDATES: u32 = 50;
+
+/// Marks around matched words in a snippet, as Postgres emits them: private
+/// use characters, stripped from the text first, so that after HTML escaping
+/// they can only be ours.
+const MARK_START: char = '\u{E000}';
+const MARK_END: char = '\u{E001}';
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Semantic,
+    Keyword,
+    #[default]
+    Hybrid,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub q: String,
+    pub mode: Mode,
+    pub k: u32,
+    pub filters: Filters,
+    pub explain: bool,
+}
+
+/// One hit's place in one ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct Ranked {
+    /// 1-based.
+    pub rank: u32,
+    pub score: f64,
+}
+
+/// One hit's place in the keyword ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct KeywordRanked {
+    /// 1-based.
+    pub rank: u32,
+    /// `ts_rank_cd` (normalised to 0..1) for a full-text match; the trigram
+    /// word similarity for a typo match (`fuzzy`), which ranks below every
+    /// full-text match.
+    pub score: f64,
+    pub fuzzy: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Explanation {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semantic: Option<Ranked>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyword: Option<KeywordRanked>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Hit {
+    pub id: Uuid,
+    pub title: Option<String>,
+    /// Plain text, HTML-escaped, with the matched words in `<mark>…</mark>`.
+    pub snippet: String,
+    /// Semantic: cosine similarity. Keyword: see [`KeywordRanked::score`].
+    /// Hybrid: the reciprocal-rank-fusion score.
+    pub score: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Explanation>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("embedding the query: {0}")]
+    Embedding(#[from] EmbedError),
+    #[error("the stored vectors were made by {stored}, this service embeds with {ours}")]
+    ModelMismatch { stored: String, ours: String },
+}
+
+/// Query embeddings, with a small LRU cache in front of the embedder (agents
+/// repeat queries; the model is the slowest step of a search).
+#[derive(Debug)]
+pub struct QueryEmbedder {
+    embedder: Arc<dyn Embedder>,
+    cache: Mutex<LruCache<String, Arc<Vector>>>,
+}
+
+impl QueryEmbedder {
+    pub fn new(embedder: Arc<dyn Embedder>, capacity: usize) -> Self {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            embedder,
+            cache: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    pub fn model_id(&self) -> &str {
+        self.embedder.model_id()
+    }
+
+    pub async fn embed(&self, q: &str) -> Result<Arc<Vector>, EmbedError> {
+        if let Some(hit) = self.lock().get(q).cloned() {
+            metrics::counter!("query_embedding_cache_total", "outcome" => "hit").increment(1);
+            return Ok(hit);
+        }
+        metrics::counter!("query_embedding_cache_total", "outcome" => "miss").increment(1);
+        let started = std::time::Instant::now();
+        let mut vectors = self.embedder.embed(&[q.to_owned()]).await?;
+        metrics::histogram!("query_embedding_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let vector = Arc::new(Vector::from(vectors.pop().unwrap_or_default()));
+        self.lock().put(q.to_owned(), vector.clone());
+        Ok(vector)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Arc<Vector>>> {
+        // A panic while holding the lock leaves a consistent cache behind.
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug)]
+pub struct Search {
+    pool: PgPool,
+    embedder: QueryEmbedder,
+}
+
+struct Candidate {
+    id: Uuid,
+    score: f64,
+    fuzzy: bool,
+}
+
+impl Search {
+    pub fn new(pool: PgPool, embedder: QueryEmbedder) -> Self {
+        Self { pool, embedder }
+    }
+
+    pub async fn run(&self, owner: &str, request: &SearchRequest) -> Result<Vec<Hit>, SearchError> {
+        let k = request.k;
+        let (semantic, keyword) = match request.mode {
+            Mode::Semantic => (Some(self.semantic(owner, request, k).await?), None),
+            Mode::Keyword => (None, Some(self.keyword(owner, request, k).await?)),
+            Mode::Hybrid => {
+                let n = (k * 3).max(MIN_HYBRID_CANDIDATES);
+                let (semantic, keyword) = tokio::try_join!(
+                    self.semantic(owner, request, n),
+                    self.keyword(owner, request, n)
+                )?;
+                (Some(semantic), Some(keyword))
+            }
+        };
+        let fused = fuse(request.mode, semantic.as_deref(), keyword.as_deref(), k);
+        let ids: Vec<Uuid> = fused.iter().map(|(id, _, _)| *id).collect();
+        let mut snippets = self.snippets(owner, &request.q, &ids).await?;
+        Ok(fused
+            .into_iter()
+            .filter_map(|(id, score, explanation)| {
+                // A memory deleted between the ranking and this read drops out.
+                let (title, snippet) = snippets.remove(&id)?;
+                Some(Hit {
+                    id,
+                    title,
+                    snippet,
+                    score,
+                    explain: request.explain.then_some(explanation),
+                })
+            })
+            .collect())
+    }
+
+    async fn semantic(
+        &self,
+        owner: &str,
+        request: &SearchRequest,
+        n: u32,
+    ) -> Result<Vec<Candidate>, SearchError> {
+        let stored: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT embedding_model FROM projection_state WHERE projection = 'search'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(Some(stored)) = stored
+            && stored != self.embedder.model_id()
+        {
+            return Err(SearchError::ModelMismatch {
+                stored,
+                ours: self.embedder.model_id().to_owned(),
+            });
+        }
+        let vector = self.embedder.embed(&request.q).await?;
+        let mut query = QueryBuilder::new("SELECT id, (embedding <=> ");
+        query
+            .push_bind(vector.as_ref().clone())
+            .push(")::float8 AS distance FROM memories WHERE");
+        request.filters.push_where(owner, &mut query);
+        query
+            .push(" AND embedding IS NOT NULL ORDER BY embedding <=> ")
+            .push_bind(vector.as_ref().clone())
+            .push(" LIMIT ")
+            .push_bind(i64::from(n));
+        let rows: Vec<(Uuid, f64)> = query.build_query_as().fetch_all(&self.pool).await?;
+        let mut candidates: Vec<Candidate> = rows
+            .into_iter()
+            .map(|(id, distance)| Candidate {
+                id,
+                score: 1.0 - distance,
+                fuzzy: false,
+            })
+            .collect();
+        // The iterative index scan may return neighbours slightly out of order.
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+        Ok(candidates)
+    }
+
+    async fn keyword(
+        &self,
+        owner: &str,
+        request: &SearchRequest,
+        n: u32,
+    ) -> Result<Vec<Candidate>, SearchError> {
+        let mut query = QueryBuilder::new(
+            "SELECT id, search @@ tsq AS matched, \
+                    CASE WHEN search @@ tsq THEN ts_rank_cd(search, tsq, 32) \
+                         ELSE word_similarity(",
+        );
+        query
+            .push_bind(request.q.clone())
+            .push(", content) END::float8 AS score FROM memories, websearch_to_tsquery('english', ")
+            .push_bind(request.q.clone())
+            .push(") AS tsq WHERE");
+        request.filters.push_where(owner, &mut query);
+        query
+            .push(" AND (search @@ tsq OR ")
+            .push_bind(request.q.clone())
+            .push(" <% content) ORDER BY matched DESC, score DESC, id LIMIT ")
+            .push_bind(i64::from(n));
+        let rows: Vec<(Uuid, bool, f64)> = query.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, matched, score)| Candidate {
+                id,
+                score,
+                fuzzy: !matched,
+            })
+            .collect())
+    }
+
+    /// Title and marked snippet of each hit, from the same read.
+    async fn snippets(
+        &self,
+        owner: &str,
+        q: &str,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, (Option<String>, String)>, SearchError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let options = format!(
+            "StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=35, MinWords=15, \
+             MaxFragments=2, FragmentDelimiter=\" … \""
+        );
+        let rows: Vec<(Uuid, Option<String>, String)> = sqlx::query_as(
+            "SELECT id, title, ts_headline('english', translate(content, $4, ''), \
+                                           websearch_to_tsquery('english', $3), $5) \
+               FROM memories WHERE id = ANY($1) AND owner_id = $2 AND NOT deleted",
+        )
+        .bind(ids)
+        .bind(owner)
+        .bind(q)
+        .bind(format!("{MARK_START}{MARK_END}"))
+        .bind(options)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, title, snippet)| (id, (title, mark(&snippet))))
+            .collect())
+    }
+}
+
+/// The final ranking: one mode's candidates as they are, or both fused by
+/// reciprocal rank. Ties break on the id so a ranking is reproducible.
+fn fuse(
+    mode: Mode,
+    semantic: Option<&[Candidate]>,
+    keyword: Option<&[Candidate]>,
+    k: u32,
+) -> Vec<(Uuid, f64, Explanation)> {
+    let mut by_id: HashMap<Uuid, (f64, Explanation)> = HashMap::new();
+    let rank_of = |i: usize| u32::try_from(i + 1).unwrap_or(u32::MAX);
+    for (i, c) in semantic.unwrap_or_default().iter().enumerate() {
+        let entry = by_id.entry(c.id).or_default();
+        entry.1.semantic = Some(Ranked {
+            rank: rank_of(i),
+            score: c.score,
+        });
+    }
+    for (i, c) in keyword.unwrap_or_default().iter().enumerate() {
+        let entry = by_id.entry(c.id).or_default();
+        entry.1.keyword = Some(KeywordRanked {
+            rank: rank_of(i),
+            score: c.score,
+            fuzzy: c.fuzzy,
+        });
+    }
+    let mut fused: Vec<(Uuid, f64, Explanation)> = by_id
+        .into_iter()
+        .map(|(id, (_, explanation))| {
+            let score = match mode {
+                Mode::Semantic => explanation.semantic.map_or(0.0, |r| r.score),
+                Mode::Keyword => explanation.keyword.map_or(0.0, |r| r.score),
+                Mode::Hybrid => {
+                    let rrf = |rank: u32| 1.0 / (RRF_K + f64::from(rank));
+                    explanation.semantic.map_or(0.0, |r| rrf(r.rank))
+                        + explanation.keyword.map_or(0.0, |r| rrf(r.rank))
+                }
+            };
+            (id, score, explanation)
+        })
+        .collect();
+    match mode {
+        // Keep each mode's own order: keyword puts every full-text match
+        // above every typo match, whatever their scores.
+        Mode::Semantic => fused.sort_by_key(|(id, _, e)| (e.semantic.map(|r| r.rank), *id)),
+        Mode::Keyword => fused.sort_by_key(|(id, _, e)| (e.keyword.map(|r| r.rank), *id)),
+        Mode::Hybrid => fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))),
+    }
+    fused.truncate(usize::try_from(k).unwrap_or(usize::MAX));
+    fused
+}
+
+/// HTML-escapes a headline and turns Postgres's marks into `<mark>` tags.
+fn mark(headline: &str) -> String {
+    let mut out = String::with_capacity(headline.len() + 16);
+    for c in headline.chars() {
+        match c {
+            MARK_START => out.push_str("<mark>"),
+            MARK_END => out.push_str("</mark>"),
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidates(ids: &[u128]) -> Vec<Candidate> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| Candidate {
+                id: Uuid::from_u128(*id),
+                score: 1.0 / (i as f64 + 1.0),
+                fuzzy: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fusion_rewards_agreement_between_the_rankings() {
+        // 3 is second in both; 1 and 4 each top one ranking only.
+        let semantic = candidates(&[1, 3, 2]);
+        let keyword = candidates(&[4, 3, 5]);
+        let fused = fuse(Mode::Hybrid, Some(&semantic), Some(&keyword), 10);
+        let order: Vec<u128> = fused.iter().map(|(id, _, _)| id.as_u128()).collect();
+        assert_eq!(order, vec![3, 1, 4, 2, 5]);
+        let (_, score, explanation) = &fused[0];
+        assert!((score - 2.0 / 62.0).abs() < 1e-12);
+        assert_eq!(explanation.semantic.map(|r| r.rank), Some(2));
+        assert_eq!(explanation.keyword.map(|r| r.rank), Some(2));
+    }
+
+    #[test]
+    fn a_single_mode_keeps_its_own_order_and_k_bounds_the_result() {
+        let keyword = candidates(&[9, 8, 7]);
+        let fused = fuse(Mode::Keyword, None, Some(&keyword), 2);
+        let order: Vec<u128> = fused.iter().map(|(id, _, _)| id.as_u128()).collect();
+        assert_eq!(order, vec![9, 8]);
+    }
+
+    #[test]
+    fn snippets_escape_the_text_and_keep_only_our_marks() {
+        assert_eq!(
+            mark("a <b> & \u{E000}word\u{E001} \"q\""),
+            "a &lt;b&gt; &amp; <mark>word</mark> &quot;q&quot;"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+use crate::helpers::{READER_ROLE, database_url, local_embedder, spawn_stack};
+use query_service::settings::Settings;
+use query_service::startup::Application;
+use reqwest::StatusCode;
+
+#[tokio::test]
+async fn health_openapi_and_metrics_are_served_and_errors_are_problems() {
+    let stack = spawn_stack().await;
+    for path in [
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/v1/openapi.json",
+    ] {
+        let response = reqwest::get(format!("{}{path}", stack.query))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let document: serde_json::Value = reqwest::get(format!("{}/v1/openapi.json", stack.query))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/memories",
+        "/v1/memories/{id}",
+        "/v1/memories/{id}/history",
+        "/v1/memories/{id}/as-of",
+        "/v1/sessions",
+        "/v1/sessions/{id}",
+        "/v1/sessions/{id}/timeline",
+        "/v1/sessions/{id}/history",
+        "/v1/search",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} is documented");
+    }
+    let missing = reqwest::get(format!("{}/nothing", stack.query))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // No credentials: 401 on every read.
+    let anonymous = reqwest::get(format!("{}/v1/memories", stack.query))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anonymous.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_problem_never_a_5xx() {
+    let stack = spawn_stack().await;
+    let cases = [
+        "/v1/memories/not-a-uuid",
+        "/v1/memories?limit=0",
+        "/v1/memories?limit=201",
+        "/v1/memories?limit=abc",
+        "/v1/memories?cursor=garbage",
+        "/v1/memories?order=sideways",
+        "/v1/memories?created_after=yesterday",
+        "/v1/memories?session=nope",
+        "/v1/memories?tags_any=,",
+        "/v1/memories?unknown=1",
+        "/v1/sessions?status=paused",
+        "/v1/sessions/00000000-0000-0000-0000-000000000000/timeline?cursor=x",
+        "/v1/search",
+        "/v1/search?q=",
+        "/v1/search?q=%20%20",
+        "/v1/search?q=x&k=0",
+        "/v1/search?q=x&k=101",
+        "/v1/search?q=x&mode=fuzzy",
+        "/v1/search?q=x&explain=perhaps",
+        "/v1/memories/00000000-0000-0000-0000-000000000000/as-of",
+        "/v1/memories/00000000-0000-0000-0000-000000000000/as-of?version=1&at=2026-01-01T00:00:00Z",
+        "/v1/memories/00000000-0000-0000-0000-000000000000/history?limit=0",
+        "/v1/memories/00000000-0000-0000-0000-000000000000/history?after=-1",
+    ];
+    let long = format!("/v1/search?q={}", "a".repeat(1001));
+    for path in cases.iter().copied().chain([long.as_str()]) {
+        let response = stack
+            .client
+            .get(format!("{}{path}", stack.query))
+            .bearer_auth(stack.token("alice"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert!(status.is_client_error(), "{path}: {status}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body["code"].is_string(), "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_read_database_is_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings: Settings = service_kit::settings::from_vars([
+        (
+            "SB_READ_DATABASE_URL".to_owned(),
+            format!("postgres://postgres@127.0.0.1:{port}/nowhere"),
+        ),
+        (
+            "SB_EVENT_STORE_READ_URL".to_owned(),
+            database_url("nowhere", Some(READER_ROLE)),
+        ),
+        ("SB_REDIS_URL".to_owned(), crate::helpers::redis_url()),
+        (
+            "SB_JWT_SECRET".to_owned(),
+            crate::helpers::JWT_SECRET.to_owned(),
+        ),
+        ("SB_QUERY_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+    ])
+    .unwrap();
+    let app = Application::build(&settings, local_embedder().await)
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let live = reqwest::get(format!("{address}/health/live"))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let ready = reqwest::get(format!("{address}/health/ready"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+}

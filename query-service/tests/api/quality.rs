@@ -1,0 +1,147 @@
+//! Search quality on the committed, hand-labelled fixture
+//! (`tests/fixtures/search-quality.json`): nDCG@10 of each mode, hybrid at
+//! least as good as either alone. The figures are printed; `docs/benchmarks.md`
+//! records them.
+
+use crate::helpers::{ids, spawn_stack};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize)]
+struct Fixture {
+    memories: Vec<FixtureMemory>,
+    queries: Vec<FixtureQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FixtureMemory {
+    key: String,
+    title: Option<String>,
+    content: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FixtureQuery {
+    q: String,
+    kind: String,
+    relevant: HashMap<String, u32>,
+}
+
+const K: usize = 10;
+
+/// Normalised discounted cumulative gain of a ranking at `K`, with the usual
+/// exponential gain `2^rel - 1`.
+fn ndcg(ranking: &[String], relevant: &HashMap<String, u32>) -> f64 {
+    let gain = |rel: u32| f64::from(2u32.pow(rel) - 1);
+    let discount = |i: usize| 1.0 / ((i + 2) as f64).log2();
+    let dcg: f64 = ranking
+        .iter()
+        .take(K)
+        .enumerate()
+        .map(|(i, key)| gain(relevant.get(key).copied().unwrap_or(0)) * discount(i))
+        .sum();
+    let mut ideal: Vec<u32> = relevant.values().copied().collect();
+    ideal.sort_unstable_by(|a, b| b.cmp(a));
+    let idcg: f64 = ideal
+        .iter()
+        .take(K)
+        .enumerate()
+        .map(|(i, rel)| gain(*rel) * discount(i))
+        .sum();
+    if idcg == 0.0 { 0.0 } else { dcg / idcg }
+}
+
+#[test]
+fn ndcg_is_one_for_the_ideal_ranking_and_less_otherwise() {
+    let relevant: HashMap<String, u32> = [("a".to_owned(), 3), ("b".to_owned(), 1)].into();
+    let ideal = ndcg(&["a".into(), "b".into()], &relevant);
+    assert!((ideal - 1.0).abs() < 1e-12);
+    let swapped = ndcg(&["b".into(), "a".into()], &relevant);
+    assert!(swapped < 1.0 && swapped > 0.0);
+    assert_eq!(ndcg(&["c".into()], &relevant), 0.0);
+}
+
+#[tokio::test]
+async fn hybrid_ranks_at_least_as_well_as_semantic_or_keyword_alone() {
+    let fixture: Fixture =
+        serde_json::from_str(include_str!("../fixtures/search-quality.json")).unwrap();
+    assert!(fixture.memories.len() >= 200 && fixture.queries.len() >= 30);
+    let stack = spawn_stack().await;
+    let by_id: HashMap<Uuid, String> = futures::stream::iter(&fixture.memories)
+        .map(|m| {
+            let stack = &stack;
+            async move {
+                let mut body = json!({"content": m.content, "tags": m.tags});
+                if let Some(title) = &m.title {
+                    body["title"] = json!(title);
+                }
+                (stack.capture("alice", body).await, m.key.clone())
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    stack.wait_until_projected().await;
+
+    let mut totals: HashMap<&str, f64> = HashMap::new();
+    let mut by_kind: HashMap<(&str, String), (f64, usize)> = HashMap::new();
+    for query in &fixture.queries {
+        for mode in ["semantic", "keyword", "hybrid"] {
+            let q: String = url_encode(&query.q);
+            let body = stack
+                .get_ok(&format!("/v1/search?q={q}&mode={mode}&k={K}"), "alice")
+                .await;
+            let ranking: Vec<String> = ids(&body, "hits")
+                .iter()
+                .map(|id| by_id[id].clone())
+                .collect();
+            let score = ndcg(&ranking, &query.relevant);
+            *totals.entry(mode).or_default() += score;
+            let entry = by_kind.entry((mode, query.kind.clone())).or_default();
+            entry.0 += score;
+            entry.1 += 1;
+        }
+    }
+    let n = fixture.queries.len() as f64;
+    let mean = |mode: &str| totals[mode] / n;
+    let (semantic, keyword, hybrid) = (mean("semantic"), mean("keyword"), mean("hybrid"));
+    println!(
+        "nDCG@{K} over {} queries and {} memories: semantic {semantic:.3}, keyword {keyword:.3}, hybrid {hybrid:.3}",
+        fixture.queries.len(),
+        fixture.memories.len()
+    );
+    let mut kinds: Vec<_> = by_kind.into_iter().collect();
+    kinds.sort_by(|a, b| (a.0.1.as_str(), a.0.0).cmp(&(b.0.1.as_str(), b.0.0)));
+    for ((mode, kind), (sum, count)) in kinds {
+        println!(
+            "  {kind:>8} queries ({count}): {mode:>8} {:.3}",
+            sum / count as f64
+        );
+    }
+    assert!(
+        hybrid >= semantic,
+        "hybrid {hybrid:.3} < semantic {semantic:.3}"
+    );
+    assert!(
+        hybrid >= keyword,
+        "hybrid {hybrid:.3} < keyword {keyword:.3}"
+    );
+}
+
+/// Percent-encodes a query for the URL (reqwest's own encoder would need a
+/// typed query struct; this keeps the request visible as a string).
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,223 @@
+use crate::helpers::{Stack, ids, spawn_stack};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+async fn hits(stack: &Stack, query: &str) -> Vec<Uuid> {
+    let body = stack.get_ok(&format!("/v1/search?{query}"), "alice").await;
+    ids(&body, "hits")
+}
+
+fn set(ids: &[Uuid]) -> HashSet<Uuid> {
+    ids.iter().copied().collect()
+}
+
+#[tokio::test]
+async fn the_three_modes_find_by_words_by_meaning_and_by_both() {
+    let stack = spawn_stack().await;
+    let cat = stack
+        .capture("alice", json!({"title": "Pets", "content": "The cat sleeps on the warm windowsill every afternoon."}))
+        .await;
+    let invoice = stack
+        .capture(
+            "alice",
+            json!({"content": "Invoice INV-4471 from the plumber is due on Friday."}),
+        )
+        .await;
+    let deploy = stack
+        .capture(
+            "alice",
+            json!({"content": "We switched production to a blue green deployment last spring."}),
+        )
+        .await;
+    let green = stack
+        .capture(
+            "alice",
+            json!({"content": "The garden is green and the sky is blue."}),
+        )
+        .await;
+    stack.wait_until_projected().await;
+
+    // Keyword: stemming ("sleeping" finds "sleeps"), exact identifiers,
+    // phrases (the quoted phrase matches only where the words are adjacent),
+    // and a typo of a rare word.
+    assert_eq!(hits(&stack, "q=sleeping&mode=keyword").await, vec![cat]);
+    assert_eq!(hits(&stack, "q=INV-4471&mode=keyword").await, vec![invoice]);
+    assert_eq!(
+        set(&hits(&stack, "q=blue%20green&mode=keyword").await),
+        set(&[deploy, green])
+    );
+    assert_eq!(
+        hits(&stack, "q=%22blue%20green%20deployment%22&mode=keyword").await,
+        vec![deploy]
+    );
+    assert_eq!(
+        hits(&stack, "q=plumbr&mode=keyword").await,
+        vec![invoice],
+        "typo"
+    );
+
+    // Semantic: no shared word, same meaning.
+    let semantic = hits(
+        &stack,
+        "q=a%20kitten%20napping%20in%20the%20sun&mode=semantic",
+    )
+    .await;
+    assert_eq!(semantic.first(), Some(&cat), "{semantic:?}");
+    // Hybrid is the default, and finds both kinds.
+    let hybrid = hits(&stack, "q=bill%20from%20the%20plumber").await;
+    assert_eq!(hybrid.first(), Some(&invoice), "{hybrid:?}");
+    let hybrid = hits(&stack, "q=kitten%20napping").await;
+    assert_eq!(hybrid.first(), Some(&cat), "{hybrid:?}");
+}
+
+#[tokio::test]
+async fn hits_carry_a_marked_escaped_snippet_and_explain_shows_each_ranking() {
+    let stack = spawn_stack().await;
+    let id = stack
+        .capture(
+            "alice",
+            json!({"title": "Parsing", "content": "The parser fails when parsing HTML where a < b & c > d appears in fragments."}),
+        )
+        .await;
+    stack.wait_until_projected().await;
+    let body = stack
+        .get_ok("/v1/search?q=parsing%20html&explain=true", "alice")
+        .await;
+    assert_eq!(body["mode"], "hybrid");
+    let hit = &body["hits"][0];
+    assert_eq!(hit["id"], id.to_string());
+    assert_eq!(hit["title"], "Parsing");
+    let snippet = hit["snippet"].as_str().unwrap();
+    assert!(snippet.contains("<mark>parsing</mark>"), "{snippet}");
+    assert!(snippet.contains("<mark>HTML</mark>"), "{snippet}");
+    assert!(snippet.contains("a &lt; b &amp; c &gt; d"), "{snippet}");
+    assert!(hit["score"].as_f64().unwrap() > 0.0);
+    let explain = &hit["explain"];
+    assert_eq!(explain["semantic"]["rank"], 1, "{explain}");
+    assert_eq!(explain["keyword"]["rank"], 1, "{explain}");
+    assert_eq!(explain["keyword"]["fuzzy"], false);
+    let expected = 2.0 / 61.0;
+    assert!(
+        (hit["score"].as_f64().unwrap() - expected).abs() < 1e-9,
+        "{hit}"
+    );
+
+    let plain = stack.get_ok("/v1/search?q=parsing%20html", "alice").await;
+    assert!(plain["hits"][0].get("explain").is_none());
+}
+
+#[tokio::test]
+async fn k_bounds_the_hits() {
+    let stack = spawn_stack().await;
+    for i in 0..15 {
+        stack
+            .capture(
+                "alice",
+                json!({"content": format!("weekly review number {i}")}),
+            )
+            .await;
+    }
+    stack.wait_until_projected().await;
+    for mode in ["semantic", "keyword", "hybrid"] {
+        assert_eq!(
+            hits(&stack, &format!("q=weekly%20review&mode={mode}"))
+                .await
+                .len(),
+            10,
+            "{mode}"
+        );
+        assert_eq!(
+            hits(&stack, &format!("q=weekly%20review&mode={mode}&k=3"))
+                .await
+                .len(),
+            3,
+            "{mode}"
+        );
+        assert_eq!(
+            hits(&stack, &format!("q=weekly%20review&mode={mode}&k=100"))
+                .await
+                .len(),
+            15,
+            "{mode}"
+        );
+    }
+}
+
+/// Every filter, in every mode: the hits are exactly the matching memories.
+#[tokio::test]
+async fn each_filter_narrows_every_mode() {
+    let stack = spawn_stack().await;
+    let session = stack.start_session("alice", "Garden").await;
+    let capture = |content: &'static str, tags: Value, in_session: bool| {
+        let stack = &stack;
+        async move {
+            let mut body = json!({"content": content, "tags": tags});
+            if in_session {
+                body["session_id"] = json!(session);
+            }
+            stack.capture("alice", body).await
+        }
+    };
+    let tomatoes = capture(
+        "Tomato seedlings need more light",
+        json!(["garden", "veg"]),
+        true,
+    )
+    .await;
+    let roses = capture(
+        "Tomato feed works for roses too",
+        json!(["garden", "flowers"]),
+        false,
+    )
+    .await;
+    let soup = capture("Tomato soup with basil", json!(["kitchen"]), false).await;
+    stack.wait_until_projected().await;
+    let created = |id: Uuid| {
+        let stack = &stack;
+        async move {
+            stack.get_ok(&format!("/v1/memories/{id}"), "alice").await["created_at"]
+                .as_str()
+                .unwrap()
+                .replace('+', "%2B")
+        }
+    };
+    let (roses_at, soup_at) = (created(roses).await, created(soup).await);
+    stack
+        .ok(
+            Method::PATCH,
+            &format!("/v1/memories/{soup}"),
+            "alice",
+            Some(json!({"content": "Tomato soup with basil and cream"})),
+        )
+        .await;
+    stack.wait_until_projected().await;
+    let soup_updated = stack.get_ok(&format!("/v1/memories/{soup}"), "alice").await["updated_at"]
+        .as_str()
+        .unwrap()
+        .replace('+', "%2B");
+
+    let cases: Vec<(String, HashSet<Uuid>)> = vec![
+        (String::new(), set(&[tomatoes, roses, soup])),
+        (format!("&session={session}"), set(&[tomatoes])),
+        ("&tags_any=veg,flowers".to_owned(), set(&[tomatoes, roses])),
+        ("&tags_all=garden,flowers".to_owned(), set(&[roses])),
+        (format!("&created_after={roses_at}"), set(&[roses, soup])),
+        (
+            format!("&created_before={soup_at}"),
+            set(&[tomatoes, roses]),
+        ),
+        (format!("&updated_after={soup_updated}"), set(&[soup])),
+        (
+            format!("&updated_before={soup_updated}"),
+            set(&[tomatoes, roses]),
+        ),
+    ];
+    for mode in ["semantic", "keyword", "hybrid"] {
+        for (filter, expected) in &cases {
+            let found = hits(&stack, &format!("q=tomato&mode={mode}&k=50{filter}")).await;
+            assert_eq!(set(&found), *expected, "{mode} {filter}");
+        }
+    }
+}
