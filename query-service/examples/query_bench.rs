@@ -1,0 +1,561 @@
+//! The query-path benchmark (run by `bench/query-path`, which builds this in
+//! release and passes the environment). In one process and one run:
+//!
+//! 1. creates a fresh read database, seeds `BENCH_SMALL` memories for one
+//!    user (texts mixed from the search-quality fixture, vectors mixed from
+//!    the real embeddings of the fixture texts they were made from, so the
+//!    vectors cluster like real ones), builds the indexes, and writes 1,000 of
+//!    them as Redis documents;
+//! 2. starts the query service in-process (release, JSON logs at warn) and
+//!    measures, at that size: GET `/v1/memories/{id}` against `/health/live`
+//!    with wrk (throughput and p99; the headline is their ratio), hybrid
+//!    search latency over HTTP with distinct queries (so every query is
+//!    embedded) against `/health/live` latency from the same client, and HNSW
+//!    recall@10 against an exact scan for several `ef_search` values;
+//! 3. grows the corpus to `BENCH_LARGE`, rebuilds the indexes, and measures
+//!    search latency and recall again;
+//! 4. drops the database and the Redis keys.
+//!
+//! Environment: `BENCH_ADMIN_URL` (a Postgres with pgvector, as superuser),
+//! `BENCH_REDIS_URL`, `SB_EMBEDDING_MODEL_DIR`, `BENCH_SMALL` (10000),
+//! `BENCH_LARGE` (100000), `BENCH_QUERIES` (200), `BENCH_DURATION` (15 s per
+//! wrk phase), `BENCH_CONNECTIONS` (8), `BENCH_EF_SEARCH` (the service's
+//! setting, 100), `BENCH_WRK` (wrk's path).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use embeddings::Embedder;
+use event_schema::{MemoryFacts, MemoryState, MemoryStatus};
+use projector::projection::documents::{Keys, Missing, write_if_absent};
+use query_service::settings::Settings;
+use query_service::startup::Application;
+use serde::Deserialize;
+use service_kit::auth::{UserId, issue_jwt};
+use sqlx::{Connection, PgConnection, PgPool};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
+
+const OWNER: &str = "bench-user";
+const SECRET: &str = "a-bench-secret-that-is-long-enough-for-hs256";
+const DOCUMENTS: usize = 1000;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Deserialize)]
+struct Fixture {
+    memories: Vec<FixtureMemory>,
+    queries: Vec<FixtureQuery>,
+}
+
+#[derive(Deserialize)]
+struct FixtureMemory {
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct FixtureQuery {
+    q: String,
+}
+
+/// xorshift64*: a reproducible stream without another dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
+/// A synthetic memory: words of two fixture texts, and a vector between
+/// theirs with some noise.
+fn synthesise(rng: &mut Rng, texts: &[String], vectors: &[Vec<f32>]) -> (String, Vec<f32>) {
+    let (a, b) = (rng.below(texts.len()), rng.below(texts.len()));
+    let words_a: Vec<&str> = texts[a].split_whitespace().collect();
+    let words_b: Vec<&str> = texts[b].split_whitespace().collect();
+    let take_a = words_a.len() * 2 / 3;
+    let mut words: Vec<&str> = words_a[..take_a.max(1)].to_vec();
+    words.extend(&words_b[..(words_b.len() / 3).max(1)]);
+    let text = format!("{} #{}", words.join(" "), rng.next() % 1_000_000);
+    let weight = 0.6 + 0.3 * rng.unit();
+    let mut vector: Vec<f32> = vectors[a]
+        .iter()
+        .zip(&vectors[b])
+        .map(|(x, y)| weight * x + (1.0 - weight) * y + 0.04 * (rng.unit() - 0.5))
+        .collect();
+    normalise(&mut vector);
+    (text, vector)
+}
+
+fn vector_text(v: &[f32]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| format!("{x:.6}")).collect();
+    format!("[{}]", parts.join(","))
+}
+
+async fn seed(
+    pool: &PgPool,
+    rng: &mut Rng,
+    texts: &[String],
+    vectors: &[Vec<f32>],
+    count: usize,
+    model: &str,
+) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(count);
+    let started = Instant::now();
+    let base = chrono::Utc::now() - chrono::Duration::days(365);
+    for chunk_start in (0..count).step_by(1000) {
+        let n = (count - chunk_start).min(1000);
+        let mut chunk_ids = Vec::with_capacity(n);
+        let mut contents = Vec::with_capacity(n);
+        let mut embeddings = Vec::with_capacity(n);
+        let mut times = Vec::with_capacity(n);
+        for i in 0..n {
+            let (text, vector) = synthesise(rng, texts, vectors);
+            chunk_ids.push(Uuid::now_v7());
+            contents.push(text);
+            embeddings.push(vector_text(&vector));
+            times.push(base + chrono::Duration::seconds((chunk_start + i) as i64 * 60));
+        }
+        sqlx::query(
+            "INSERT INTO memories (id, owner_id, content, tags, created_at, updated_at, version, embedding, embedding_model)
+             SELECT id, $2, content, ARRAY['bench'], at, at, 1, embedding::vector, $3
+               FROM unnest($1::uuid[], $4::text[], $5::timestamptz[], $6::text[]) AS t(id, content, at, embedding)",
+        )
+        .bind(&chunk_ids)
+        .bind(OWNER)
+        .bind(model)
+        .bind(&contents)
+        .bind(&times)
+        .bind(&embeddings)
+        .execute(pool)
+        .await
+        .unwrap();
+        ids.extend(chunk_ids);
+    }
+    println!(
+        "  seeded {count} rows in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    ids
+}
+
+async fn build_indexes(pool: &PgPool, g: i32) {
+    let started = Instant::now();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET maintenance_work_mem = '1GB'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("SELECT create_search_indexes($1)")
+        .bind(g)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE memories_g2")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    println!(
+        "  indexes built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+async fn drop_vector_index(pool: &PgPool) {
+    sqlx::query(
+        "DROP INDEX IF EXISTS memories_g2_embedding, memories_g2_search, memories_g2_content_trgm",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Sequential requests, one at a time: milliseconds, sorted.
+async fn latencies(client: &reqwest::Client, urls: &[String], token: &str) -> Vec<f64> {
+    let mut out = Vec::with_capacity(urls.len());
+    for url in urls {
+        let started = Instant::now();
+        let response = client.get(url).bearer_auth(token).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+        response.bytes().await.unwrap();
+        out.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Distinct queries: the fixture's, each with a varying word, so none is cached.
+fn queries(fixture: &Fixture, n: usize, salt: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let q = &fixture.queries[i % fixture.queries.len()].q;
+            format!("{q} {salt}{i}")
+        })
+        .collect()
+}
+
+async fn search_latency(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    fixture: &Fixture,
+    n: usize,
+    salt: &str,
+) {
+    let health: Vec<String> = (0..n).map(|_| format!("{base}/health/live")).collect();
+    let searches: Vec<String> = queries(fixture, n, salt)
+        .iter()
+        .map(|q| format!("{base}/v1/search?q={}&mode=hybrid&k=10", encode(q)))
+        .collect();
+    // Warm the pools and the model once.
+    latencies(client, &searches[..5.min(n)], token).await;
+    let h = latencies(client, &health, token).await;
+    let s = latencies(client, &searches, token).await;
+    println!(
+        "  hybrid search (distinct queries, embedding included), {n} sequential: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+        percentile(&s, 0.5),
+        percentile(&s, 0.95),
+        percentile(&s, 0.99)
+    );
+    println!(
+        "  /health/live, same client:                              p50 {:.2} ms, p95 {:.2} ms",
+        percentile(&h, 0.5),
+        percentile(&h, 0.95)
+    );
+}
+
+/// recall@10 of the HNSW index against an exact scan, per `ef_search`.
+async fn recall(url: &str, query_vectors: &[Vec<f32>], efs: &[u32]) {
+    // Exact: the index disabled, on its own connection (a prepared plan
+    // keeps the settings it was planned under).
+    let mut exact_conn = PgConnection::connect(url).await.unwrap();
+    sqlx::query("SET enable_indexscan = off")
+        .execute(&mut exact_conn)
+        .await
+        .unwrap();
+    let sql = "SELECT id FROM memories WHERE owner_id = $1 AND NOT deleted AND embedding IS NOT NULL \
+               ORDER BY embedding <=> $2::text::vector LIMIT 10";
+    let mut exact: Vec<Vec<Uuid>> = Vec::new();
+    let started = Instant::now();
+    for v in query_vectors {
+        exact.push(
+            sqlx::query_scalar(sql)
+                .bind(OWNER)
+                .bind(vector_text(v))
+                .fetch_all(&mut exact_conn)
+                .await
+                .unwrap(),
+        );
+    }
+    let exact_ms = started.elapsed().as_secs_f64() * 1000.0 / query_vectors.len() as f64;
+    println!("  exact scan: {exact_ms:.1} ms per query");
+    for &ef in efs {
+        let mut conn = PgConnection::connect(url).await.unwrap();
+        sqlx::query(&format!("SET hnsw.ef_search = {ef}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("SET hnsw.iterative_scan = relaxed_order")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let mut found = 0usize;
+        let mut times = Vec::new();
+        for (v, truth) in query_vectors.iter().zip(&exact) {
+            let started = Instant::now();
+            let got: Vec<Uuid> = sqlx::query_scalar(sql)
+                .bind(OWNER)
+                .bind(vector_text(v))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            found += got.iter().filter(|id| truth.contains(id)).count();
+        }
+        times.sort_by(f64::total_cmp);
+        let total: usize = exact.iter().map(Vec::len).sum();
+        println!(
+            "  ef_search {ef:>3}: recall@10 {:.3}, p50 {:.1} ms, p95 {:.1} ms (SQL only)",
+            found as f64 / total as f64,
+            percentile(&times, 0.5),
+            percentile(&times, 0.95)
+        );
+    }
+}
+
+/// wrk against one URL: (requests/s, p99 ms).
+fn wrk(wrk: &str, url: &str, script: &str, duration: u64, connections: u32) -> (f64, f64) {
+    let output = Command::new(wrk)
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{duration}s"),
+            "--latency",
+            "-s",
+            script,
+            url,
+        ])
+        .output()
+        .expect("wrk runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "wrk: {text}");
+    assert!(!text.contains("Non-2xx"), "wrk saw errors: {text}");
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .map(|v| v.trim().parse::<f64>().unwrap())
+        .unwrap();
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| {
+            let v = v.trim();
+            if let Some(ms) = v.strip_suffix("ms") {
+                ms.parse::<f64>().unwrap()
+            } else if let Some(us) = v.strip_suffix("us") {
+                us.parse::<f64>().unwrap() / 1000.0
+            } else {
+                v.trim_end_matches('s').parse::<f64>().unwrap() * 1000.0
+            }
+        })
+        .unwrap();
+    (rps, p99)
+}
+
+#[tokio::main]
+async fn main() {
+    let admin_url = std::env::var("BENCH_ADMIN_URL").expect("BENCH_ADMIN_URL");
+    let redis_url = std::env::var("BENCH_REDIS_URL").expect("BENCH_REDIS_URL");
+    let small: usize = env_or("BENCH_SMALL", 10_000);
+    let large: usize = env_or("BENCH_LARGE", 100_000);
+    let n_queries: usize = env_or("BENCH_QUERIES", 200);
+    let duration: u64 = env_or("BENCH_DURATION", 15);
+    let connections: u32 = env_or("BENCH_CONNECTIONS", 8);
+    let ef_search: u32 = env_or("BENCH_EF_SEARCH", 100);
+    let wrk_bin = std::env::var("BENCH_WRK").unwrap_or_else(|_| "wrk".to_owned());
+    let work = std::env::var("BENCH_WORK").unwrap_or_else(|_| "/tmp".to_owned());
+
+    let fixture: Fixture =
+        serde_json::from_str(include_str!("../tests/fixtures/search-quality.json")).unwrap();
+    let texts: Vec<String> = fixture.memories.iter().map(|m| m.content.clone()).collect();
+    let settings = embeddings::EmbeddingSettings {
+        embedding_model_dir: Some(
+            std::env::var("SB_EMBEDDING_MODEL_DIR")
+                .expect("SB_EMBEDDING_MODEL_DIR")
+                .into(),
+        ),
+        ..Default::default()
+    };
+    let embedder: Arc<dyn Embedder> = embeddings::build(&settings.to_config().unwrap())
+        .await
+        .unwrap();
+    let model = embedder.model_id().to_owned();
+    let dimension = embedder.dimension();
+    let vectors = embedder.embed(&texts).await.unwrap();
+    let recall_queries = queries(&fixture, n_queries, "recall");
+    let query_vectors = embedder.embed(&recall_queries).await.unwrap();
+
+    // A fresh database with the read-model migrations, generation 2 loaded
+    // without its indexes, then indexed.
+    let db = format!("bench_query_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let db_url = format!("{}/{db}", admin_url.rsplit_once('/').unwrap().0);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&db_url)
+        .await
+        .unwrap();
+    projector::startup::MIGRATOR.run(&pool).await.unwrap();
+    sqlx::query("SELECT drop_search_generation(1), create_search_generation(2, $1), activate_search_generation(2)")
+        .bind(i32::try_from(dimension).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO projection_state (projection, generation, embedding_model, dimension)
+         VALUES ('search', 2, $1, $2)
+         ON CONFLICT (projection) DO UPDATE SET generation = 2, embedding_model = $1, dimension = $2",
+    )
+    .bind(&model)
+    .bind(i32::try_from(dimension).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let mut rng = Rng(0x5EED_CAFE_F00D_u64);
+    println!(
+        "query-path benchmark: {small} then {large} memories, model {model}, ef_search {ef_search}"
+    );
+    println!("phase 1: {small} memories");
+    let ids = seed(&pool, &mut rng, &texts, &vectors, small, &model).await;
+    build_indexes(&pool, 2).await;
+
+    // Redis documents for the GET-by-id load, under a bench prefix.
+    let prefix = format!("bench:{}:", Uuid::new_v4().simple());
+    let keys = Keys::new(prefix.clone());
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    for id in ids.iter().take(DOCUMENTS) {
+        let state = MemoryState {
+            id: *id,
+            owner_id: OWNER.to_owned(),
+            facts: MemoryFacts {
+                content: "A memory of about the usual size, read back by id over and over by the benchmark to measure the read path.".to_owned(),
+                title: Some("Benchmark".to_owned()),
+                tags: vec!["bench".to_owned()],
+                metadata: serde_json::Map::new(),
+                session_id: None,
+                occurred_at: None,
+                status: MemoryStatus::Active,
+            },
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        write_if_absent(&mut redis, &keys, 1, Missing::Memory(&state))
+            .await
+            .unwrap();
+    }
+
+    // The service, in-process, on a free port.
+    let service: Settings = service_kit::settings::from_vars([
+        ("SB_QUERY_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("SB_READ_DATABASE_URL".to_owned(), db_url.clone()),
+        // Only API keys and history read the event store; JWTs do not.
+        ("SB_EVENT_STORE_READ_URL".to_owned(), db_url.clone()),
+        ("SB_REDIS_URL".to_owned(), redis_url.clone()),
+        ("SB_REDIS_KEY_PREFIX".to_owned(), prefix.clone()),
+        ("SB_JWT_SECRET".to_owned(), SECRET.to_owned()),
+        ("SB_QUERY_HNSW_EF_SEARCH".to_owned(), ef_search.to_string()),
+        (
+            "SB_QUERY_MAX_CONNECTIONS".to_owned(),
+            connections.max(4).to_string(),
+        ),
+    ])
+    .unwrap();
+    let app = Application::build(&service, embedder.clone())
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let token = issue_jwt(
+        &secrecy::SecretString::from(SECRET),
+        &UserId::parse(OWNER).unwrap(),
+        chrono::Utc::now() + chrono::Duration::hours(2),
+    )
+    .unwrap();
+
+    // GET by id against /health/live, both through wrk with the same script
+    // shape: the id list and the header cost the baseline nothing extra.
+    let id_list: Vec<String> = ids
+        .iter()
+        .take(DOCUMENTS)
+        .map(|id| format!("\"{id}\""))
+        .collect();
+    let by_id = format!("{work}/get-by-id.lua");
+    std::fs::write(
+        &by_id,
+        format!(
+            "local ids = {{{}}}\nlocal n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format('GET', '/v1/memories/' .. ids[(n % #ids) + 1], {{['Authorization'] = 'Bearer {token}'}})\nend\n",
+            id_list.join(",")
+        ),
+    )
+    .unwrap();
+    let live = format!("{work}/health-live.lua");
+    std::fs::write(
+        &live,
+        format!("request = function()\n  return wrk.format('GET', '/health/live', {{['Authorization'] = 'Bearer {token}'}})\nend\n"),
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    latencies(&client, &[format!("{base}/v1/memories/{}", ids[0])], &token).await;
+    let (live_rps, live_p99) = wrk(&wrk_bin, &base, &live, duration, connections);
+    let (get_rps, get_p99) = wrk(&wrk_bin, &base, &by_id, duration, connections);
+    println!(
+        "  GET /v1/memories/{{id}}: {get_rps:.0} req/s, p99 {get_p99:.2} ms; /health/live: {live_rps:.0} req/s, p99 {live_p99:.2} ms; ratio {:.2}",
+        get_rps / live_rps
+    );
+
+    search_latency(&client, &base, &token, &fixture, n_queries, "small").await;
+    recall(&db_url, &query_vectors, &[40, 64, 100, 200]).await;
+
+    println!("phase 2: {large} memories");
+    drop_vector_index(&pool).await;
+    seed(
+        &pool,
+        &mut rng,
+        &texts,
+        &vectors,
+        large.saturating_sub(small),
+        &model,
+    )
+    .await;
+    build_indexes(&pool, 2).await;
+    search_latency(&client, &base, &token, &fixture, n_queries, "large").await;
+    recall(&db_url, &query_vectors, &[40, 64, 100, 200]).await;
+
+    // Clean up.
+    pool.close().await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async(&mut redis)
+            .await;
+    }
+}
