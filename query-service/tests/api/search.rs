@@ -145,45 +145,49 @@ async fn k_bounds_the_hits() {
     }
 }
 
-/// Every filter, in every mode: the hits are exactly the matching memories.
-#[tokio::test]
-async fn each_filter_narrows_every_mode() {
+/// Three memories to filter: tomato seedlings (in a session, tags garden and
+/// veg), roses (garden, flowers), soup (kitchen, revised last).
+struct Filtered {
+    stack: Stack,
+    session: Uuid,
+    tomatoes: Uuid,
+    roses: Uuid,
+    soup: Uuid,
+    roses_created: String,
+    soup_created: String,
+    soup_updated: String,
+}
+
+async fn filtered() -> Filtered {
     let stack = spawn_stack().await;
     let session = stack.start_session("alice", "Garden").await;
-    let capture = |content: &'static str, tags: Value, in_session: bool| {
-        let stack = &stack;
-        async move {
-            let mut body = json!({"content": content, "tags": tags});
-            if in_session {
-                body["session_id"] = json!(session);
-            }
-            stack.capture("alice", body).await
-        }
-    };
-    let tomatoes = capture(
-        "Tomato seedlings need more light",
-        json!(["garden", "veg"]),
-        true,
-    )
-    .await;
-    let roses = capture(
-        "Tomato feed works for roses too",
-        json!(["garden", "flowers"]),
-        false,
-    )
-    .await;
-    let soup = capture("Tomato soup with basil", json!(["kitchen"]), false).await;
+    let tomatoes = stack
+        .capture("alice", json!({"content": "Tomato seedlings need more light", "tags": ["garden", "veg"], "session_id": session}))
+        .await;
+    let roses = stack
+        .capture(
+            "alice",
+            json!({"content": "Tomato feed works for roses too", "tags": ["garden", "flowers"]}),
+        )
+        .await;
+    let soup = stack
+        .capture(
+            "alice",
+            json!({"content": "Tomato soup with basil", "tags": ["kitchen"]}),
+        )
+        .await;
     stack.wait_until_projected().await;
-    let created = |id: Uuid| {
-        let stack = &stack;
-        async move {
-            stack.get_ok(&format!("/v1/memories/{id}"), "alice").await["created_at"]
-                .as_str()
-                .unwrap()
-                .replace('+', "%2B")
-        }
-    };
-    let (roses_at, soup_at) = (created(roses).await, created(soup).await);
+    let stamp = |doc: &Value, field: &str| doc[field].as_str().unwrap().replace('+', "%2B");
+    let roses_created = stamp(
+        &stack
+            .get_ok(&format!("/v1/memories/{roses}"), "alice")
+            .await,
+        "created_at",
+    );
+    let soup_created = stamp(
+        &stack.get_ok(&format!("/v1/memories/{soup}"), "alice").await,
+        "created_at",
+    );
     stack
         .ok(
             Method::PATCH,
@@ -193,31 +197,91 @@ async fn each_filter_narrows_every_mode() {
         )
         .await;
     stack.wait_until_projected().await;
-    let soup_updated = stack.get_ok(&format!("/v1/memories/{soup}"), "alice").await["updated_at"]
-        .as_str()
-        .unwrap()
-        .replace('+', "%2B");
+    let soup_updated = stamp(
+        &stack.get_ok(&format!("/v1/memories/{soup}"), "alice").await,
+        "updated_at",
+    );
+    Filtered {
+        stack,
+        session,
+        tomatoes,
+        roses,
+        soup,
+        roses_created,
+        soup_created,
+        soup_updated,
+    }
+}
 
-    let cases: Vec<(String, HashSet<Uuid>)> = vec![
-        (String::new(), set(&[tomatoes, roses, soup])),
-        (format!("&session={session}"), set(&[tomatoes])),
-        ("&tags_any=veg,flowers".to_owned(), set(&[tomatoes, roses])),
-        ("&tags_all=garden,flowers".to_owned(), set(&[roses])),
-        (format!("&created_after={roses_at}"), set(&[roses, soup])),
-        (
-            format!("&created_before={soup_at}"),
-            set(&[tomatoes, roses]),
-        ),
-        (format!("&updated_after={soup_updated}"), set(&[soup])),
-        (
-            format!("&updated_before={soup_updated}"),
-            set(&[tomatoes, roses]),
-        ),
-    ];
-    for mode in ["semantic", "keyword", "hybrid"] {
-        for (filter, expected) in &cases {
-            let found = hits(&stack, &format!("q=tomato&mode={mode}&k=50{filter}")).await;
-            assert_eq!(set(&found), *expected, "{mode} {filter}");
+impl Filtered {
+    /// In every mode, the filter leaves exactly `expected` (without it, all three).
+    async fn check(&self, filter: &str, expected: &[Uuid]) {
+        for mode in ["semantic", "keyword", "hybrid"] {
+            let all = hits(&self.stack, &format!("q=tomato&mode={mode}&k=50")).await;
+            assert_eq!(
+                set(&all),
+                set(&[self.tomatoes, self.roses, self.soup]),
+                "{mode} unfiltered"
+            );
+            let found = hits(&self.stack, &format!("q=tomato&mode={mode}&k=50&{filter}")).await;
+            assert_eq!(set(&found), set(expected), "{mode} {filter}");
         }
     }
+}
+
+#[tokio::test]
+async fn the_session_filter_narrows_every_mode() {
+    let f = filtered().await;
+    f.check(&format!("session={}", f.session), &[f.tomatoes])
+        .await;
+}
+
+#[tokio::test]
+async fn the_any_tag_filter_narrows_every_mode() {
+    let f = filtered().await;
+    f.check("tags_any=veg,flowers", &[f.tomatoes, f.roses])
+        .await;
+    f.check("tags_any=VEG", &[f.tomatoes]).await;
+}
+
+#[tokio::test]
+async fn the_all_tags_filter_narrows_every_mode() {
+    let f = filtered().await;
+    f.check("tags_all=garden,flowers", &[f.roses]).await;
+    f.check("tags_all=garden,kitchen", &[]).await;
+}
+
+#[tokio::test]
+async fn the_created_range_narrows_every_mode() {
+    let f = filtered().await;
+    f.check(
+        &format!("created_after={}", f.roses_created),
+        &[f.roses, f.soup],
+    )
+    .await;
+    f.check(
+        &format!("created_before={}", f.soup_created),
+        &[f.tomatoes, f.roses],
+    )
+    .await;
+    f.check(
+        &format!(
+            "created_after={}&created_before={}",
+            f.roses_created, f.soup_created
+        ),
+        &[f.roses],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_updated_range_narrows_every_mode() {
+    let f = filtered().await;
+    f.check(&format!("updated_after={}", f.soup_updated), &[f.soup])
+        .await;
+    f.check(
+        &format!("updated_before={}", f.soup_updated),
+        &[f.tomatoes, f.roses],
+    )
+    .await;
 }
