@@ -27,6 +27,9 @@ pub enum Command {
     /// Manage per-user API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Probe the running service's health endpoint; exit 0 when it answers 2xx
+    /// (for container health checks: the image has no curl).
+    Healthcheck(service_kit::healthcheck::HealthcheckArgs),
     /// Mint a bearer JWT for a user, signed with SB_JWT_SECRET (for local use).
     Token {
         #[arg(long)]
@@ -75,6 +78,12 @@ fn user(value: String) -> anyhow::Result<UserId> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::Healthcheck(args) => {
+            let listen: crate::settings::ListenSettings =
+                service_kit::settings::from_env().context("reading SB_COMMAND_HTTP_ADDR")?;
+            service_kit::healthcheck::run(&args, listen.command_http_addr).await?;
+            Ok(())
+        }
         Command::Migrate => {
             let pool = store_pool().await?;
             MIGRATOR.run(&pool).await.context("applying migrations")?;

@@ -41,6 +41,13 @@ pub struct Settings {
     pub relay_poll_interval_ms: u64,
 }
 
+/// Only the listen address: what `healthcheck` needs to find the service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListenSettings {
+    #[serde(default = "default_http_addr")]
+    pub command_http_addr: SocketAddr,
+}
+
 fn default_http_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }

@@ -58,6 +58,9 @@ pub enum Command {
     /// Compare the read models with the fold of the event store; exit 1 on
     /// any difference.
     Verify,
+    /// Probe the running projector's health endpoint; exit 0 when it answers
+    /// 2xx (for container health checks: the image has no curl).
+    Healthcheck(service_kit::healthcheck::HealthcheckArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,6 +133,12 @@ pub async fn embedder(settings: &EmbeddingSettings) -> anyhow::Result<Arc<dyn Em
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Healthcheck(args) => {
+            let listen: crate::settings::ListenSettings =
+                service_kit::settings::from_env().context("reading SB_PROJECTOR_HTTP_ADDR")?;
+            service_kit::healthcheck::run(&args, listen.projector_http_addr).await?;
+            Ok(())
+        }
         Command::Serve => {
             let settings = Settings::from_env().context("invalid settings")?;
             let embedding: EmbeddingSettings =

@@ -15,12 +15,21 @@ struct Cli {
 enum Command {
     /// Serve (the default).
     Serve,
+    /// Probe the running service's health endpoint; exit 0 when it answers
+    /// 2xx (for container health checks: the image has no curl).
+    Healthcheck(service_kit::healthcheck::HealthcheckArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Cli { command } = Cli::parse();
     match command.unwrap_or(Command::Serve) {
+        Command::Healthcheck(args) => {
+            let listen: query_service::settings::ListenSettings =
+                service_kit::settings::from_env().context("reading SB_QUERY_HTTP_ADDR")?;
+            service_kit::healthcheck::run(&args, listen.query_http_addr).await?;
+            Ok(())
+        }
         Command::Serve => {
             let settings = Settings::from_env().context("invalid settings")?;
             let embedding: EmbeddingSettings =

@@ -47,6 +47,13 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
+/// Only the listen address: what `healthcheck` needs to find the service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListenSettings {
+    #[serde(default = "default_http_addr")]
+    pub query_http_addr: SocketAddr,
+}
+
 fn default_http_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8081))
 }

@@ -7,8 +7,10 @@
 //! - [`http`]: request ids, correlation ids, request metrics, extractor error
 //!   handlers, health and metrics endpoints.
 //! - [`auth`]: bearer JWTs and per-user API keys, resolved to a [`auth::Caller`].
+//! - [`healthcheck`]: the `healthcheck` subcommand's probe of a service's own health endpoint.
 
 pub mod auth;
+pub mod healthcheck;
 pub mod http;
 pub mod problem;
 pub mod settings;

@@ -33,3 +33,30 @@ async fn a_projector_whose_model_does_not_match_the_read_model_refuses_to_start(
     assert!(error.contains("dimension 384"), "{error}");
     assert!(error.contains("rebuild-projections"), "{error}");
 }
+
+/// Runs `projector healthcheck` with `SB_PROJECTOR_HTTP_ADDR` set as a
+/// container would set it; returns whether it exited 0.
+async fn healthcheck(listen: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
+            .arg("healthcheck")
+            .env("SB_PROJECTOR_HTTP_ADDR", listen)
+            .status()
+            .unwrap()
+            .success()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_healthcheck_subcommand_passes_against_a_live_projector_and_fails_against_a_dead_one() {
+    let stack = spawn_stack(Options::default()).await;
+    let port = stack.projector_port.unwrap();
+    assert!(healthcheck(format!("0.0.0.0:{port}")).await);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(!healthcheck(dead.to_string()).await);
+}

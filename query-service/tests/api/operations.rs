@@ -143,3 +143,30 @@ async fn readiness_fails_while_the_read_database_is_unreachable() {
         .unwrap();
     assert_eq!(ready.status(), 503);
 }
+
+/// Runs `query-service healthcheck` with `SB_QUERY_HTTP_ADDR` set as a
+/// container would set it; returns whether it exited 0.
+async fn healthcheck(listen: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_query-service"))
+            .arg("healthcheck")
+            .env("SB_QUERY_HTTP_ADDR", listen)
+            .status()
+            .unwrap()
+            .success()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_healthcheck_subcommand_passes_against_a_live_service_and_fails_against_a_dead_one() {
+    let stack = spawn_stack().await;
+    let port = stack.query.rsplit(':').next().unwrap().to_owned();
+    assert!(healthcheck(format!("0.0.0.0:{port}")).await);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(!healthcheck(dead.to_string()).await);
+}
