@@ -30,6 +30,9 @@ pub enum Command {
     /// Probe the running service's health endpoint; exit 0 when it answers 2xx
     /// (for container health checks: the image has no curl).
     Healthcheck(service_kit::healthcheck::HealthcheckArgs),
+    /// Print the environment variables this binary reads, one per line.
+    #[command(hide = true)]
+    EnvVars,
     /// Mint a bearer JWT for a user, signed with SB_JWT_SECRET (for local use).
     Token {
         #[arg(long)]
@@ -78,6 +81,13 @@ fn user(value: String) -> anyhow::Result<UserId> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::EnvVars => {
+            service_kit::settings::print_variables(&[
+                service_kit::settings::variables::<crate::settings::Settings>(),
+                service_kit::settings::variables::<StoreSettings>(),
+            ]);
+            Ok(())
+        }
         Command::Healthcheck(args) => {
             let listen: crate::settings::ListenSettings =
                 service_kit::settings::from_env().context("reading SB_COMMAND_HTTP_ADDR")?;

@@ -61,6 +61,9 @@ pub enum Command {
     /// Probe the running projector's health endpoint; exit 0 when it answers
     /// 2xx (for container health checks: the image has no curl).
     Healthcheck(service_kit::healthcheck::HealthcheckArgs),
+    /// Print the environment variables this binary reads, one per line.
+    #[command(hide = true)]
+    EnvVars,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -133,6 +136,16 @@ pub async fn embedder(settings: &EmbeddingSettings) -> anyhow::Result<Arc<dyn Em
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
+        Command::EnvVars => {
+            use service_kit::settings::variables;
+            service_kit::settings::print_variables(&[
+                variables::<Settings>(),
+                variables::<ReadSettings>(),
+                variables::<TopologySettings>(),
+                variables::<EmbeddingSettings>(),
+            ]);
+            Ok(())
+        }
         Command::Healthcheck(args) => {
             let listen: crate::settings::ListenSettings =
                 service_kit::settings::from_env().context("reading SB_PROJECTOR_HTTP_ADDR")?;

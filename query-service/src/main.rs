@@ -18,12 +18,23 @@ enum Command {
     /// Probe the running service's health endpoint; exit 0 when it answers
     /// 2xx (for container health checks: the image has no curl).
     Healthcheck(service_kit::healthcheck::HealthcheckArgs),
+    /// Print the environment variables this binary reads, one per line.
+    #[command(hide = true)]
+    EnvVars,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Cli { command } = Cli::parse();
     match command.unwrap_or(Command::Serve) {
+        Command::EnvVars => {
+            use service_kit::settings::variables;
+            service_kit::settings::print_variables(&[
+                variables::<Settings>(),
+                variables::<EmbeddingSettings>(),
+            ]);
+            Ok(())
+        }
         Command::Healthcheck(args) => {
             let listen: query_service::settings::ListenSettings =
                 service_kit::settings::from_env().context("reading SB_QUERY_HTTP_ADDR")?;

@@ -1,6 +1,8 @@
 //! Settings come from `SB_*` environment variables only, read once at start-up
 //! into a typed struct that each service defines, and validated before anything
-//! listens. A field `event_store_url` is read from `SB_EVENT_STORE_URL`.
+//! listens. A field `event_store_url` is read from `SB_EVENT_STORE_URL`. An
+//! empty variable counts as unset, so a compose file or manifest can pass
+//! `${VAR}` through unconditionally and an empty one leaves the default.
 //!
 //! Secrets are `secrecy::SecretString`, so they never reach a log line through
 //! `Debug`.
@@ -19,9 +21,36 @@ pub enum SettingsError {
     Invalid { name: &'static str, reason: String },
 }
 
+/// The `SB_*` variables a settings struct reads, from its field names: the
+/// source of the configuration tables and env templates that `deploy/check`
+/// compares with the code.
+pub fn variables<T: DeserializeOwned>() -> Vec<String> {
+    serde_aux::serde_introspection::serde_introspect::<T>()
+        .iter()
+        .map(|field| format!("{ENV_PREFIX}_{}", field.to_uppercase()))
+        .collect()
+}
+
+/// Prints `variables` of every settings struct a binary reads, plus the ones
+/// read outside them (`RUST_LOG`), sorted and once each: the hidden `env-vars`
+/// subcommand of every binary.
+pub fn print_variables(lists: &[Vec<String>]) {
+    let mut all: Vec<&str> = lists
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .chain(crate::telemetry::VARIABLES.iter().copied())
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    for name in all {
+        println!("{name}");
+    }
+}
+
 /// Reads a settings struct from the process environment.
 pub fn from_env<T: DeserializeOwned>() -> Result<T, SettingsError> {
-    from_source(config::Environment::with_prefix(ENV_PREFIX))
+    from_source(config::Environment::with_prefix(ENV_PREFIX).ignore_empty(true))
 }
 
 /// Reads a settings struct from the given variables instead of the process
@@ -29,8 +58,9 @@ pub fn from_env<T: DeserializeOwned>() -> Result<T, SettingsError> {
 pub fn from_vars<T: DeserializeOwned>(
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, SettingsError> {
-    let source =
-        config::Environment::with_prefix(ENV_PREFIX).source(Some(vars.into_iter().collect()));
+    let source = config::Environment::with_prefix(ENV_PREFIX)
+        .ignore_empty(true)
+        .source(Some(vars.into_iter().collect()));
     from_source(source)
 }
 
@@ -90,6 +120,26 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn the_variables_of_a_struct_are_its_fields() {
+        assert_eq!(
+            variables::<Example>(),
+            ["SB_EVENT_STORE_URL", "SB_LOG_FORMAT", "SB_MAX_CONNECTIONS"]
+        );
+    }
+
+    #[test]
+    fn an_empty_variable_counts_as_unset() {
+        let settings: Example = from_vars(vars(&[
+            ("SB_EVENT_STORE_URL", "postgres://x"),
+            ("SB_MAX_CONNECTIONS", ""),
+            ("SB_LOG_FORMAT", ""),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.max_connections, 7);
+        assert!(from_vars::<Example>(vars(&[("SB_EVENT_STORE_URL", "")])).is_err());
     }
 
     #[test]

@@ -7,6 +7,9 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// Variables read outside the settings structs.
+pub const VARIABLES: &[&str] = &["RUST_LOG"];
+
 /// Installs the global `tracing` subscriber. `RUST_LOG` filters (default `info`).
 /// Calling it again is harmless, which lets tests build many apps in one process.
 pub fn init_logging(format: LogFormat) {

