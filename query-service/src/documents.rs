@@ -2,12 +2,58 @@
 //! [`projector::projection::documents`]): documents by id, session timelines,
 //! and the repair of a document that went missing.
 
-use event_schema::{MemoryState, SessionState};
+use event_schema::{MemoryState, MemoryStatus, SessionState};
 use projector::projection::documents::{Keys, Missing, active_generation, write_if_absent};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+/// How long the active generation is taken as read. A rebuild's switch
+/// reaches readers within this, and the old generation stays readable for the
+/// rebuild's grace period (10 s by default) meanwhile; in exchange a read by
+/// id costs one Redis round trip instead of two.
+const GENERATION_TTL: Duration = Duration::from_secs(1);
+
+/// A memory document as stored, with the fields a read checks parsed out and
+/// the JSON kept as it is, to be sent without a parse-and-serialise trip.
+#[derive(Debug, Clone)]
+pub struct RawMemory {
+    pub owner_id: String,
+    pub version: u64,
+    pub status: MemoryStatus,
+    pub json: String,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    owner_id: String,
+    version: u64,
+    status: MemoryStatus,
+}
+
+impl RawMemory {
+    pub fn parse(json: String) -> Result<Self, serde_json::Error> {
+        let header: Header = serde_json::from_str(&json)?;
+        Ok(Self {
+            owner_id: header.owner_id,
+            version: header.version,
+            status: header.status,
+            json,
+        })
+    }
+
+    pub fn of(state: &MemoryState) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            owner_id: state.owner_id.clone(),
+            version: state.version,
+            status: state.facts.status,
+            json: serde_json::to_string(state)?,
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
@@ -39,6 +85,7 @@ pub struct TimelinePosition {
 pub struct Documents {
     redis: ConnectionManager,
     keys: Keys,
+    generation: Arc<Mutex<Option<(i64, Instant)>>>,
 }
 
 impl std::fmt::Debug for Documents {
@@ -52,24 +99,48 @@ impl std::fmt::Debug for Documents {
 
 impl Documents {
     pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
-        Self { redis, keys }
+        Self {
+            redis,
+            keys,
+            generation: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The active generation, read at most once per [`GENERATION_TTL`].
+    async fn generation(&self, redis: &mut ConnectionManager) -> Result<i64, DocumentError> {
+        let cached = *self
+            .generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((g, read_at)) = cached
+            && read_at.elapsed() < GENERATION_TTL
+        {
+            return Ok(g);
+        }
+        let g = active_generation(redis, &self.keys).await?;
+        *self
+            .generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((g, Instant::now()));
+        Ok(g)
     }
 
     pub fn connection(&self) -> ConnectionManager {
         self.redis.clone()
     }
 
-    pub async fn memory(&self, id: Uuid) -> Result<(i64, Stored<MemoryState>), DocumentError> {
+    /// The memory document and its erasure tombstone, in one round trip.
+    pub async fn memory(&self, id: Uuid) -> Result<(i64, Stored<RawMemory>), DocumentError> {
         let mut redis = self.redis.clone();
-        let g = active_generation(&mut redis, &self.keys).await?;
-        let (doc, erased): (Option<String>, Option<u64>) = redis::pipe()
-            .get(self.keys.memory(g, id))
-            .get(self.keys.memory_tombstone(g, id))
+        let g = self.generation(&mut redis).await?;
+        let (doc, erased): (Option<String>, Option<u64>) = redis::cmd("MGET")
+            .arg(self.keys.memory(g, id))
+            .arg(self.keys.memory_tombstone(g, id))
             .query_async(&mut redis)
             .await?;
         let stored = match (doc, erased) {
             (_, Some(version)) => Stored::Erased(version),
-            (Some(doc), None) => Stored::Found(serde_json::from_str(&doc)?),
+            (Some(doc), None) => Stored::Found(RawMemory::parse(doc)?),
             (None, None) => Stored::Missing,
         };
         Ok((g, stored))
@@ -77,7 +148,7 @@ impl Documents {
 
     pub async fn session(&self, id: Uuid) -> Result<(i64, Option<SessionState>), DocumentError> {
         let mut redis = self.redis.clone();
-        let g = active_generation(&mut redis, &self.keys).await?;
+        let g = self.generation(&mut redis).await?;
         let doc: Option<String> = redis.get(self.keys.session(g, id)).await?;
         Ok((g, doc.map(|d| serde_json::from_str(&d)).transpose()?))
     }
@@ -113,7 +184,7 @@ impl Documents {
         limit: usize,
     ) -> Result<(Vec<MemoryState>, Option<TimelinePosition>), DocumentError> {
         let mut redis = self.redis.clone();
-        let g = active_generation(&mut redis, &self.keys).await?;
+        let g = self.generation(&mut redis).await?;
         let key = self.keys.timeline(g, session);
         let min = after.map_or_else(|| "-inf".to_owned(), |a| a.score.to_string());
         // Entries with the cursor's own score sort by member; skip those up to

@@ -168,6 +168,11 @@ const EVERY_WORD: i32 = 2;
 const SOME_WORDS: i32 = 1;
 const TYPO: i32 = 0;
 
+/// Typo matching runs for queries of at most this many words: typos in the
+/// rare words of short keyword queries are what it is for, and the trigram
+/// similarity of a long query against every note is costly and says little.
+const MAX_TYPO_WORDS: usize = 3;
+
 impl Search {
     pub fn new(pool: PgPool, embedder: QueryEmbedder) -> Self {
         Self { pool, embedder }
@@ -177,19 +182,18 @@ impl Search {
         let k = request.k;
         let (semantic, keyword) = match request.mode {
             Mode::Semantic => (Some(self.semantic(owner, request, k).await?), None),
-            Mode::Keyword => (None, Some(self.keyword(owner, request, k).await?)),
+            Mode::Keyword => (None, Some(self.keyword(owner, request, k, true).await?)),
             Mode::Hybrid => {
                 let n = (k * 3).max(MIN_HYBRID_CANDIDATES);
-                let (semantic, mut keyword) = tokio::try_join!(
-                    self.semantic(owner, request, n),
-                    self.keyword(owner, request, n)
-                )?;
                 // Fusion takes the strict keyword ranking: every word, or a
                 // typo of one. Notes sharing only some words of a question
                 // are what the semantic ranking finds better; fused at equal
                 // weight they crowd it out (on the search-quality fixture,
                 // nDCG@10 of semantic-kind queries fell from 0.88 to 0.59).
-                keyword.retain(|c| c.tier != SOME_WORDS);
+                let (semantic, keyword) = tokio::try_join!(
+                    self.semantic(owner, request, n),
+                    self.keyword(owner, request, n, false)
+                )?;
                 (Some(semantic), Some(keyword))
             }
         };
@@ -256,32 +260,55 @@ impl Search {
         Ok(candidates)
     }
 
+    /// The keyword ranking, in tiers (`EVERY_WORD`, `SOME_WORDS`, `TYPO`):
+    /// memories with every word (or phrase) of the query, ranked by cover
+    /// density; then, with `partial`, those with only some of them, so a
+    /// question in plain language finds notes that share part of its words;
+    /// then, for short queries, memories that match no word but resemble the
+    /// query by trigrams (a typo). Each tier is its own indexed query, run only
+    /// while the page is not full: the strict tier is selective and cheap,
+    /// while ranking every any-word match or trigram-scanning a long query
+    /// over a large corpus is not. A query with an exclusion (`-word`) keeps
+    /// every-word semantics, since "a or not b" would match nearly everything.
     async fn keyword(
         &self,
         owner: &str,
         request: &SearchRequest,
         n: u32,
+        partial: bool,
     ) -> Result<Vec<Candidate>, SearchError> {
-        // Three tiers (EVERY_WORD, SOME_WORDS, TYPO): memories with every
-        // word (or phrase) of the query,
-        // then those with some of them, ranked by cover density, then typo
-        // matches by trigram similarity. Any-word matching is what lets a
-        // question in plain language find notes that share only some of its
-        // words; the first tier keeps short exact queries precise. A query
-        // with an exclusion (`-word`) keeps every-word semantics throughout,
-        // since "a or not b" would match nearly everything.
-        let mut query = QueryBuilder::new(
-            "SELECT id, tier, score FROM ( \
-               SELECT id, \
-                      CASE WHEN search @@ q.all_terms THEN 2 \
-                           WHEN search @@ q.any_terms THEN 1 ELSE 0 END AS tier, \
-                      CASE WHEN search @@ q.any_terms THEN ts_rank_cd(search, q.any_terms, 32) \
-                           ELSE word_similarity(",
-        );
+        let mut found = self.keyword_tier(owner, request, n, EVERY_WORD).await?;
+        let full = |found: &Vec<Candidate>| found.len() >= usize::try_from(n).unwrap_or(usize::MAX);
+        if partial && !full(&found) {
+            let rest = n - u32::try_from(found.len()).unwrap_or(n);
+            found.extend(self.keyword_tier(owner, request, rest, SOME_WORDS).await?);
+        }
+        if !full(&found) && request.q.split_whitespace().count() <= MAX_TYPO_WORDS {
+            let rest = n - u32::try_from(found.len()).unwrap_or(n);
+            found.extend(self.keyword_tier(owner, request, rest, TYPO).await?);
+        }
+        Ok(found)
+    }
+
+    async fn keyword_tier(
+        &self,
+        owner: &str,
+        request: &SearchRequest,
+        n: u32,
+        tier: i32,
+    ) -> Result<Vec<Candidate>, SearchError> {
+        let mut query = QueryBuilder::new("SELECT id, ");
+        match tier {
+            EVERY_WORD => query.push("ts_rank_cd(search, q.all_terms, 32)"),
+            SOME_WORDS => query.push("ts_rank_cd(search, q.any_terms, 32)"),
+            _ => query
+                .push("word_similarity(")
+                .push_bind(request.q.clone())
+                .push(", content)"),
+        };
         query
-            .push_bind(request.q.clone())
             .push(
-                ", content) END::float8 AS score \
+                "::float8 AS score \
                  FROM memories, \
                       (SELECT all_terms, \
                               CASE WHEN strpos(all_terms::text, '!') > 0 THEN all_terms \
@@ -292,15 +319,21 @@ impl Search {
             .push_bind(request.q.clone())
             .push(") AS all_terms) AS q WHERE");
         request.filters.push_where(owner, &mut query);
+        match tier {
+            EVERY_WORD => query.push(" AND search @@ q.all_terms"),
+            SOME_WORDS => query.push(" AND search @@ q.any_terms AND NOT search @@ q.all_terms"),
+            _ => query
+                .push(" AND ")
+                .push_bind(request.q.clone())
+                .push(" <% content AND NOT search @@ q.any_terms"),
+        };
         query
-            .push(" AND (search @@ q.any_terms OR ")
-            .push_bind(request.q.clone())
-            .push(" <% content)) AS ranked ORDER BY tier DESC, score DESC, id LIMIT ")
+            .push(" ORDER BY score DESC, id LIMIT ")
             .push_bind(i64::from(n));
-        let rows: Vec<(Uuid, i32, f64)> = query.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<(Uuid, f64)> = query.build_query_as().fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
-            .map(|(id, tier, score)| Candidate { id, score, tier })
+            .map(|(id, score)| Candidate { id, score, tier })
             .collect())
     }
 

@@ -2,11 +2,11 @@
 
 use super::params::{Checks, limit, position, with_filters};
 use super::{AppState, from_sqlx, not_yet_consistent};
-use crate::documents::Stored;
+use crate::documents::{RawMemory, Stored};
 use crate::rows::{Order, Position};
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use event_schema::{MemoryState, MemoryStatus};
+use event_schema::MemoryStatus;
 use serde::Deserialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
@@ -90,7 +90,7 @@ pub(super) enum Found<T> {
 
 /// A memory as the read side sees it: the Redis document, or else the read
 /// database's row, which is then put back into Redis.
-async fn lookup(state: &AppState, owner: &str, id: Uuid) -> Result<Found<MemoryState>, Problem> {
+async fn lookup(state: &AppState, owner: &str, id: Uuid) -> Result<Found<RawMemory>, Problem> {
     let (g, stored) = state.documents.memory(id).await?;
     match stored {
         Stored::Found(doc) if doc.owner_id == owner => Ok(Found::Mine(doc)),
@@ -110,7 +110,9 @@ async fn lookup(state: &AppState, owner: &str, id: Uuid) -> Result<Found<MemoryS
                     tracing::warn!(memory = %id, %error, "repairing a memory document failed");
                 }
             }
-            Ok(Found::Mine(row))
+            let raw =
+                RawMemory::of(&row).map_err(|e| super::internal("serialising a memory", &e))?;
+            Ok(Found::Mine(raw))
         }
     }
 }
@@ -141,13 +143,15 @@ pub async fn get(
             (Found::Mine(m), _) => break m,
         }
     };
-    if memory.facts.status == MemoryStatus::Deleted && !query.include_deleted {
+    if memory.status == MemoryStatus::Deleted && !query.include_deleted {
         return Err(Problem::not_found()
             .with_detail("the memory is deleted; pass include_deleted=true to read it"));
     }
+    // The stored document is the answer, byte for byte.
     Ok(HttpResponse::Ok()
+        .insert_header(header::ContentType::json())
         .insert_header((header::ETAG, format!("\"{}\"", memory.version)))
-        .json(memory))
+        .body(memory.json))
 }
 
 /// List memories: by creation time, filtered, a page at a time.
