@@ -1,17 +1,19 @@
 //! The query-path benchmark (run by `bench/query-path`, which builds this in
 //! release and passes the environment). In one process and one run:
 //!
-//! 1. creates a fresh read database, seeds `BENCH_SMALL` memories for one
-//!    user (texts mixed from the search-quality fixture, vectors mixed from
-//!    the real embeddings of the fixture texts they were made from, so the
-//!    vectors cluster like real ones), builds the indexes, and writes 1,000 of
-//!    them as Redis documents;
+//! 1. makes `BENCH_LARGE` distinct texts from pieces of the search-quality
+//!    fixture's memories and embeds them with the real model (about 100
+//!    texts/s; cached under `BENCH_CACHE_DIR` by a hash of the texts, so only
+//!    the first run pays), creates a fresh read database, seeds the first
+//!    `BENCH_SMALL` for one user, builds the indexes, and writes 1,000 of them
+//!    as Redis documents;
 //! 2. starts the query service in-process (release, JSON logs at warn) and
 //!    measures, at that size: GET `/v1/memories/{id}` against `/health/live`
-//!    with wrk (throughput and p99; the headline is their ratio), hybrid
-//!    search latency over HTTP with distinct queries (so every query is
-//!    embedded) against `/health/live` latency from the same client, and HNSW
-//!    recall@10 against an exact scan for several `ef_search` values;
+//!    with wrk (throughput and p99; the headline is their ratio); search
+//!    latency over HTTP in each mode with distinct queries (so every query is
+//!    embedded), beside the embedding alone and `/health/live` from the same
+//!    client; and HNSW recall@10 against an exact scan for several
+//!    `ef_search` values;
 //! 3. grows the corpus to `BENCH_LARGE`, rebuilds the indexes, and measures
 //!    search latency and recall again;
 //! 4. drops the database and the Redis keys.
@@ -40,6 +42,7 @@ use uuid::Uuid;
 const OWNER: &str = "bench-user";
 const SECRET: &str = "a-bench-secret-that-is-long-enough-for-hs256";
 const DOCUMENTS: usize = 1000;
+const EF_SEARCH_SWEEP: &[u32] = &[40, 100, 200, 400];
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -78,35 +81,81 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
 }
 
-fn normalise(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter_mut().for_each(|x| *x /= norm);
-}
-
-/// A synthetic memory: words of two fixture texts, and a vector between
-/// theirs with some noise.
-fn synthesise(rng: &mut Rng, texts: &[String], vectors: &[Vec<f32>]) -> (String, Vec<f32>) {
+/// A synthetic memory: the start of one fixture text and a piece of
+/// another, so texts are distinct but about the fixture's topics.
+fn synthesise(rng: &mut Rng, texts: &[String]) -> String {
     let (a, b) = (rng.below(texts.len()), rng.below(texts.len()));
     let words_a: Vec<&str> = texts[a].split_whitespace().collect();
     let words_b: Vec<&str> = texts[b].split_whitespace().collect();
-    let take_a = words_a.len() * 2 / 3;
-    let mut words: Vec<&str> = words_a[..take_a.max(1)].to_vec();
-    words.extend(&words_b[..(words_b.len() / 3).max(1)]);
-    let text = format!("{} #{}", words.join(" "), rng.next() % 1_000_000);
-    let weight = 0.6 + 0.3 * rng.unit();
-    let mut vector: Vec<f32> = vectors[a]
+    let start_b = rng.below(words_b.len().max(1));
+    let mut words: Vec<&str> = words_a[..(words_a.len() / 2).max(1)].to_vec();
+    words.extend(words_b.iter().skip(start_b).take(6));
+    words.join(" ")
+}
+
+/// Real embeddings of `texts`, cached on disk by a hash of the texts: the
+/// first run embeds them all (about 100 texts/s here), later runs read them.
+async fn embed_all(
+    embedder: &Arc<dyn Embedder>,
+    texts: &[String],
+    cache_dir: &str,
+) -> Vec<Vec<f32>> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(embedder.model_id().as_bytes());
+    for text in texts {
+        hasher.update(text.as_bytes());
+        hasher.update([0u8]);
+    }
+    let digest = hex::encode(&hasher.finalize()[..8]);
+    let dim = embedder.dimension();
+    let path =
+        std::path::Path::new(cache_dir).join(format!("query-bench-{}-{digest}.f32", texts.len()));
+    if let Ok(bytes) = std::fs::read(&path)
+        && bytes.len() == texts.len() * dim * 4
+    {
+        println!(
+            "  vectors: {} from the cache {}",
+            texts.len(),
+            path.display()
+        );
+        return bytes
+            .chunks_exact(dim * 4)
+            .map(|row| {
+                row.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            })
+            .collect();
+    }
+    let started = Instant::now();
+    let mut vectors = Vec::with_capacity(texts.len());
+    for (i, chunk) in texts.chunks(64).enumerate() {
+        vectors.extend(embedder.embed(chunk).await.unwrap());
+        if (i + 1) % 160 == 0 {
+            println!(
+                "  embedded {} of {} ({:.0} texts/s)",
+                vectors.len(),
+                texts.len(),
+                vectors.len() as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "  vectors: embedded {} in {:.0} s",
+        texts.len(),
+        started.elapsed().as_secs_f64()
+    );
+    std::fs::create_dir_all(cache_dir).unwrap();
+    let bytes: Vec<u8> = vectors
         .iter()
-        .zip(&vectors[b])
-        .map(|(x, y)| weight * x + (1.0 - weight) * y + 0.04 * (rng.unit() - 0.5))
+        .flatten()
+        .flat_map(|x| x.to_le_bytes())
         .collect();
-    normalise(&mut vector);
-    (text, vector)
+    std::fs::write(&path, bytes).unwrap();
+    vectors
 }
 
 fn vector_text(v: &[f32]) -> String {
@@ -114,28 +163,28 @@ fn vector_text(v: &[f32]) -> String {
     format!("[{}]", parts.join(","))
 }
 
+/// Inserts the corpus rows `range` for the bench user, 1,000 per statement.
 async fn seed(
     pool: &PgPool,
-    rng: &mut Rng,
     texts: &[String],
     vectors: &[Vec<f32>],
-    count: usize,
+    range: std::ops::Range<usize>,
     model: &str,
 ) -> Vec<Uuid> {
+    let count = range.len();
     let mut ids = Vec::with_capacity(count);
     let started = Instant::now();
     let base = chrono::Utc::now() - chrono::Duration::days(365);
-    for chunk_start in (0..count).step_by(1000) {
-        let n = (count - chunk_start).min(1000);
+    for chunk_start in range.clone().step_by(1000) {
+        let n = (range.end - chunk_start).min(1000);
         let mut chunk_ids = Vec::with_capacity(n);
         let mut contents = Vec::with_capacity(n);
         let mut embeddings = Vec::with_capacity(n);
         let mut times = Vec::with_capacity(n);
         for i in 0..n {
-            let (text, vector) = synthesise(rng, texts, vectors);
             chunk_ids.push(Uuid::now_v7());
-            contents.push(text);
-            embeddings.push(vector_text(&vector));
+            contents.push(texts[chunk_start + i].clone());
+            embeddings.push(vector_text(&vectors[chunk_start + i]));
             times.push(base + chrono::Duration::seconds((chunk_start + i) as i64 * 60));
         }
         sqlx::query(
@@ -234,34 +283,54 @@ fn queries(fixture: &Fixture, n: usize, salt: &str) -> Vec<String> {
         .collect()
 }
 
+/// Search latency over HTTP, one request at a time, each mode with its own
+/// distinct queries (so every semantic and hybrid query is embedded), beside
+/// the query embedding alone and `/health/live` from the same client.
 async fn search_latency(
     client: &reqwest::Client,
     base: &str,
     token: &str,
+    embedder: &Arc<dyn Embedder>,
     fixture: &Fixture,
     n: usize,
     salt: &str,
 ) {
+    let report = |what: &str, sorted: &[f64]| {
+        println!(
+            "  {what:<44} p50 {:>6.1} ms, p95 {:>6.1} ms, p99 {:>6.1} ms",
+            percentile(sorted, 0.5),
+            percentile(sorted, 0.95),
+            percentile(sorted, 0.99)
+        );
+    };
     let health: Vec<String> = (0..n).map(|_| format!("{base}/health/live")).collect();
-    let searches: Vec<String> = queries(fixture, n, salt)
+    let warm: Vec<String> = queries(fixture, 5, &format!("{salt}-warm"))
         .iter()
-        .map(|q| format!("{base}/v1/search?q={}&mode=hybrid&k=10", encode(q)))
+        .map(|q| format!("{base}/v1/search?q={}", encode(q)))
         .collect();
-    // Warm the pools and the model once.
-    latencies(client, &searches[..5.min(n)], token).await;
-    let h = latencies(client, &health, token).await;
-    let s = latencies(client, &searches, token).await;
-    println!(
-        "  hybrid search (distinct queries, embedding included), {n} sequential: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
-        percentile(&s, 0.5),
-        percentile(&s, 0.95),
-        percentile(&s, 0.99)
+    latencies(client, &warm, token).await;
+    report(
+        "/health/live (baseline)",
+        &latencies(client, &health, token).await,
     );
-    println!(
-        "  /health/live, same client:                              p50 {:.2} ms, p95 {:.2} ms",
-        percentile(&h, 0.5),
-        percentile(&h, 0.95)
-    );
+    let mut embedding = Vec::with_capacity(n);
+    for q in queries(fixture, n, &format!("{salt}-embed")) {
+        let started = Instant::now();
+        embedder.embed(&[q]).await.unwrap();
+        embedding.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    embedding.sort_by(f64::total_cmp);
+    report("query embedding alone (in-process)", &embedding);
+    for mode in ["keyword", "semantic", "hybrid"] {
+        let urls: Vec<String> = queries(fixture, n, &format!("{salt}-{mode}"))
+            .iter()
+            .map(|q| format!("{base}/v1/search?q={}&mode={mode}&k=10", encode(q)))
+            .collect();
+        report(
+            &format!("search mode={mode}, k=10"),
+            &latencies(client, &urls, token).await,
+        );
+    }
 }
 
 /// recall@10 of the HNSW index against an exact scan, per `ef_search`.
@@ -374,6 +443,8 @@ async fn main() {
     let ef_search: u32 = env_or("BENCH_EF_SEARCH", 100);
     let wrk_bin = std::env::var("BENCH_WRK").unwrap_or_else(|_| "wrk".to_owned());
     let work = std::env::var("BENCH_WORK").unwrap_or_else(|_| "/tmp".to_owned());
+    let cache_dir = std::env::var("BENCH_CACHE_DIR")
+        .unwrap_or_else(|_| "/var/tmp/second-brain-bench".to_owned());
 
     let fixture: Fixture =
         serde_json::from_str(include_str!("../tests/fixtures/search-quality.json")).unwrap();
@@ -391,7 +462,11 @@ async fn main() {
         .unwrap();
     let model = embedder.model_id().to_owned();
     let dimension = embedder.dimension();
-    let vectors = embedder.embed(&texts).await.unwrap();
+    let mut rng = Rng(0x5EED_CAFE_F00D_u64);
+    let corpus: Vec<String> = (0..large.max(small))
+        .map(|_| synthesise(&mut rng, &texts))
+        .collect();
+    let vectors = embed_all(&embedder, &corpus, &cache_dir).await;
     let recall_queries = queries(&fixture, n_queries, "recall");
     let query_vectors = embedder.embed(&recall_queries).await.unwrap();
 
@@ -426,12 +501,11 @@ async fn main() {
     .await
     .unwrap();
 
-    let mut rng = Rng(0x5EED_CAFE_F00D_u64);
     println!(
         "query-path benchmark: {small} then {large} memories, model {model}, ef_search {ef_search}"
     );
     println!("phase 1: {small} memories");
-    let ids = seed(&pool, &mut rng, &texts, &vectors, small, &model).await;
+    let ids = seed(&pool, &corpus, &vectors, 0..small, &model).await;
     build_indexes(&pool, 2).await;
 
     // Redis documents for the GET-by-id load, under a bench prefix.
@@ -524,23 +598,21 @@ async fn main() {
         get_rps / live_rps
     );
 
-    search_latency(&client, &base, &token, &fixture, n_queries, "small").await;
-    recall(&db_url, &query_vectors, &[40, 64, 100, 200]).await;
+    search_latency(
+        &client, &base, &token, &embedder, &fixture, n_queries, "small",
+    )
+    .await;
+    recall(&db_url, &query_vectors, EF_SEARCH_SWEEP).await;
 
     println!("phase 2: {large} memories");
     drop_vector_index(&pool).await;
-    seed(
-        &pool,
-        &mut rng,
-        &texts,
-        &vectors,
-        large.saturating_sub(small),
-        &model,
+    seed(&pool, &corpus, &vectors, small..large.max(small), &model).await;
+    build_indexes(&pool, 2).await;
+    search_latency(
+        &client, &base, &token, &embedder, &fixture, n_queries, "large",
     )
     .await;
-    build_indexes(&pool, 2).await;
-    search_latency(&client, &base, &token, &fixture, n_queries, "large").await;
-    recall(&db_url, &query_vectors, &[40, 64, 100, 200]).await;
+    recall(&db_url, &query_vectors, EF_SEARCH_SWEEP).await;
 
     // Clean up.
     pool.close().await;
