@@ -167,7 +167,7 @@ async fn raw_rate(args: &Args, event: &StoredEvent) -> anyhow::Result<f64> {
         .await?;
     let name = format!("bench_raw_{}", Uuid::new_v4().simple());
     declare(&channel, &name).await?;
-    let message = message_for(event)?;
+    let message = message_for(event, 1)?;
     let mut in_flight: VecDeque<PublisherConfirm> = VecDeque::with_capacity(args.window);
     let started = Instant::now();
     for _ in 0..args.events {
@@ -222,6 +222,7 @@ async fn relay_rate(args: &Args, url: &str, pool: &PgPool) -> anyhow::Result<f64
         poll_interval: Duration::from_secs(1),
         standby_retry: Duration::from_secs(1),
         connection_name: format!("relay bench {name}"),
+        partitions: 1,
     };
     let started = Instant::now();
     let handle = relay::spawn(config);
@@ -269,7 +270,7 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         insert_events(&pool, args.events).await?;
         let event = sample_event(&pool).await?;
-        let body = message_for(&event)?.body.len();
+        let body = message_for(&event, 1)?.body.len();
         println!(
             "inserted {} events in {:.1} s; message body {body} B; window {}",
             args.events,

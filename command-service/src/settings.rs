@@ -39,6 +39,11 @@ pub struct Settings {
     /// no notification wakes it.
     #[serde(default = "default_relay_poll_interval_ms")]
     pub relay_poll_interval_ms: u64,
+    /// `SB_RELAY_PARTITIONS`: split the events into this many partitions by
+    /// aggregate, for as many projectors (`SB_PROJECTOR_PARTITIONS` must
+    /// match); 1, the default, is no split.
+    #[serde(default = "default_relay_partitions")]
+    pub relay_partitions: u32,
 }
 
 /// Only the listen address: what `healthcheck` needs to find the service.
@@ -71,6 +76,10 @@ fn default_relay_batch_size() -> usize {
 /// Short, because a notification finds nothing when an older transaction
 /// (in any database of the server) is still open; the next poll then
 /// publishes. A poll that finds nothing is one indexed query.
+fn default_relay_partitions() -> u32 {
+    1
+}
+
 fn default_relay_poll_interval_ms() -> u64 {
     200
 }
@@ -136,6 +145,9 @@ impl Settings {
         }
         if !(10..=3_600_000).contains(&self.relay_poll_interval_ms) {
             return invalid("RELAY_POLL_INTERVAL_MS", "must be between 10 and 3600000");
+        }
+        if !(1..=1024).contains(&self.relay_partitions) {
+            return invalid("RELAY_PARTITIONS", "must be between 1 and 1024");
         }
         Ok(())
     }

@@ -5,7 +5,12 @@
 //! - the relay's durable topic exchange;
 //! - per projection, a durable queue `<prefix>.<projection>` bound with `#`,
 //!   dead-lettering to the fanout exchange `<prefix>.dead_letter`, whose queue
-//!   of the same name keeps what could not be projected for inspection.
+//!   of the same name keeps what could not be projected for inspection;
+//! - or, with `SB_PROJECTOR_PARTITIONS` = P > 1, per projection P queues
+//!   `<prefix>.<projection>.p<i>` bound with `#.p<i>`: the relay (with
+//!   `SB_RELAY_PARTITIONS` = P) suffixes each routing key with the partition
+//!   of the event's aggregate, so each aggregate's events stay in one queue,
+//!   in order, and P projectors (partition 0..P-1) share the load.
 //!
 //! Deliveries are acknowledged only after the read-model write committed;
 //! a crash before that redelivers them, and the projections skip duplicates.
@@ -35,11 +40,37 @@ pub struct ConsumerConfig {
     pub prefetch: u16,
     pub batch_size: usize,
     pub max_attempts: u32,
+    /// How many partitions the events are split into, and which one this
+    /// projector consumes.
+    pub partitions: u32,
+    pub partition: u32,
 }
 
 impl ConsumerConfig {
     pub fn queue(&self, projection: &str) -> String {
-        format!("{}.{projection}", self.queue_prefix)
+        if self.partitions > 1 {
+            format!("{}.{projection}.p{}", self.queue_prefix, self.partition)
+        } else {
+            format!("{}.{projection}", self.queue_prefix)
+        }
+    }
+
+    /// The binding key of this partition's queues.
+    pub fn binding_key(&self) -> String {
+        if self.partitions > 1 {
+            format!("#.p{}", self.partition)
+        } else {
+            "#".to_owned()
+        }
+    }
+
+    /// The same consumer for another partition.
+    #[must_use]
+    pub fn for_partition(&self, partition: u32) -> Self {
+        Self {
+            partition,
+            ..self.clone()
+        }
     }
 
     pub fn dead_letter(&self) -> String {
@@ -108,7 +139,7 @@ pub async fn declare(
         .queue_bind(
             queue.as_str().into(),
             config.exchange.as_str().into(),
-            "#".into(),
+            config.binding_key().as_str().into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

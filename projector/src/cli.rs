@@ -85,6 +85,12 @@ struct TopologySettings {
     rabbitmq_exchange: String,
     #[serde(default = "default_queue_prefix")]
     projector_queue_prefix: String,
+    #[serde(default = "default_partitions")]
+    projector_partitions: u32,
+}
+
+fn default_partitions() -> u32 {
+    1
 }
 
 fn default_exchange() -> String {
@@ -115,12 +121,18 @@ async fn declare_topology(settings: TopologySettings) -> anyhow::Result<()> {
         prefetch: 1,
         batch_size: 1,
         max_attempts: 1,
+        partitions: settings.projector_partitions.max(1),
+        partition: 0,
     };
-    for projection in [
-        crate::projection::search::NAME,
-        crate::projection::documents::NAME,
-    ] {
-        crate::broker::declare(&channel, &config, projection).await?;
+    // Every partition's queues: the relay's messages for a partition whose
+    // projector has not started yet wait in its queue.
+    for partition in 0..config.partitions {
+        for projection in [
+            crate::projection::search::NAME,
+            crate::projection::documents::NAME,
+        ] {
+            crate::broker::declare(&channel, &config.for_partition(partition), projection).await?;
+        }
     }
     connection.close(200, "declared".into()).await.ok();
     eprintln!("queues declared on exchange {}", config.exchange);

@@ -39,6 +39,15 @@ pub struct Settings {
     #[serde(default = "default_max_attempts")]
     pub projector_max_attempts: u32,
     /// `SB_LOG_FORMAT`.
+    /// `SB_PROJECTOR_PARTITIONS`: how many partitions the relay splits the
+    /// events into (its `SB_RELAY_PARTITIONS`); 1, the default, is one queue
+    /// per projection.
+    #[serde(default = "default_partitions")]
+    pub projector_partitions: u32,
+    /// `SB_PROJECTOR_PARTITION`: which partition this projector consumes,
+    /// 0 to partitions − 1 (in Kubernetes, the StatefulSet pod's ordinal).
+    #[serde(default)]
+    pub projector_partition: u32,
     #[serde(default)]
     pub log_format: LogFormat,
 }
@@ -68,6 +77,9 @@ fn default_prefetch() -> u16 {
 fn default_batch_size() -> usize {
     64
 }
+fn default_partitions() -> u32 {
+    1
+}
 fn default_max_attempts() -> u32 {
     5
 }
@@ -96,6 +108,15 @@ impl Settings {
         }
         if self.projector_max_attempts == 0 {
             return invalid("PROJECTOR_MAX_ATTEMPTS", "must be at least 1");
+        }
+        if !(1..=1024).contains(&self.projector_partitions) {
+            return invalid("PROJECTOR_PARTITIONS", "must be between 1 and 1024");
+        }
+        if self.projector_partition >= self.projector_partitions {
+            return invalid(
+                "PROJECTOR_PARTITION",
+                "must be below SB_PROJECTOR_PARTITIONS",
+            );
         }
         Ok(())
     }

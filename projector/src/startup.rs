@@ -141,6 +141,8 @@ impl Application {
             prefetch: settings.projector_prefetch,
             batch_size: settings.projector_batch_size,
             max_attempts: settings.projector_max_attempts,
+            partitions: settings.projector_partitions,
+            partition: settings.projector_partition,
         };
         let (shutdown, stopped) = watch::channel(false);
         let projections: [Arc<dyn Projection>; 2] = [parts.search.clone(), parts.documents.clone()];

@@ -53,7 +53,7 @@
 mod publisher;
 mod source;
 
-pub use publisher::{Message, message_for, routing_key};
+pub use publisher::{Message, message_for, partition_of, routing_key};
 pub use source::{APPLICATION_NAME, CHANNEL, Checkpoint, LOCK_CLASS};
 
 use crate::settings::Settings;
@@ -83,6 +83,9 @@ pub struct RelayConfig {
     /// The client-provided connection name RabbitMQ shows (and an operator
     /// can close the connection by).
     pub connection_name: String,
+    /// Partitions the events are split into by aggregate (routing keys end
+    /// in `.p<i>` when more than one); the projectors must agree.
+    pub partitions: u32,
 }
 
 impl RelayConfig {
@@ -104,6 +107,7 @@ impl RelayConfig {
             batch_size: settings.relay_batch_size,
             poll_interval: Duration::from_millis(settings.relay_poll_interval_ms),
             standby_retry: Duration::from_secs(5),
+            partitions: settings.relay_partitions,
         })
     }
 }
@@ -165,6 +169,11 @@ pub(crate) enum RelayError {
     },
     #[error("rabbitmq refused (nack) the event at position {position}")]
     Nacked { position: i64 },
+    #[error(
+        "no queue is bound for the event at position {position} (routing key {routing_key}); \
+         it is kept until one is"
+    )]
+    Unroutable { position: i64, routing_key: String },
     #[error("encoding an event: {0}")]
     Encode(#[source] serde_json::Error),
     #[error("the stored checkpoint is not behind this relay's: another relay wrote it")]
@@ -179,6 +188,7 @@ impl RelayError {
             | Self::Broker { stage, .. }
             | Self::BrokerTimeout { stage, .. } => stage,
             Self::Nacked { .. } => "confirm",
+            Self::Unroutable { .. } => "unroutable",
             Self::Encode(_) => "encode",
             Self::CheckpointMoved => "checkpoint",
         }
@@ -188,7 +198,10 @@ impl RelayError {
     fn is_postgres(&self) -> bool {
         match self {
             Self::Postgres { .. } | Self::PostgresTimeout { .. } | Self::CheckpointMoved => true,
-            Self::Broker { .. } | Self::BrokerTimeout { .. } | Self::Nacked { .. } => false,
+            Self::Broker { .. }
+            | Self::BrokerTimeout { .. }
+            | Self::Nacked { .. }
+            | Self::Unroutable { .. } => false,
             // A row that cannot be encoded is read again after the backoff.
             Self::Encode(_) => false,
         }
@@ -394,6 +407,7 @@ impl Relay {
                 &self.config.rabbitmq_url,
                 &self.config.exchange,
                 &self.config.connection_name,
+                self.config.partitions,
             )
             .await?;
             tracing::info!(relay = %self.config.name, "relay connected to rabbitmq");

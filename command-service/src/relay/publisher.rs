@@ -45,6 +45,21 @@ pub fn routing_key(aggregate_type: &str, event_type: &str) -> String {
     }
 }
 
+/// Which of `partitions` partitions an aggregate's events go to: the first
+/// eight bytes of the SHA-256 of its id, modulo the count. Stable across
+/// processes and releases, and spread evenly whatever the ids look like
+/// (UUIDv7s begin with a timestamp).
+pub fn partition_of(aggregate_id: &str, partitions: u32) -> u32 {
+    use sha2::{Digest, Sha256};
+    if partitions <= 1 {
+        return 0;
+    }
+    let digest = Sha256::digest(aggregate_id.as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    u32::try_from(u64::from_be_bytes(head) % u64::from(partitions)).unwrap_or(0)
+}
+
 /// One event as it goes on the wire.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -56,8 +71,10 @@ pub struct Message {
 
 /// Builds the message for one stored event: persistent JSON, message id =
 /// event id, type = event type, timestamp = recorded_at (unix seconds), and
-/// headers for routing and deduplication without parsing the body.
-pub fn message_for(event: &StoredEvent) -> Result<Message, serde_json::Error> {
+/// headers for routing and deduplication without parsing the body. With more
+/// than one partition the routing key ends in `.p<partition>`
+/// (`memory.captured.p3`), which the partition's queues are bound to.
+pub fn message_for(event: &StoredEvent, partitions: u32) -> Result<Message, serde_json::Error> {
     let body = serde_json::to_vec(event)?;
     let text = |value: &str| AMQPValue::LongString(LongString::from(value.as_bytes()));
     let mut headers = FieldTable::default();
@@ -82,8 +99,12 @@ pub fn message_for(event: &StoredEvent) -> Result<Message, serde_json::Error> {
         .with_type(short(&event.event_type))
         .with_timestamp(u64::try_from(event.recorded_at.timestamp()).unwrap_or(0))
         .with_headers(headers);
+    let mut key = routing_key(&event.aggregate_type, &event.event_type);
+    if partitions > 1 {
+        key = format!("{key}.p{}", partition_of(&event.aggregate_id, partitions));
+    }
     Ok(Message {
-        routing_key: short(&routing_key(&event.aggregate_type, &event.event_type)),
+        routing_key: short(&key),
         body,
         properties,
     })
@@ -94,6 +115,7 @@ pub(super) struct Broker {
     connection: Connection,
     channel: Channel,
     exchange: ShortString,
+    partitions: u32,
 }
 
 /// The confirms of one published batch, in publish order.
@@ -110,6 +132,7 @@ impl Broker {
         url: &SecretString,
         exchange: &str,
         connection_name: &str,
+        partitions: u32,
     ) -> Result<Self, RelayError> {
         let attempt = async {
             let properties =
@@ -142,6 +165,7 @@ impl Broker {
                 connection,
                 channel,
                 exchange,
+                partitions,
             })
         };
         tokio::time::timeout(CONNECT_TIMEOUT, attempt)
@@ -158,13 +182,18 @@ impl Broker {
     pub(super) async fn publish(&self, rows: &[Row]) -> Result<Confirms, RelayError> {
         let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
-            let message = message_for(&row.event).map_err(RelayError::Encode)?;
+            let message = message_for(&row.event, self.partitions).map_err(RelayError::Encode)?;
             let confirm = self
                 .channel
                 .basic_publish(
                     self.exchange.clone(),
                     message.routing_key,
-                    BasicPublishOptions::default(),
+                    // Mandatory: a message no queue is bound for comes back
+                    // instead of vanishing, and fails the batch (see `wait`).
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
                     &message.body,
                     message.properties,
                 )
@@ -191,13 +220,22 @@ impl Broker {
 }
 
 impl Confirms {
-    /// Waits for every confirm; any nack, error or timeout fails the whole
-    /// batch, so the checkpoint stays where it was and the batch is sent again.
+    /// Waits for every confirm; any nack, return, error or timeout fails the
+    /// whole batch, so the checkpoint stays where it was and the batch is sent
+    /// again. A returned message matched no queue binding (the projector's
+    /// queues not declared yet, say): the broker would otherwise have dropped
+    /// it, so the relay waits and retries until something can receive it.
     pub(super) async fn wait(self) -> Result<(), RelayError> {
         let all = async {
             for (position, confirm) in self.pending {
                 match confirm.await.map_err(broker_error("confirm"))? {
-                    Confirmation::Ack(_) => {}
+                    Confirmation::Ack(None) => {}
+                    Confirmation::Ack(Some(returned)) => {
+                        return Err(RelayError::Unroutable {
+                            position,
+                            routing_key: returned.delivery.routing_key.to_string(),
+                        });
+                    }
                     Confirmation::Nack(_) | Confirmation::NotRequested => {
                         return Err(RelayError::Nacked { position });
                     }
@@ -247,7 +285,7 @@ mod tests {
     #[test]
     fn a_message_carries_the_stored_row_and_the_contract_headers() {
         let stored = event("Memory", "MemoryCaptured");
-        let message = message_for(&stored).unwrap();
+        let message = message_for(&stored, 1).unwrap();
         assert_eq!(message.routing_key.as_str(), "memory.captured");
         let body: StoredEvent = serde_json::from_slice(&message.body).unwrap();
         assert_eq!(body, stored);
@@ -285,7 +323,7 @@ mod tests {
     #[test]
     fn an_oversized_type_name_is_cut_instead_of_panicking() {
         let long = format!("Spun{}", "é".repeat(200));
-        let message = message_for(&event("Widget", &long)).unwrap();
+        let message = message_for(&event("Widget", &long), 1).unwrap();
         assert!(message.routing_key.as_str().len() <= 255);
         assert!(message.properties.kind().as_ref().unwrap().as_str().len() <= 255);
     }

@@ -62,6 +62,7 @@ fn relay_config(app: &TestApp, exchange: &str, instance: &str) -> RelayConfig {
         poll_interval: Duration::from_millis(100),
         standby_retry: Duration::from_millis(200),
         connection_name: format!("sb test relay {exchange} {instance}"),
+        partitions: 1,
     }
 }
 
@@ -739,5 +740,96 @@ async fn transaction_ids_are_ordered_as_numbers_not_as_text() {
     wait_for_checkpoint_at_end(&app, &exchange).await;
     assert_eq!(broker.ids(), [ids[1], ids[0], ids[2]], "9, 10, 100");
     relay.shutdown().await;
+    broker.delete().await;
+}
+
+/// The relay's error count for one stage, from the service's `/metrics`.
+async fn relay_errors(app: &TestApp, relay: &str, stage: &str) -> u64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| {
+            line.starts_with("relay_errors_total{")
+                && line.contains(&format!("relay=\"{relay}\""))
+                && line.contains(&format!("stage=\"{stage}\""))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+#[tokio::test]
+async fn an_event_no_queue_is_bound_for_is_held_until_one_is_not_dropped() {
+    let exchange = unique_exchange();
+    let app = spawn_app_with_relay(&exchange).await;
+    let ids = capture_many(&app, "alice", 3).await;
+    // The relay published, the broker returned every message (nothing is
+    // bound yet), and the relay kept its checkpoint where it was.
+    let deadline = Instant::now() + DEADLINE;
+    while relay_errors(&app, &exchange, "unroutable").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the relay never tried to publish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = events_of(&app, &ids).await;
+    let first = key_of(&app, events[0]).await.1;
+    let held = checkpoint(&app, &exchange).await.map_or(0, |(_, p)| p);
+    assert!(
+        held < first,
+        "the checkpoint ({held}) passed unpublished events"
+    );
+    // Once a queue is bound, every event arrives.
+    let mut broker = TestBroker::new(&exchange).await;
+    broker.receive_all(&events).await;
+    wait_for_checkpoint_at_end(&app, &exchange).await;
+    broker.delete().await;
+}
+
+#[tokio::test]
+async fn with_partitions_each_aggregates_events_carry_its_one_partition_and_all_partitions_are_used()
+ {
+    let exchange = unique_exchange();
+    let mut broker = TestBroker::new(&exchange).await;
+    let mut vars = relay_vars(&exchange);
+    vars.push(("SB_RELAY_PARTITIONS", "3".to_owned()));
+    let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = spawn_app_with(&borrowed).await;
+    let ids = capture_many(&app, "alice", 30).await;
+    for id in &ids {
+        app.post_json(
+            &format!("/v1/memories/{id}/tags"),
+            "alice",
+            &json!({"tags": ["again"]}),
+        )
+        .await;
+    }
+    let events = events_of(&app, &ids).await;
+    assert_eq!(events.len(), 60);
+    broker.receive_all(&events).await;
+    let mut used = HashSet::new();
+    for received in &broker.received {
+        let partition = relay::partition_of(&received.event.aggregate_id, 3);
+        assert!(
+            received.routing_key.ends_with(&format!(".p{partition}")),
+            "{} for aggregate {}",
+            received.routing_key,
+            received.event.aggregate_id
+        );
+        used.insert(partition);
+    }
+    assert_eq!(
+        used.len(),
+        3,
+        "30 aggregates over 3 partitions use all three"
+    );
     broker.delete().await;
 }

@@ -30,5 +30,5 @@ ensure_check_tools() {
 # Runs deploy/check against the debug binaries `cargo test` built.
 run_deploy_check() {
 	ensure_check_tools
-	python3 "$SB_REPO_ROOT/deploy/check" --tools "$SB_CHECK_VENV/bin" --bin "$CARGO_TARGET_DIR/debug"
+	"$SB_CHECK_VENV/bin/python" "$SB_REPO_ROOT/deploy/check" --tools "$SB_CHECK_VENV/bin" --bin "$CARGO_TARGET_DIR/debug"
 }

@@ -11,5 +11,6 @@ mod crash;
 mod deliveries;
 mod helpers;
 mod operations;
+mod partitions;
 mod projection;
 mod rebuild;

@@ -1,0 +1,115 @@
+//! Projectors scaled out by partition: the relay splits the events by
+//! aggregate over P routing-key suffixes, each projector consumes its
+//! partition's queues, and together they build read models equal to the fold.
+
+use crate::helpers::{Options, local_embedder, rabbitmq_url, spawn_stack};
+use command_service::relay::{self, RelayConfig};
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+use projector::settings::Settings;
+use projector::startup::Application as ProjectorApp;
+use secrecy::SecretString;
+use serde_json::json;
+use std::time::Duration;
+
+const PARTITIONS: u32 = 2;
+
+#[tokio::test]
+async fn two_projectors_on_two_partitions_build_read_models_equal_to_the_fold() {
+    let stack = spawn_stack(Options {
+        relay: false,
+        projector: false,
+    })
+    .await;
+    let var = |name: &str| {
+        stack
+            .projector_vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    // One projector per partition; their consumers declare their queues.
+    let mut projectors = Vec::new();
+    for partition in 0..PARTITIONS {
+        let mut vars = stack.projector_vars.clone();
+        vars.push(("SB_PROJECTOR_PARTITIONS".to_owned(), PARTITIONS.to_string()));
+        vars.push(("SB_PROJECTOR_PARTITION".to_owned(), partition.to_string()));
+        let settings: Settings = service_kit::settings::from_vars(vars).unwrap();
+        settings.validate().unwrap();
+        let app = ProjectorApp::build(&settings, local_embedder().await)
+            .await
+            .unwrap();
+        projectors.push(tokio::spawn(app.run_until_stopped()));
+    }
+    let relay = relay::spawn(RelayConfig {
+        name: stack.exchange.clone(),
+        event_store_url: SecretString::from(var("SB_EVENT_STORE_URL")),
+        rabbitmq_url: SecretString::from(rabbitmq_url()),
+        exchange: stack.exchange.clone(),
+        batch_size: 64,
+        poll_interval: Duration::from_millis(100),
+        standby_retry: Duration::from_millis(200),
+        connection_name: format!("sbt_{} partitioned relay", stack.tag),
+        partitions: PARTITIONS,
+    });
+
+    let session = stack.start_session("alice", "Split").await;
+    for i in 0..20 {
+        let id = stack
+            .capture(
+                "alice",
+                json!({"content": format!("partitioned {i}"), "session_id": session}),
+            )
+            .await;
+        stack
+            .ok(
+                reqwest::Method::POST,
+                &format!("/v1/memories/{id}/tags"),
+                "alice",
+                Some(json!({"tags": ["split"]})),
+            )
+            .await;
+    }
+    // Every event reached the read models through one partition or the other
+    // (the relay holds any event whose partition has no queue yet).
+    stack.wait_until_verified().await;
+
+    // Each partition has its own queues, each with its one consumer.
+    let connection = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for partition in 0..PARTITIONS {
+        for projection in ["search", "documents"] {
+            let queue = format!("{}.{projection}.p{partition}", stack.queue_prefix);
+            let declared = channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(declared.consumer_count(), 1, "{queue}");
+        }
+    }
+    relay.shutdown().await;
+    for projector in projectors {
+        projector.abort();
+    }
+    for partition in 0..PARTITIONS {
+        for projection in ["search", "documents"] {
+            let queue = format!("{}.{projection}.p{partition}", stack.queue_prefix);
+            let _ = channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
+    connection.close(200, "done".into()).await.ok();
+}
