@@ -43,6 +43,36 @@ async fn two_projectors_on_two_partitions_build_read_models_equal_to_the_fold() 
             .unwrap();
         projectors.push(tokio::spawn(app.run_until_stopped()));
     }
+    // Every partition's queues must exist before the relay publishes: a
+    // message routed to one read model's queue but not yet the other's would
+    // reach only the first (`projector migrate` declares them all up front).
+    let connection = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let queue_of = |partition: u32, projection: &str| {
+        format!("{}.{projection}.p{partition}", stack.queue_prefix)
+    };
+    let passive = || QueueDeclareOptions {
+        passive: true,
+        durable: true,
+        ..Default::default()
+    };
+    for partition in 0..PARTITIONS {
+        for projection in ["search", "documents"] {
+            let queue = queue_of(partition, projection);
+            stack
+                .eventually(&format!("queue {queue}"), || async {
+                    // A failed passive declare closes the channel: use a fresh one.
+                    let probe = connection.create_channel().await.unwrap();
+                    probe
+                        .queue_declare(queue.as_str().into(), passive(), FieldTable::default())
+                        .await
+                        .is_ok()
+                })
+                .await;
+        }
+    }
     let relay = relay::spawn(RelayConfig {
         name: stack.exchange.clone(),
         event_store_url: SecretString::from(var("SB_EVENT_STORE_URL")),
@@ -77,23 +107,11 @@ async fn two_projectors_on_two_partitions_build_read_models_equal_to_the_fold() 
     stack.wait_until_verified().await;
 
     // Each partition has its own queues, each with its one consumer.
-    let connection = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
     for partition in 0..PARTITIONS {
         for projection in ["search", "documents"] {
-            let queue = format!("{}.{projection}.p{partition}", stack.queue_prefix);
+            let queue = queue_of(partition, projection);
             let declared = channel
-                .queue_declare(
-                    queue.as_str().into(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        durable: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
+                .queue_declare(queue.as_str().into(), passive(), FieldTable::default())
                 .await
                 .unwrap();
             assert_eq!(declared.consumer_count(), 1, "{queue}");
@@ -105,7 +123,7 @@ async fn two_projectors_on_two_partitions_build_read_models_equal_to_the_fold() 
     }
     for partition in 0..PARTITIONS {
         for projection in ["search", "documents"] {
-            let queue = format!("{}.{projection}.p{partition}", stack.queue_prefix);
+            let queue = queue_of(partition, projection);
             let _ = channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await;
