@@ -83,15 +83,18 @@ impl Rng {
     }
 }
 
-/// A synthetic memory: the start of one fixture text and a piece of
-/// another, so texts are distinct but about the fixture's topics.
+/// A synthetic memory: three short runs of words from three random fixture
+/// memories. Every text is about the fixture's topics, yet no two are near
+/// copies of each other (pieces of the same few memories repeated over 100k
+/// texts would make clusters of near-identical vectors that no index, nor
+/// real notes, has).
 fn synthesise(rng: &mut Rng, texts: &[String]) -> String {
-    let (a, b) = (rng.below(texts.len()), rng.below(texts.len()));
-    let words_a: Vec<&str> = texts[a].split_whitespace().collect();
-    let words_b: Vec<&str> = texts[b].split_whitespace().collect();
-    let start_b = rng.below(words_b.len().max(1));
-    let mut words: Vec<&str> = words_a[..(words_a.len() / 2).max(1)].to_vec();
-    words.extend(words_b.iter().skip(start_b).take(6));
+    let mut words: Vec<&str> = Vec::with_capacity(20);
+    for take in [4 + rng.below(5), 4 + rng.below(5), 3 + rng.below(4)] {
+        let source: Vec<&str> = texts[rng.below(texts.len())].split_whitespace().collect();
+        let start = rng.below(source.len().saturating_sub(take).max(1));
+        words.extend(source.iter().skip(start).take(take));
+    }
     words.join(" ")
 }
 

@@ -5,8 +5,10 @@
 use event_schema::{MemoryState, MemoryStatus, SessionState};
 use projector::projection::documents::{Keys, Missing, active_generation, write_if_absent};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -83,9 +85,21 @@ pub struct TimelinePosition {
 
 #[derive(Clone)]
 pub struct Documents {
+    /// Shared, reconnecting: for repairs and whatever runs off the workers.
     redis: ConnectionManager,
+    /// Opens the per-worker connections reads go through.
+    client: redis::Client,
     keys: Keys,
     generation: Arc<Mutex<Option<(i64, Instant)>>>,
+}
+
+thread_local! {
+    /// One multiplexed Redis connection per HTTP worker thread and server,
+    /// opened on first use. Its I/O task runs on the worker's own runtime,
+    /// so a read by id costs no hop to another thread and back; through the
+    /// shared connection every read woke a task on the main runtime twice.
+    static WORKER_CONNECTIONS: RefCell<HashMap<usize, MultiplexedConnection>> =
+        RefCell::new(HashMap::new());
 }
 
 impl std::fmt::Debug for Documents {
@@ -98,11 +112,39 @@ impl std::fmt::Debug for Documents {
 }
 
 impl Documents {
-    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(redis: ConnectionManager, client: redis::Client, keys: Keys) -> Self {
         Self {
             redis,
+            client,
             keys,
             generation: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Which server's connection a thread holds: this `Documents` and its
+    /// clones, told apart by their shared cache's address.
+    fn worker_key(&self) -> usize {
+        Arc::as_ptr(&self.generation) as usize
+    }
+
+    /// This thread's connection, opened on first use.
+    async fn worker_connection(&self) -> Result<MultiplexedConnection, DocumentError> {
+        let key = self.worker_key();
+        if let Some(connection) = WORKER_CONNECTIONS.with(|c| c.borrow().get(&key).cloned()) {
+            return Ok(connection);
+        }
+        let connection = self.client.get_multiplexed_async_connection().await?;
+        WORKER_CONNECTIONS.with(|c| c.borrow_mut().insert(key, connection.clone()));
+        Ok(connection)
+    }
+
+    /// Forgets this thread's connection after a connection error, so the
+    /// next read opens a new one (a multiplexed connection does not
+    /// reconnect by itself).
+    fn drop_worker_connection(&self, error: &redis::RedisError) {
+        if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
+            let key = self.worker_key();
+            WORKER_CONNECTIONS.with(|c| c.borrow_mut().remove(&key));
         }
     }
 
@@ -133,11 +175,13 @@ impl Documents {
     pub async fn memory(&self, id: Uuid) -> Result<(i64, Stored<RawMemory>), DocumentError> {
         let mut redis = self.redis.clone();
         let g = self.generation(&mut redis).await?;
+        let mut local = self.worker_connection().await?;
         let (doc, erased): (Option<String>, Option<u64>) = redis::cmd("MGET")
             .arg(self.keys.memory(g, id))
             .arg(self.keys.memory_tombstone(g, id))
-            .query_async(&mut redis)
-            .await?;
+            .query_async(&mut local)
+            .await
+            .inspect_err(|e| self.drop_worker_connection(e))?;
         let stored = match (doc, erased) {
             (_, Some(version)) => Stored::Erased(version),
             (Some(doc), None) => Stored::Found(RawMemory::parse(doc)?),

@@ -92,7 +92,12 @@ impl Application {
                 .with(RedisCheck(redis.clone())),
         );
         let state = web::Data::new(AppState {
-            documents: Documents::new(redis, Keys::new(settings.redis_key_prefix.clone())),
+            documents: Documents::new(
+                redis,
+                redis::Client::open(settings.redis_url.expose_secret())
+                    .context("invalid SB_REDIS_URL")?,
+                Keys::new(settings.redis_key_prefix.clone()),
+            ),
             rows: ReadModel::new(read.clone()),
             search: Search::new(
                 read,
