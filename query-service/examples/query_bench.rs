@@ -22,7 +22,7 @@
 //! `BENCH_REDIS_URL`, `SB_EMBEDDING_MODEL_DIR`, `BENCH_SMALL` (10000),
 //! `BENCH_LARGE` (100000), `BENCH_QUERIES` (200), `BENCH_DURATION` (15 s per
 //! wrk phase), `BENCH_CONNECTIONS` (8), `BENCH_EF_SEARCH` (the service's
-//! setting, 100), `BENCH_WRK` (wrk's path).
+//! setting, 200), `BENCH_WRK` (wrk's path).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -443,7 +443,7 @@ async fn main() {
     let n_queries: usize = env_or("BENCH_QUERIES", 200);
     let duration: u64 = env_or("BENCH_DURATION", 15);
     let connections: u32 = env_or("BENCH_CONNECTIONS", 8);
-    let ef_search: u32 = env_or("BENCH_EF_SEARCH", 100);
+    let ef_search: u32 = env_or("BENCH_EF_SEARCH", 200);
     let wrk_bin = std::env::var("BENCH_WRK").unwrap_or_else(|_| "wrk".to_owned());
     let work = std::env::var("BENCH_WORK").unwrap_or_else(|_| "/tmp".to_owned());
     let cache_dir = std::env::var("BENCH_CACHE_DIR")
