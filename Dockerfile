@@ -13,7 +13,7 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
-RUN cargo install cargo-chef --locked --version 0.1.73
+RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 
 FROM chef AS planner
@@ -40,9 +40,12 @@ FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 ARG GIT_SHA=unknown
 ARG BUILD_DATE=unknown
 # ca-certificates: TLS to managed databases, brokers and OpenAI-compatible
-# embedding endpoints.
+# embedding endpoints. Not pinned to a version: the CA bundle must take
+# Debian's security updates, and an exact pin breaks the build as soon as one
+# supersedes it (the base image tag is what pins the rest).
+# hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates=20230311 \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 secondbrain \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin secondbrain
