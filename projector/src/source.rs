@@ -21,7 +21,9 @@ macro_rules! select_events {
     };
 }
 
-fn stored(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
+/// An event-store row as a [`StoredEvent`]: the columns `select_events!`
+/// names (also the query service's history reads).
+pub fn stored(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
     Ok(StoredEvent {
         event_id: row.try_get::<Uuid, _>("event_id")?,
         aggregate_type: row.try_get("aggregate_type")?,

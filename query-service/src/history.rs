@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use event_schema::{
     DecodeError, FoldError, MemoryEvent, MemoryState, SessionEvent, SessionState, StoredEvent, fold,
 };
+use projector::source::stored;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -71,21 +71,6 @@ pub struct Entry {
 #[derive(Debug, Clone)]
 pub struct History {
     pool: PgPool,
-}
-
-fn stored(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
-    Ok(StoredEvent {
-        event_id: row.try_get("event_id")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        global_position: row.try_get("global_position")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        recorded_at: row.try_get("recorded_at")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
-    })
 }
 
 impl History {

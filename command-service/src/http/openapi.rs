@@ -2,8 +2,8 @@
 
 use super::{memories, sessions};
 use actix_web::HttpResponse;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use service_kit::http::BearerAuth;
+use utoipa::OpenApi;
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -17,23 +17,6 @@ use utoipa::{Modify, OpenApi};
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A JWT (HS256, `sub` = user id) or an API key `sbk_…`"))
-                    .build(),
-            ),
-        );
-    }
-}
 
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())

@@ -122,6 +122,16 @@ pub async fn write_if_absent(
         Missing::Session(state) => Write::Session(state),
     };
     let args = ScriptArgs::of(g, 0, write)?;
+    run_script(redis, keys, args).await
+}
+
+/// Runs the compare-and-set script once; false when the stored version was
+/// not the expected one (or an erasure tombstone was there).
+async fn run_script(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    args: ScriptArgs,
+) -> Result<bool, ProjectionError> {
     let outcome: i64 = SCRIPT
         .key(keys.generation_pointer())
         .arg(keys.prefix())
@@ -251,19 +261,7 @@ impl DocumentProjection {
         write: Write<'_>,
     ) -> Result<bool, ProjectionError> {
         let args = ScriptArgs::of(g, expected, write)?;
-        let mut invocation = SCRIPT.key(self.keys.generation_pointer());
-        invocation
-            .arg(self.keys.prefix())
-            .arg(args.kind)
-            .arg(args.id.to_string())
-            .arg(args.expected)
-            .arg(args.version)
-            .arg(args.doc)
-            .arg(args.timeline)
-            .arg(args.recency)
-            .arg(args.generation);
-        let outcome: i64 = invocation.invoke_async(redis).await?;
-        Ok(outcome == -1)
+        run_script(redis, &self.keys, args).await
     }
 
     /// Writes many documents into a generation nobody else writes (a
