@@ -5,7 +5,7 @@
 //! a warm-up, and reports texts/s; then, as a baseline, the tokenizer alone on
 //! the same texts (the part of the work that is not the model).
 //!
-//! `SB_EMBEDDING_MODEL_DIR=… throughput [sentences] [batch sizes, comma-separated] [rounds]`
+//! `SB_EMBEDDING_MODEL_DIR=… throughput [sentences] [batch sizes, comma-separated] [rounds] [words per sentence]`
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -67,8 +67,9 @@ const WORDS: &[&str] = &[
     "team",
 ];
 
-/// `n` sentences of 14–22 words from a fixed LCG: the same texts every run.
-fn sentences(n: usize) -> Vec<String> {
+/// `n` sentences of 14–22 words (or exactly `words`) from a fixed LCG: the
+/// same texts every run.
+fn sentences(n: usize, words: Option<usize>) -> Vec<String> {
     let mut state: u64 = 42;
     let mut next = move |bound: usize| {
         state = state
@@ -78,7 +79,7 @@ fn sentences(n: usize) -> Vec<String> {
     };
     (0..n)
         .map(|_| {
-            let len = 14 + next(9);
+            let len = words.unwrap_or_else(|| 14 + next(9));
             (0..len)
                 .map(|_| WORDS[next(WORDS.len())])
                 .collect::<Vec<_>>()
@@ -97,10 +98,11 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .map(str::parse)
         .collect::<Result<_, _>>()?;
     let rounds: usize = args.get(2).map_or(Ok(1), |a| a.parse())?;
+    let words: Option<usize> = args.get(3).map(|a| a.parse()).transpose()?;
     let dir = PathBuf::from(
         std::env::var_os("SB_EMBEDDING_MODEL_DIR").ok_or("SB_EMBEDDING_MODEL_DIR is not set")?,
     );
-    let texts = sentences(n);
+    let texts = sentences(n, words);
     let words: usize = texts.iter().map(|t| t.split(' ').count()).sum();
     println!(
         "texts={n} mean_words={:.1} rounds={rounds}",

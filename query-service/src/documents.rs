@@ -3,13 +3,15 @@
 //! and the repair of a document that went missing.
 
 use event_schema::{MemoryState, MemoryStatus, SessionState};
+use lru::LruCache;
 use projector::projection::documents::{Keys, Missing, active_generation, write_if_absent};
-use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::{AsyncCommands, AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -18,6 +20,12 @@ use uuid::Uuid;
 /// rebuild's grace period (10 s by default) meanwhile; in exchange a read by
 /// id costs one Redis round trip instead of two.
 const GENERATION_TTL: Duration = Duration::from_secs(1);
+
+/// The longest a cached document is served before it is read from Redis
+/// again. Invalidations keep the cache current; this bounds what a
+/// connection that died without a word (no reset: no invalidations and no
+/// error) could leave behind, and makes a worker find out within this time.
+const CACHE_MAX_AGE: Duration = Duration::from_secs(5);
 
 /// A memory document as stored, with the fields a read checks parsed out and
 /// the JSON kept as it is, to be sent without a parse-and-serialise trip.
@@ -68,7 +76,7 @@ pub enum DocumentError {
 }
 
 /// What Redis holds for one memory id.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Stored<T> {
     Found(T),
     /// Erased at this version: gone for good.
@@ -87,19 +95,134 @@ pub struct TimelinePosition {
 pub struct Documents {
     /// Shared, reconnecting: for repairs and whatever runs off the workers.
     redis: ConnectionManager,
-    /// Opens the per-worker connections reads go through.
+    /// Opens the per-worker connections reads go through (RESP3 when the
+    /// document cache is on: invalidations arrive as RESP3 pushes).
     client: redis::Client,
     keys: Keys,
     generation: Arc<Mutex<Option<(i64, Instant)>>>,
+    /// Documents each worker caches; `None`: no cache.
+    cache_size: Option<NonZeroUsize>,
+}
+
+/// One HTTP worker's connection for reads by id, and its document cache.
+struct Worker {
+    connection: MultiplexedConnection,
+    cache: Option<DocumentCache>,
 }
 
 thread_local! {
-    /// One multiplexed Redis connection per HTTP worker thread and server,
-    /// opened on first use. Its I/O task runs on the worker's own runtime,
-    /// so a read by id costs no hop to another thread and back; through the
-    /// shared connection every read woke a task on the main runtime twice.
-    static WORKER_CONNECTIONS: RefCell<HashMap<usize, MultiplexedConnection>> =
-        RefCell::new(HashMap::new());
+    /// One multiplexed Redis connection (and document cache) per HTTP worker
+    /// thread and server, opened on first use. Its I/O task runs on the
+    /// worker's own runtime, so a read by id costs no hop to another thread
+    /// and back; through the shared connection every read woke a task on the
+    /// main runtime twice.
+    static WORKERS: RefCell<HashMap<usize, Worker>> = RefCell::new(HashMap::new());
+}
+
+/// The memory documents one HTTP worker has read, kept current by Redis's
+/// server-assisted client-side caching: the worker's connection turns
+/// `CLIENT TRACKING` on, and from then on Redis pushes on it the name of
+/// every key it served that connection as soon as the key changes, whoever
+/// changes it (the projector, a repair, an erasure, a flush).
+///
+/// The cache is only as current as the invalidations it has taken in, so:
+/// - before it answers from the cache, a read yields once to the worker's
+///   runtime, which lets the connection's task take in whatever Redis has
+///   already delivered: a read that reaches the service after a change was
+///   made in Redis sees the change;
+/// - a document read from Redis is kept only if no invalidation arrived
+///   while the read was under way (it might predate the change);
+/// - a lost connection empties the cache (its invalidations are lost with
+///   it), and no entry is served for longer than [`CACHE_MAX_AGE`];
+/// - a read that asks for a version newer than the cached one (read your
+///   writes) goes to Redis.
+struct DocumentCache {
+    entries: LruCache<String, (Stored<RawMemory>, Instant)>,
+    pushes: mpsc::Receiver<PushInfo>,
+    /// What a tombstone's key adds to its document's key.
+    tombstone_suffix: String,
+    /// Invalidations taken in so far (see above).
+    invalidations: u64,
+    /// The connection is gone: open a new one, with an empty cache.
+    lost: bool,
+}
+
+impl DocumentCache {
+    fn new(capacity: NonZeroUsize, pushes: mpsc::Receiver<PushInfo>, keys: &Keys) -> Self {
+        let (doc, tombstone) = (
+            keys.memory(0, Uuid::nil()),
+            keys.memory_tombstone(0, Uuid::nil()),
+        );
+        Self {
+            entries: LruCache::new(capacity),
+            pushes,
+            tombstone_suffix: tombstone
+                .strip_prefix(doc.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            invalidations: 0,
+            lost: false,
+        }
+    }
+
+    /// Applies what Redis pushed since the last call.
+    fn take_in_pushes(&mut self) {
+        while let Ok(push) = self.pushes.try_recv() {
+            match push.kind {
+                PushKind::Invalidate => {
+                    self.invalidations += 1;
+                    match push.data.first() {
+                        Some(Value::Array(keys)) => {
+                            for key in keys {
+                                let Value::BulkString(key) = key else {
+                                    continue;
+                                };
+                                let key = String::from_utf8_lossy(key);
+                                let doc = key
+                                    .strip_suffix(self.tombstone_suffix.as_str())
+                                    .unwrap_or(&key);
+                                self.entries.pop(doc);
+                            }
+                        }
+                        // Nil: the server flushed its data or its tracking table.
+                        _ => self.entries.clear(),
+                    }
+                }
+                PushKind::Disconnection => {
+                    self.invalidations += 1;
+                    self.entries.clear();
+                    self.lost = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A cached document no older than [`CACHE_MAX_AGE`] and, for a found
+    /// one, at least at version `at_least`.
+    fn get(&mut self, key: &str, at_least: Option<u64>) -> Option<Stored<RawMemory>> {
+        self.take_in_pushes();
+        let (stored, cached_at) = self.entries.get(key)?;
+        let fresh = cached_at.elapsed() < CACHE_MAX_AGE
+            && match stored {
+                Stored::Found(doc) => at_least.is_none_or(|v| doc.version >= v),
+                Stored::Erased(_) | Stored::Missing => true,
+            };
+        fresh.then(|| stored.clone())
+    }
+
+    /// Keeps what a read from Redis found, unless an invalidation arrived
+    /// since `invalidations_before` (read before the read was sent).
+    fn put(&mut self, key: String, stored: &Stored<RawMemory>, invalidations_before: u64) {
+        self.take_in_pushes();
+        // A missing document is left out: it is the repair path's to settle.
+        if self.invalidations == invalidations_before
+            && !self.lost
+            && !matches!(stored, Stored::Missing)
+        {
+            self.entries.put(key, (stored.clone(), Instant::now()));
+        }
+    }
 }
 
 impl std::fmt::Debug for Documents {
@@ -112,13 +235,29 @@ impl std::fmt::Debug for Documents {
 }
 
 impl Documents {
-    pub fn new(redis: ConnectionManager, client: redis::Client, keys: Keys) -> Self {
-        Self {
+    /// `cache_size`: memory documents each HTTP worker keeps (0: none).
+    pub fn new(
+        redis: ConnectionManager,
+        client: &redis::Client,
+        keys: Keys,
+        cache_size: usize,
+    ) -> Result<Self, DocumentError> {
+        let cache_size = NonZeroUsize::new(cache_size);
+        let mut info = client.get_connection_info().clone();
+        if cache_size.is_some() {
+            let resp3 = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            info = info.set_redis_settings(resp3);
+        }
+        Ok(Self {
             redis,
-            client,
+            client: redis::Client::open(info)?,
             keys,
             generation: Arc::new(Mutex::new(None)),
-        }
+            cache_size,
+        })
     }
 
     /// Which server's connection a thread holds: this `Documents` and its
@@ -127,15 +266,53 @@ impl Documents {
         Arc::as_ptr(&self.generation) as usize
     }
 
-    /// This thread's connection, opened on first use.
+    /// This thread's connection, opened on first use and again once lost.
     async fn worker_connection(&self) -> Result<MultiplexedConnection, DocumentError> {
         let key = self.worker_key();
-        if let Some(connection) = WORKER_CONNECTIONS.with(|c| c.borrow().get(&key).cloned()) {
+        let current = WORKERS.with(|w| {
+            let workers = w.borrow();
+            let worker = workers.get(&key)?;
+            let lost = worker.cache.as_ref().is_some_and(|c| c.lost);
+            (!lost).then(|| worker.connection.clone())
+        });
+        if let Some(connection) = current {
             return Ok(connection);
         }
-        let connection = self.client.get_multiplexed_async_connection().await?;
-        WORKER_CONNECTIONS.with(|c| c.borrow_mut().insert(key, connection.clone()));
+        let worker = self.open_worker().await?;
+        let connection = worker.connection.clone();
+        WORKERS.with(|w| w.borrow_mut().insert(key, worker));
         Ok(connection)
+    }
+
+    async fn open_worker(&self) -> Result<Worker, DocumentError> {
+        let Some(capacity) = self.cache_size else {
+            let connection = self.client.get_multiplexed_async_connection().await?;
+            return Ok(Worker {
+                connection,
+                cache: None,
+            });
+        };
+        let (sender, pushes) = mpsc::channel();
+        let config = AsyncConnectionConfig::new().set_push_sender(sender);
+        let mut connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        redis::cmd("CLIENT")
+            .arg("TRACKING")
+            .arg("ON")
+            .exec_async(&mut connection)
+            .await?;
+        Ok(Worker {
+            connection,
+            cache: Some(DocumentCache::new(capacity, pushes, &self.keys)),
+        })
+    }
+
+    /// Runs `f` on this thread's document cache, if there is one.
+    fn with_cache<R>(&self, f: impl FnOnce(&mut DocumentCache) -> R) -> Option<R> {
+        let key = self.worker_key();
+        WORKERS.with(|w| w.borrow_mut().get_mut(&key)?.cache.as_mut().map(f))
     }
 
     /// Forgets this thread's connection after a connection error, so the
@@ -144,7 +321,7 @@ impl Documents {
     fn drop_worker_connection(&self, error: &redis::RedisError) {
         if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
             let key = self.worker_key();
-            WORKER_CONNECTIONS.with(|c| c.borrow_mut().remove(&key));
+            WORKERS.with(|w| w.borrow_mut().remove(&key));
         }
     }
 
@@ -171,13 +348,35 @@ impl Documents {
         self.redis.clone()
     }
 
-    /// The memory document and its erasure tombstone, in one round trip.
-    pub async fn memory(&self, id: Uuid) -> Result<(i64, Stored<RawMemory>), DocumentError> {
+    /// The memory document and its erasure tombstone: from this worker's
+    /// cache, or else in one round trip. `at_least`: a cached document older
+    /// than this version is read again.
+    pub async fn memory(
+        &self,
+        id: Uuid,
+        at_least: Option<u64>,
+    ) -> Result<(i64, Stored<RawMemory>), DocumentError> {
         let mut redis = self.redis.clone();
         let g = self.generation(&mut redis).await?;
         let mut local = self.worker_connection().await?;
+        let key = self.keys.memory(g, id);
+        let mut invalidations_before = None;
+        if self.cache_size.is_some() {
+            // Lets the connection's task take in what Redis already pushed.
+            tokio::task::yield_now().await;
+            if let Some((cached, invalidations)) =
+                self.with_cache(|c| (c.get(&key, at_least), c.invalidations))
+            {
+                if let Some(stored) = cached {
+                    metrics::counter!("document_cache_total", "outcome" => "hit").increment(1);
+                    return Ok((g, stored));
+                }
+                metrics::counter!("document_cache_total", "outcome" => "miss").increment(1);
+                invalidations_before = Some(invalidations);
+            }
+        }
         let (doc, erased): (Option<String>, Option<u64>) = redis::cmd("MGET")
-            .arg(self.keys.memory(g, id))
+            .arg(&key)
             .arg(self.keys.memory_tombstone(g, id))
             .query_async(&mut local)
             .await
@@ -187,6 +386,9 @@ impl Documents {
             (Some(doc), None) => Stored::Found(RawMemory::parse(doc)?),
             (None, None) => Stored::Missing,
         };
+        if let Some(before) = invalidations_before {
+            self.with_cache(|c| c.put(key, &stored, before));
+        }
         Ok((g, stored))
     }
 
@@ -288,5 +490,118 @@ impl Documents {
             .map(|doc| serde_json::from_str::<MemoryState>(&doc))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((memories, next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(version: u64) -> Stored<RawMemory> {
+        Stored::Found(RawMemory {
+            owner_id: "alice".to_owned(),
+            version,
+            status: MemoryStatus::Active,
+            json: format!("{{\"version\":{version}}}"),
+        })
+    }
+
+    fn version(stored: Option<Stored<RawMemory>>) -> Option<u64> {
+        match stored? {
+            Stored::Found(doc) => Some(doc.version),
+            Stored::Erased(v) => Some(v + 1000),
+            Stored::Missing => None,
+        }
+    }
+
+    fn invalidate(keys: &[&str]) -> PushInfo {
+        PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![Value::Array(
+                keys.iter()
+                    .map(|k| Value::BulkString(k.as_bytes().to_vec()))
+                    .collect(),
+            )],
+        }
+    }
+
+    fn cache() -> (DocumentCache, mpsc::Sender<PushInfo>, Keys) {
+        let keys = Keys::new("t:");
+        let (sender, pushes) = mpsc::channel();
+        let cache = DocumentCache::new(NonZeroUsize::new(8).unwrap(), pushes, &keys);
+        (cache, sender, keys)
+    }
+
+    #[test]
+    fn an_invalidated_document_or_tombstone_leaves_the_cache() {
+        let (mut cache, pushes, keys) = cache();
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        cache.put(keys.memory(1, a), &doc(3), 0);
+        cache.put(keys.memory(1, b), &doc(4), 0);
+        assert_eq!(version(cache.get(&keys.memory(1, a), None)), Some(3));
+
+        pushes.send(invalidate(&[&keys.memory(1, a)])).unwrap();
+        assert_eq!(version(cache.get(&keys.memory(1, a), None)), None);
+        assert_eq!(version(cache.get(&keys.memory(1, b), None)), Some(4));
+
+        // Erasure writes the tombstone: its document goes too.
+        pushes
+            .send(invalidate(&[&keys.memory_tombstone(1, b)]))
+            .unwrap();
+        assert_eq!(version(cache.get(&keys.memory(1, b), None)), None);
+    }
+
+    #[test]
+    fn a_flush_or_a_lost_connection_empties_the_cache() {
+        let (mut cache, pushes, keys) = cache();
+        let a = Uuid::from_u128(1);
+        cache.put(keys.memory(1, a), &doc(1), 0);
+        pushes
+            .send(PushInfo {
+                kind: PushKind::Invalidate,
+                data: vec![Value::Nil],
+            })
+            .unwrap();
+        assert_eq!(version(cache.get(&keys.memory(1, a), None)), None);
+
+        let before = cache.invalidations;
+        cache.put(keys.memory(1, a), &doc(2), before);
+        assert_eq!(version(cache.get(&keys.memory(1, a), None)), Some(2));
+        pushes
+            .send(PushInfo {
+                kind: PushKind::Disconnection,
+                data: Vec::new(),
+            })
+            .unwrap();
+        assert_eq!(version(cache.get(&keys.memory(1, a), None)), None);
+        assert!(cache.lost);
+        // Nothing is kept for a connection that is gone.
+        let before = cache.invalidations;
+        cache.put(keys.memory(1, a), &doc(3), before);
+        assert_eq!(version(cache.get(&keys.memory(1, a), None)), None);
+    }
+
+    #[test]
+    fn a_read_overtaken_by_an_invalidation_is_not_kept() {
+        let (mut cache, pushes, keys) = cache();
+        let a = Uuid::from_u128(1);
+        let before = cache.invalidations;
+        // The read from Redis is under way when a change is pushed.
+        pushes.send(invalidate(&[&keys.memory(1, a)])).unwrap();
+        cache.put(keys.memory(1, a), &doc(1), before);
+        assert_eq!(version(cache.get(&keys.memory(1, a), None)), None);
+    }
+
+    #[test]
+    fn a_read_for_a_newer_version_passes_the_cache_and_missing_is_not_kept() {
+        let (mut cache, _pushes, keys) = cache();
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        cache.put(keys.memory(1, a), &doc(2), 0);
+        assert_eq!(version(cache.get(&keys.memory(1, a), Some(2))), Some(2));
+        assert_eq!(version(cache.get(&keys.memory(1, a), Some(3))), None);
+        cache.put(keys.memory(1, b), &Stored::Erased(5), 0);
+        assert_eq!(version(cache.get(&keys.memory(1, b), Some(9))), Some(1005));
+        cache.put(keys.memory(1, c), &Stored::Missing, 0);
+        assert!(cache.get(&keys.memory(1, c), None).is_none());
     }
 }

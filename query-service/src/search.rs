@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, QueryBuilder};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -150,10 +151,17 @@ impl QueryEmbedder {
     }
 }
 
+/// How long the stored vectors' model is taken as read: a rebuild that
+/// changes the model reaches searches within this, and until then the old
+/// generation's table still answers.
+const STORED_MODEL_TTL: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct Search {
     pool: PgPool,
     embedder: QueryEmbedder,
+    /// The model that made the stored vectors, and when it was read.
+    stored_model: Mutex<Option<(Option<String>, Instant)>>,
 }
 
 struct Candidate {
@@ -175,7 +183,37 @@ const MAX_TYPO_WORDS: usize = 3;
 
 impl Search {
     pub fn new(pool: PgPool, embedder: QueryEmbedder) -> Self {
-        Self { pool, embedder }
+        Self {
+            pool,
+            embedder,
+            stored_model: Mutex::new(None),
+        }
+    }
+
+    /// The model that made the stored vectors (`None` before the first
+    /// embedding), read at most once per [`STORED_MODEL_TTL`].
+    async fn stored_model(&self) -> Result<Option<String>, SearchError> {
+        let cached = self
+            .stored_model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some((model, read_at)) = cached
+            && read_at.elapsed() < STORED_MODEL_TTL
+        {
+            return Ok(model);
+        }
+        let model: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT embedding_model FROM projection_state WHERE projection = 'search'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let model = model.flatten();
+        *self
+            .stored_model
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((model.clone(), Instant::now()));
+        Ok(model)
     }
 
     pub async fn run(&self, owner: &str, request: &SearchRequest) -> Result<Vec<Hit>, SearchError> {
@@ -222,12 +260,7 @@ impl Search {
         request: &SearchRequest,
         n: u32,
     ) -> Result<Vec<Candidate>, SearchError> {
-        let stored: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT embedding_model FROM projection_state WHERE projection = 'search'",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(Some(stored)) = stored
+        if let Some(stored) = self.stored_model().await?
             && stored != self.embedder.model_id()
         {
             return Err(SearchError::ModelMismatch {

@@ -38,6 +38,11 @@ pub struct Settings {
     /// `SB_QUERY_EMBEDDING_CACHE_SIZE`: query embeddings kept (LRU).
     #[serde(default = "default_embedding_cache_size")]
     pub query_embedding_cache_size: usize,
+    /// `SB_QUERY_DOCUMENT_CACHE_SIZE`: memory documents each HTTP worker keeps
+    /// in memory, invalidated by Redis as they change (0 turns the cache off;
+    /// see `documents::DocumentCache`).
+    #[serde(default = "default_document_cache_size")]
+    pub query_document_cache_size: usize,
     /// `SB_QUERY_CONSISTENCY_TIMEOUT_MS`: how long a read that asks for a
     /// version (`min_version`) waits for the projection at most.
     #[serde(default = "default_consistency_timeout_ms")]
@@ -70,6 +75,9 @@ fn default_ef_search() -> u32 {
 }
 fn default_embedding_cache_size() -> usize {
     1024
+}
+fn default_document_cache_size() -> usize {
+    10_000
 }
 fn default_consistency_timeout_ms() -> u64 {
     5000

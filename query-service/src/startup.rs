@@ -37,6 +37,9 @@ pub fn read_pool(settings: &Settings) -> anyhow::Result<PgPool> {
             // Keep scanning the index until enough neighbours pass the
             // filters (the owner, above all), rather than return fewer.
             ("hnsw.iterative_scan", "relaxed_order".to_owned()),
+            // Reads are short; compiling one (its estimated cost can pass
+            // jit_above_cost on a large corpus) takes longer than running it.
+            ("jit", "off".to_owned()),
         ]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.query_max_connections)
@@ -94,10 +97,11 @@ impl Application {
         let state = web::Data::new(AppState {
             documents: Documents::new(
                 redis,
-                redis::Client::open(settings.redis_url.expose_secret())
+                &redis::Client::open(settings.redis_url.expose_secret())
                     .context("invalid SB_REDIS_URL")?,
                 Keys::new(settings.redis_key_prefix.clone()),
-            ),
+                settings.query_document_cache_size,
+            )?,
             rows: ReadModel::new(read.clone()),
             search: Search::new(
                 read,

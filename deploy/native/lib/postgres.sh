@@ -155,8 +155,20 @@ pg_initdb() {
 
 # Our settings live in their own file, rewritten on every run (so a changed
 # SB_PG_PORT takes effect), and included once from postgresql.conf.
+# Returns 0 when the file changed (a running server must restart to apply
+# it: shared_buffers is read only at start), 1 when it is as it was.
 pg_write_config() {
 	local conf=$SB_PG_DATA/second-brain.conf
+	# A quarter of the memory for shared buffers, the usual starting point,
+	# between 128 MB (Postgres's default) and 4 GB: the search read model's
+	# HNSW index and vectors must stay in them, or every vector search copies
+	# thousands of pages in from the OS cache (at 100k memories the index is
+	# ~200 MB).
+	local mem_mb buffers_mb
+	mem_mb=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
+	buffers_mb=$((mem_mb / 4))
+	((buffers_mb < 128)) && buffers_mb=128
+	((buffers_mb > 4096)) && buffers_mb=4096
 	as_svc tee "$conf.tmp" >/dev/null <<EOF
 # Written by deploy/native/stack on every start; edit the script, not this file.
 listen_addresses = '127.0.0.1'
@@ -164,11 +176,17 @@ port = $SB_PG_PORT
 unix_socket_directories = '$SB_PG_SOCKET_DIR'
 # Tests open a pool per test database; the default of 100 is tight.
 max_connections = 200
+shared_buffers = ${buffers_mb}MB
+effective_cache_size = $((mem_mb / 2))MB
 EOF
-	as_svc mv -f "$conf.tmp" "$conf"
 	if ! grep -qF "include_if_exists = 'second-brain.conf'" "$SB_PG_DATA/postgresql.conf"; then
 		printf "\ninclude_if_exists = 'second-brain.conf'\n" | as_svc tee -a "$SB_PG_DATA/postgresql.conf" >/dev/null
 	fi
+	if as_svc cmp -s "$conf.tmp" "$conf"; then
+		as_svc rm -f "$conf.tmp"
+		return 1
+	fi
+	as_svc mv -f "$conf.tmp" "$conf"
 }
 
 pg_start() {
@@ -202,15 +220,20 @@ ensure_postgres() {
 	if our_pg_running; then
 		running_port=$(our_pg_port)
 		if [[ "$running_port" == "$SB_PG_PORT" ]]; then
-			pg_write_config
-			log "Postgres: ours, already running on 127.0.0.1:$SB_PG_PORT"
+			if pg_write_config; then
+				log "Postgres: its settings changed; restarting it on 127.0.0.1:$SB_PG_PORT"
+				as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m fast -w -t 60 stop >/dev/null
+				pg_start
+			else
+				log "Postgres: ours, already running on 127.0.0.1:$SB_PG_PORT"
+			fi
 		elif tcp_open 127.0.0.1 "$SB_PG_PORT"; then
 			die "our Postgres runs on port $running_port, and SB_PG_PORT=$SB_PG_PORT is taken by another server; use SB_PG_PORT=$running_port, or stop ours first"
 		else
 			# The port setting changed since it started: move it.
 			log "Postgres: ours runs on port $running_port; restarting it on $SB_PG_PORT"
 			as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m fast -w -t 60 stop >/dev/null
-			pg_write_config
+			pg_write_config || true
 			pg_start
 		fi
 	elif tcp_open 127.0.0.1 "$SB_PG_PORT"; then
@@ -220,7 +243,7 @@ ensure_postgres() {
 		log "Postgres: reusing the server already listening on 127.0.0.1:$SB_PG_PORT (not ours; stop leaves it alone)"
 	else
 		[[ -f "$SB_PG_DATA/PG_VERSION" ]] || pg_initdb
-		pg_write_config
+		pg_write_config || true
 		pg_start
 	fi
 	wait_until 30 "Postgres on 127.0.0.1:$SB_PG_PORT" pg_ready || die "Postgres does not answer on 127.0.0.1:$SB_PG_PORT"

@@ -90,8 +90,13 @@ pub(super) enum Found<T> {
 
 /// A memory as the read side sees it: the Redis document, or else the read
 /// database's row, which is then put back into Redis.
-async fn lookup(state: &AppState, owner: &str, id: Uuid) -> Result<Found<RawMemory>, Problem> {
-    let (g, stored) = state.documents.memory(id).await?;
+async fn lookup(
+    state: &AppState,
+    owner: &str,
+    id: Uuid,
+    at_least: Option<u64>,
+) -> Result<Found<RawMemory>, Problem> {
+    let (g, stored) = state.documents.memory(id, at_least).await?;
     match stored {
         Stored::Found(doc) if doc.owner_id == owner => Ok(Found::Mine(doc)),
         Stored::Found(_) | Stored::Erased(_) => Ok(Found::Gone),
@@ -134,7 +139,10 @@ pub async fn get(
     let owner = caller.user_id.as_str();
     let mut wait = Wait::new(state.consistency_timeout);
     let memory = loop {
-        match (lookup(&state, owner, id).await?, query.min_version) {
+        match (
+            lookup(&state, owner, id, query.min_version).await?,
+            query.min_version,
+        ) {
             (Found::Gone, _) | (Found::Absent, None) => return Err(Problem::not_found()),
             (Found::Absent, Some(min)) => wait.again(min, None).await?,
             (Found::Mine(m), Some(min)) if m.version < min => {

@@ -66,6 +66,86 @@ async fn a_memory_is_served_from_redis_and_a_missing_document_is_repaired() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// Reads through `clients` fresh connections (so through every HTTP worker's
+/// cache, whichever each lands on) until all of them answer `expected`, or
+/// a second passes: far less than the cache's 5 s bound on an entry's age,
+/// so a change the cache missed fails the test.
+async fn until_every_worker_reads(
+    stack: &crate::helpers::Stack,
+    path: &str,
+    expected: impl Fn(StatusCode, &Value) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let mut all = true;
+        for _ in 0..4 {
+            let response = reqwest::Client::new()
+                .get(format!("{}{path}", stack.query))
+                .bearer_auth(stack.token("alice"))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            all &= expected(status, &body);
+        }
+        if all {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a worker kept serving an old document for {path}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn cached_documents_follow_every_change_redis_sees() {
+    let stack = spawn_stack().await;
+    let id = stack
+        .capture("alice", json!({"content": "The first words"}))
+        .await;
+    stack.wait_until_projected().await;
+    let path = format!("/v1/memories/{id}");
+    let original = stack.get_ok(&path, "alice").await;
+    // Every worker caches it.
+    until_every_worker_reads(&stack, &path, |s, b| s == 200 && *b == original).await;
+
+    // A change written straight into Redis, as the projector writes.
+    let mut redis = stack.redis.clone();
+    let key = stack.keys.memory(1, id);
+    let mut changed = original.clone();
+    changed["content"] = json!("Changed behind the cache");
+    let () = redis.set(&key, changed.to_string()).await.unwrap();
+    until_every_worker_reads(&stack, &path, |s, b| {
+        s == 200 && b["content"] == "Changed behind the cache"
+    })
+    .await;
+
+    // A revision through the command side, read without asking for its version.
+    stack
+        .ok(
+            Method::PATCH,
+            &path,
+            "alice",
+            Some(json!({"content": "The second words"})),
+        )
+        .await;
+    stack.wait_until_projected().await;
+    until_every_worker_reads(&stack, &path, |s, b| {
+        s == 200 && b["content"] == "The second words" && b["version"] == 2
+    })
+    .await;
+
+    // Erasure: the tombstone's key changes, and the cached document goes.
+    stack
+        .ok(Method::POST, &format!("{path}/erase"), "alice", None)
+        .await;
+    stack.wait_until_projected().await;
+    until_every_worker_reads(&stack, &path, |s, _| s == StatusCode::NOT_FOUND).await;
+}
+
 #[tokio::test]
 async fn deleted_memories_leave_the_reads_unless_asked_for_and_return_on_restore() {
     let stack = spawn_stack().await;
