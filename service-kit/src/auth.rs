@@ -11,12 +11,15 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use chrono::{DateTime, Utc};
 use futures::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use lru::LruCache;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The id of a user: the JWT `sub` or the owner of an API key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,12 +91,22 @@ struct Claims {
     iat: Option<i64>,
 }
 
+/// How many verified tokens an [`Authenticator`] remembers.
+const VERIFIED_TOKENS: NonZeroUsize = NonZeroUsize::new(10_000).expect("non-zero");
+
 /// Verifies credentials. Register it as `web::Data<Authenticator>`.
 #[derive(Clone)]
 pub struct Authenticator {
     decoding_key: DecodingKey,
     validation: Validation,
     api_keys: ApiKeyStore,
+    /// JWTs already verified, with their subject and expiry. A token's
+    /// signature and claims are checked once; each later use of the very
+    /// same token (the key is the whole token, signature included) costs a
+    /// lookup and an expiry check. Nothing else can change the answer before
+    /// the token expires: a JWT cannot be revoked. API keys are not kept
+    /// here, since they can be.
+    verified: Arc<Mutex<LruCache<String, (UserId, i64)>>>,
 }
 
 impl fmt::Debug for Authenticator {
@@ -112,7 +125,20 @@ impl Authenticator {
             decoding_key: DecodingKey::from_secret(jwt_secret.expose_secret().as_bytes()),
             validation,
             api_keys,
+            verified: Arc::new(Mutex::new(LruCache::new(VERIFIED_TOKENS))),
         }
+    }
+
+    /// Whether a token expiring at `exp` is still accepted at `now` (both
+    /// Unix seconds): the rule `jsonwebtoken` applies, leeway included.
+    fn unexpired(&self, exp: i64, now: i64) -> bool {
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(i64::MAX);
+        exp >= now.saturating_sub(leeway)
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, LruCache<String, (UserId, i64)>> {
+        // The cache holds only verified tokens; a panic elsewhere leaves it valid.
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Resolves a bearer token to the caller it names.
@@ -124,12 +150,26 @@ impl Authenticator {
                 credential: CredentialKind::ApiKey,
             });
         }
+        let now = Utc::now().timestamp();
+        let known = self.verified().get(token).cloned();
+        if let Some((user_id, exp)) = known {
+            if !self.unexpired(exp, now) {
+                self.verified().pop(token);
+                return Err(AuthError::Expired);
+            }
+            return Ok(Caller {
+                user_id,
+                credential: CredentialKind::Jwt,
+            });
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid,
             })?;
         let user_id = UserId::parse(data.claims.sub).map_err(|_| AuthError::Invalid)?;
+        self.verified()
+            .put(token.to_owned(), (user_id.clone(), data.claims.exp));
         Ok(Caller {
             user_id,
             credential: CredentialKind::Jwt,
@@ -324,6 +364,52 @@ impl ApiKeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn authenticator() -> Authenticator {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("a lazy pool");
+        Authenticator::new(&SecretString::from("s".repeat(32)), ApiKeyStore::new(pool))
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_but_only_byte_for_byte_and_until_it_expires() {
+        let auth = authenticator();
+        let alice = UserId::parse("alice").unwrap();
+        let token = issue_jwt(
+            &SecretString::from("s".repeat(32)),
+            &alice,
+            Utc::now() + chrono::Duration::minutes(5),
+        )
+        .unwrap();
+        assert_eq!(auth.authenticate(&token).await.unwrap().user_id, alice);
+        assert!(auth.verified().contains(token.as_str()));
+        assert_eq!(auth.authenticate(&token).await.unwrap().user_id, alice);
+
+        // Another signature is another key: verified, and refused.
+        let (unsigned, _) = token.rsplit_once('.').unwrap();
+        let forged = format!("{unsigned}.AAAA");
+        assert!(matches!(
+            auth.authenticate(&forged).await,
+            Err(AuthError::Invalid)
+        ));
+
+        // A remembered token past its expiry (and the leeway) is refused.
+        auth.verified()
+            .put(token.clone(), (alice, Utc::now().timestamp() - 31));
+        assert!(matches!(
+            auth.authenticate(&token).await,
+            Err(AuthError::Expired)
+        ));
+        assert!(!auth.verified().contains(token.as_str()));
+    }
+
+    #[tokio::test]
+    async fn expiry_follows_the_leeway() {
+        let auth = authenticator();
+        assert!(auth.unexpired(100, 130));
+        assert!(!auth.unexpired(100, 131));
+    }
 
     #[test]
     fn user_ids_are_bounded_and_printable() {
