@@ -220,7 +220,7 @@ impl Search {
         let k = request.k;
         let (semantic, keyword) = match request.mode {
             Mode::Semantic => (Some(self.semantic(owner, request, k).await?), None),
-            Mode::Keyword => (None, Some(self.keyword(owner, request, k, true).await?)),
+            Mode::Keyword => (None, Some(self.keyword(owner, request, k, true, k).await?)),
             Mode::Hybrid => {
                 let n = (k * 3).max(MIN_HYBRID_CANDIDATES);
                 // Fusion takes the strict keyword ranking: every word, or a
@@ -230,7 +230,11 @@ impl Search {
                 // nDCG@10 of semantic-kind queries fell from 0.88 to 0.59).
                 let (semantic, keyword) = tokio::try_join!(
                     self.semantic(owner, request, n),
-                    self.keyword(owner, request, n, false)
+                    // Typo matches only for a query whose words match
+                    // fewer than k memories: they rank below every word
+                    // match, so past k they add little to the fusion and
+                    // cost a trigram scan of the owner's memories.
+                    self.keyword(owner, request, n, false, k)
                 )?;
                 (Some(semantic), Some(keyword))
             }
@@ -303,12 +307,14 @@ impl Search {
     /// while ranking every any-word match or trigram-scanning a long query
     /// over a large corpus is not. A query with an exclusion (`-word`) keeps
     /// every-word semantics, since "a or not b" would match nearly everything.
+    /// The typo tier runs only while fewer than `typo_below` memories matched.
     async fn keyword(
         &self,
         owner: &str,
         request: &SearchRequest,
         n: u32,
         partial: bool,
+        typo_below: u32,
     ) -> Result<Vec<Candidate>, SearchError> {
         let mut found = self.keyword_tier(owner, request, n, EVERY_WORD).await?;
         let full = |found: &Vec<Candidate>| found.len() >= usize::try_from(n).unwrap_or(usize::MAX);
@@ -316,7 +322,9 @@ impl Search {
             let rest = n - u32::try_from(found.len()).unwrap_or(n);
             found.extend(self.keyword_tier(owner, request, rest, SOME_WORDS).await?);
         }
-        if !full(&found) && request.q.split_whitespace().count() <= MAX_TYPO_WORDS {
+        if found.len() < usize::try_from(typo_below).unwrap_or(usize::MAX)
+            && request.q.split_whitespace().count() <= MAX_TYPO_WORDS
+        {
             let rest = n - u32::try_from(found.len()).unwrap_or(n);
             found.extend(self.keyword_tier(owner, request, rest, TYPO).await?);
         }
