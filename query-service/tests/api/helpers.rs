@@ -328,8 +328,18 @@ impl Stack {
 
     /// A read from the query service: status and JSON body.
     pub async fn get(&self, path: &str, user: &str) -> (StatusCode, Value) {
-        let response = self
-            .client
+        self.get_via(&self.client, path, user).await
+    }
+
+    /// [`Stack::get`] through `client` (a new client opens a new connection,
+    /// which may land on another HTTP worker).
+    pub async fn get_via(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        user: &str,
+    ) -> (StatusCode, Value) {
+        let response = client
             .get(format!("{}{path}", self.query))
             .bearer_auth(self.token(user))
             .send()

@@ -79,14 +79,7 @@ async fn until_every_worker_reads(
     loop {
         let mut all = true;
         for _ in 0..4 {
-            let response = reqwest::Client::new()
-                .get(format!("{}{path}", stack.query))
-                .bearer_auth(stack.token("alice"))
-                .send()
-                .await
-                .unwrap();
-            let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let (status, body) = stack.get_via(&reqwest::Client::new(), path, "alice").await;
             all &= expected(status, &body);
         }
         if all {
