@@ -104,11 +104,23 @@ pub struct Documents {
     cache_size: Option<NonZeroUsize>,
 }
 
+/// Documents larger than this are not cached: with the count bound, it
+/// caps a worker's cache at `SB_QUERY_DOCUMENT_CACHE_SIZE` × 8 KiB (~80 MB
+/// at the default; memories are mostly far smaller).
+const MAX_CACHED_DOCUMENT_BYTES: usize = 8 * 1024;
+
 /// One HTTP worker's connection for reads by id, and its document cache.
 struct Worker {
+    /// Tells this connection from the one that may replace it: a read keeps
+    /// what it found only in the cache of the connection it read through,
+    /// since Redis tracks the key for that connection alone.
+    id: u64,
     connection: MultiplexedConnection,
     cache: Option<DocumentCache>,
 }
+
+/// Numbers the workers' connections.
+static NEXT_WORKER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 thread_local! {
     /// One multiplexed Redis connection (and document cache) per HTTP worker
@@ -215,11 +227,13 @@ impl DocumentCache {
     /// since `invalidations_before` (read before the read was sent).
     fn put(&mut self, key: String, stored: &Stored<RawMemory>, invalidations_before: u64) {
         self.take_in_pushes();
-        // A missing document is left out: it is the repair path's to settle.
-        if self.invalidations == invalidations_before
-            && !self.lost
-            && !matches!(stored, Stored::Missing)
-        {
+        let cacheable = match stored {
+            Stored::Found(doc) => doc.json.len() <= MAX_CACHED_DOCUMENT_BYTES,
+            Stored::Erased(_) => true,
+            // Left to the repair path to settle.
+            Stored::Missing => false,
+        };
+        if cacheable && self.invalidations == invalidations_before && !self.lost {
             self.entries.put(key, (stored.clone(), Instant::now()));
         }
     }
@@ -266,28 +280,42 @@ impl Documents {
         Arc::as_ptr(&self.generation) as usize
     }
 
-    /// This thread's connection, opened on first use and again once lost.
-    async fn worker_connection(&self) -> Result<MultiplexedConnection, DocumentError> {
-        let key = self.worker_key();
-        let current = WORKERS.with(|w| {
-            let workers = w.borrow();
-            let worker = workers.get(&key)?;
-            let lost = worker.cache.as_ref().is_some_and(|c| c.lost);
-            (!lost).then(|| worker.connection.clone())
-        });
-        if let Some(connection) = current {
-            return Ok(connection);
+    /// This thread's connection and its id, opened on first use and again
+    /// once lost.
+    async fn worker_connection(&self) -> Result<(u64, MultiplexedConnection), DocumentError> {
+        if let Some(current) = self.live_worker() {
+            return Ok(current);
         }
         let worker = self.open_worker().await?;
-        let connection = worker.connection.clone();
-        WORKERS.with(|w| w.borrow_mut().insert(key, worker));
-        Ok(connection)
+        // Another read on this thread may have opened one meanwhile: keep
+        // the first, so that no read's cache goes with a connection that
+        // Redis no longer tracks its keys for.
+        if let Some(current) = self.live_worker() {
+            return Ok(current);
+        }
+        let current = (worker.id, worker.connection.clone());
+        WORKERS.with(|w| w.borrow_mut().insert(self.worker_key(), worker));
+        Ok(current)
+    }
+
+    /// This thread's connection, unless there is none or it is known lost.
+    fn live_worker(&self) -> Option<(u64, MultiplexedConnection)> {
+        WORKERS.with(|w| {
+            let mut workers = w.borrow_mut();
+            let worker = workers.get_mut(&self.worker_key())?;
+            let lost = worker.cache.as_mut().is_some_and(|c| {
+                c.take_in_pushes();
+                c.lost
+            });
+            (!lost).then(|| (worker.id, worker.connection.clone()))
+        })
     }
 
     async fn open_worker(&self) -> Result<Worker, DocumentError> {
         let Some(capacity) = self.cache_size else {
             let connection = self.client.get_multiplexed_async_connection().await?;
             return Ok(Worker {
+                id: NEXT_WORKER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 connection,
                 cache: None,
             });
@@ -304,24 +332,35 @@ impl Documents {
             .exec_async(&mut connection)
             .await?;
         Ok(Worker {
+            id: NEXT_WORKER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             connection,
             cache: Some(DocumentCache::new(capacity, pushes, &self.keys)),
         })
     }
 
-    /// Runs `f` on this thread's document cache, if there is one.
-    fn with_cache<R>(&self, f: impl FnOnce(&mut DocumentCache) -> R) -> Option<R> {
+    /// Runs `f` on the document cache of this thread's connection `id`, if
+    /// that connection is still the thread's and has a cache.
+    fn with_cache<R>(&self, id: u64, f: impl FnOnce(&mut DocumentCache) -> R) -> Option<R> {
         let key = self.worker_key();
-        WORKERS.with(|w| w.borrow_mut().get_mut(&key)?.cache.as_mut().map(f))
+        WORKERS.with(|w| {
+            let mut workers = w.borrow_mut();
+            let worker = workers.get_mut(&key).filter(|worker| worker.id == id)?;
+            worker.cache.as_mut().map(f)
+        })
     }
 
-    /// Forgets this thread's connection after a connection error, so the
-    /// next read opens a new one (a multiplexed connection does not
-    /// reconnect by itself).
-    fn drop_worker_connection(&self, error: &redis::RedisError) {
+    /// Forgets this thread's connection `id` after a connection error, so
+    /// the next read opens a new one (a multiplexed connection does not
+    /// reconnect by itself); a newer one is left alone.
+    fn drop_worker_connection(&self, id: u64, error: &redis::RedisError) {
         if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
             let key = self.worker_key();
-            WORKERS.with(|w| w.borrow_mut().remove(&key));
+            WORKERS.with(|w| {
+                let mut workers = w.borrow_mut();
+                if workers.get(&key).is_some_and(|worker| worker.id == id) {
+                    workers.remove(&key);
+                }
+            });
         }
     }
 
@@ -358,14 +397,14 @@ impl Documents {
     ) -> Result<(i64, Stored<RawMemory>), DocumentError> {
         let mut redis = self.redis.clone();
         let g = self.generation(&mut redis).await?;
-        let mut local = self.worker_connection().await?;
+        let (worker, mut local) = self.worker_connection().await?;
         let key = self.keys.memory(g, id);
         let mut invalidations_before = None;
         if self.cache_size.is_some() {
             // Lets the connection's task take in what Redis already pushed.
             tokio::task::yield_now().await;
             if let Some((cached, invalidations)) =
-                self.with_cache(|c| (c.get(&key, at_least), c.invalidations))
+                self.with_cache(worker, |c| (c.get(&key, at_least), c.invalidations))
             {
                 if let Some(stored) = cached {
                     metrics::counter!("document_cache_total", "outcome" => "hit").increment(1);
@@ -380,14 +419,14 @@ impl Documents {
             .arg(self.keys.memory_tombstone(g, id))
             .query_async(&mut local)
             .await
-            .inspect_err(|e| self.drop_worker_connection(e))?;
+            .inspect_err(|e| self.drop_worker_connection(worker, e))?;
         let stored = match (doc, erased) {
             (_, Some(version)) => Stored::Erased(version),
             (Some(doc), None) => Stored::Found(RawMemory::parse(doc)?),
             (None, None) => Stored::Missing,
         };
         if let Some(before) = invalidations_before {
-            self.with_cache(|c| c.put(key, &stored, before));
+            self.with_cache(worker, |c| c.put(key, &stored, before));
         }
         Ok((g, stored))
     }
@@ -603,5 +642,17 @@ mod tests {
         assert_eq!(version(cache.get(&keys.memory(1, b), Some(9))), Some(1005));
         cache.put(keys.memory(1, c), &Stored::Missing, 0);
         assert!(cache.get(&keys.memory(1, c), None).is_none());
+    }
+
+    #[test]
+    fn a_large_document_is_not_kept() {
+        let (mut cache, _pushes, keys) = cache();
+        let a = Uuid::from_u128(1);
+        let Stored::Found(mut large) = doc(1) else {
+            unreachable!()
+        };
+        large.json = "x".repeat(MAX_CACHED_DOCUMENT_BYTES + 1);
+        cache.put(keys.memory(1, a), &Stored::Found(large), 0);
+        assert!(cache.get(&keys.memory(1, a), None).is_none());
     }
 }

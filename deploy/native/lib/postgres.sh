@@ -164,12 +164,17 @@ pg_write_config() {
 	# HNSW index and vectors must stay in them, or every vector search copies
 	# thousands of pages in from the OS cache (at 100k memories the index is
 	# ~200 MB).
+	# Rounded to 256 MB, so that a slightly different MemTotal (a kernel
+	# update, say) does not count as a change and restart the server.
 	local mem_mb buffers_mb
-	mem_mb=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)
+	mem_mb=$(awk '/MemTotal/ {print int($2 / 1024 / 256) * 256}' /proc/meminfo)
+	[[ "$mem_mb" =~ ^[0-9]+$ ]] && ((mem_mb > 0)) || die "cannot read the memory size from /proc/meminfo"
 	buffers_mb=$((mem_mb / 4))
 	((buffers_mb < 128)) && buffers_mb=128
 	((buffers_mb > 4096)) && buffers_mb=4096
-	as_svc tee "$conf.tmp" >/dev/null <<EOF
+	# Callers test this function's status, which turns `set -e` off inside
+	# it: every step that can fail says so itself.
+	as_svc tee "$conf.tmp" >/dev/null <<EOF || die "cannot write $conf.tmp"
 # Written by deploy/native/stack on every start; edit the script, not this file.
 listen_addresses = '127.0.0.1'
 port = $SB_PG_PORT
@@ -179,14 +184,17 @@ max_connections = 200
 shared_buffers = ${buffers_mb}MB
 effective_cache_size = $((mem_mb / 2))MB
 EOF
+	local included=1
 	if ! grep -qF "include_if_exists = 'second-brain.conf'" "$SB_PG_DATA/postgresql.conf"; then
-		printf "\ninclude_if_exists = 'second-brain.conf'\n" | as_svc tee -a "$SB_PG_DATA/postgresql.conf" >/dev/null
+		printf "\ninclude_if_exists = 'second-brain.conf'\n" | as_svc tee -a "$SB_PG_DATA/postgresql.conf" >/dev/null ||
+			die "cannot append to $SB_PG_DATA/postgresql.conf"
+		included=0
 	fi
-	if as_svc cmp -s "$conf.tmp" "$conf"; then
+	if ((included)) && as_svc cmp -s "$conf.tmp" "$conf"; then
 		as_svc rm -f "$conf.tmp"
 		return 1
 	fi
-	as_svc mv -f "$conf.tmp" "$conf"
+	as_svc mv -f "$conf.tmp" "$conf" || die "cannot replace $conf"
 }
 
 pg_start() {
@@ -222,7 +230,8 @@ ensure_postgres() {
 		if [[ "$running_port" == "$SB_PG_PORT" ]]; then
 			if pg_write_config; then
 				log "Postgres: its settings changed; restarting it on 127.0.0.1:$SB_PG_PORT"
-				as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m fast -w -t 60 stop >/dev/null
+				as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m fast -w -t 60 stop >/dev/null ||
+					die "Postgres did not stop for the restart (log: $SB_PG_LOG)"
 				pg_start
 			else
 				log "Postgres: ours, already running on 127.0.0.1:$SB_PG_PORT"
