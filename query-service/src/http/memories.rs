@@ -48,16 +48,39 @@ with_filters! {
     }
 }
 
+/// A read by id with read-your-writes: `read` until it finds the caller's
+/// document at `min_version` or later (at once without `min_version`),
+/// waiting with a short backoff up to `timeout`. Another user's id, an erased
+/// memory, or nothing when no version was asked for is 404 at once.
+pub(super) async fn read_your_writes<T>(
+    timeout: Duration,
+    min_version: Option<u64>,
+    version: impl Fn(&T) -> u64,
+    mut read: impl AsyncFnMut() -> Result<Found<T>, Problem>,
+) -> Result<T, Problem> {
+    let mut wait = Wait::new(timeout);
+    loop {
+        match (read().await?, min_version) {
+            (Found::Gone, _) | (Found::Absent, None) => return Err(Problem::not_found()),
+            (Found::Absent, Some(min)) => wait.again(min, None).await?,
+            (Found::Mine(doc), Some(min)) if version(&doc) < min => {
+                wait.again(min, Some(version(&doc))).await?;
+            }
+            (Found::Mine(doc), _) => return Ok(doc),
+        }
+    }
+}
+
 /// Polls a read until it reaches `min_version`, with a short backoff, up to
 /// the configured timeout. Projections usually catch up within milliseconds.
-pub(super) struct Wait {
+struct Wait {
     started: Instant,
     deadline: Instant,
     pause: Duration,
 }
 
 impl Wait {
-    pub(super) fn new(timeout: Duration) -> Self {
+    fn new(timeout: Duration) -> Self {
         let started = Instant::now();
         Self {
             started,
@@ -67,7 +90,7 @@ impl Wait {
     }
 
     /// Sleeps before the next attempt; `Err` once the time is up.
-    pub(super) async fn again(&mut self, requested: u64, seen: Option<u64>) -> Result<(), Problem> {
+    async fn again(&mut self, requested: u64, seen: Option<u64>) -> Result<(), Problem> {
         let now = Instant::now();
         if now >= self.deadline {
             metrics::counter!("read_your_writes_timeouts_total").increment(1);
@@ -137,20 +160,13 @@ pub async fn get(
 ) -> Result<HttpResponse, Problem> {
     let id = path.into_inner();
     let owner = caller.user_id.as_str();
-    let mut wait = Wait::new(state.consistency_timeout);
-    let memory = loop {
-        match (
-            lookup(&state, owner, id, query.min_version).await?,
-            query.min_version,
-        ) {
-            (Found::Gone, _) | (Found::Absent, None) => return Err(Problem::not_found()),
-            (Found::Absent, Some(min)) => wait.again(min, None).await?,
-            (Found::Mine(m), Some(min)) if m.version < min => {
-                wait.again(min, Some(m.version)).await?;
-            }
-            (Found::Mine(m), _) => break m,
-        }
-    };
+    let memory = read_your_writes(
+        state.consistency_timeout,
+        query.min_version,
+        |m: &RawMemory| m.version,
+        async || lookup(&state, owner, id, query.min_version).await,
+    )
+    .await?;
     if memory.status == MemoryStatus::Deleted && !query.include_deleted {
         return Err(Problem::not_found()
             .with_detail("the memory is deleted; pass include_deleted=true to read it"));

@@ -1,7 +1,7 @@
 //! `/v1/sessions`: one session by id, the caller's sessions, and a session's
 //! timeline.
 
-use super::memories::{Found, Wait};
+use super::memories::{Found, read_your_writes};
 use super::params::{Checks, limit, position};
 use super::{AppState, from_sqlx};
 use crate::documents::TimelinePosition;
@@ -96,17 +96,13 @@ pub async fn get(
 ) -> Result<HttpResponse, Problem> {
     let id = path.into_inner();
     let owner = caller.user_id.as_str();
-    let mut wait = Wait::new(state.consistency_timeout);
-    let session = loop {
-        match (lookup(&state, owner, id).await?, query.min_version) {
-            (Found::Gone, _) | (Found::Absent, None) => return Err(Problem::not_found()),
-            (Found::Absent, Some(min)) => wait.again(min, None).await?,
-            (Found::Mine(s), Some(min)) if s.version < min => {
-                wait.again(min, Some(s.version)).await?;
-            }
-            (Found::Mine(s), _) => break s,
-        }
-    };
+    let session = read_your_writes(
+        state.consistency_timeout,
+        query.min_version,
+        |s: &SessionState| s.version,
+        async || lookup(&state, owner, id).await,
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, format!("\"{}\"", session.version)))
         .json(session))
