@@ -59,24 +59,9 @@ impl LocalEmbedder {
             path: model_dir.to_owned(),
             reason: format!("{what}: {e}"),
         };
-        let config_text = std::fs::read_to_string(model_dir.join("config.json"))
-            .map_err(|e| load_error("config.json", &e))?;
-        let config: Config =
-            serde_json::from_str(&config_text).map_err(|e| load_error("config.json", &e))?;
+        let config = load_config(model_dir)?;
 
-        let mut tokenizer = Tokenizer::from_file(model_dir.join("tokenizer.json"))
-            .map_err(|e| load_error("tokenizer.json", &e))?;
-        let padding = PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..tokenizer.get_padding().cloned().unwrap_or_default()
-        };
-        tokenizer.with_padding(Some(padding));
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: MAX_SEQUENCE_TOKENS.min(config.max_position_embeddings),
-                ..TruncationParams::default()
-            }))
-            .map_err(|e| load_error("tokenizer.json", &e))?;
+        let tokenizer = load_tokenizer(model_dir, config.max_position_embeddings)?;
 
         // Read into memory rather than mmap: mapping needs `unsafe`, which the
         // workspace forbids, and 90 MB read once at start-up costs ~0.1 s.
@@ -103,23 +88,13 @@ impl LocalEmbedder {
     /// off the async threads (benchmarks, batch jobs).
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = vec![Vec::new(); texts.len()];
-        for batch in self.batches(texts) {
+        for batch in batches(texts, self.max_batch) {
             let refs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
             for (i, v) in batch.iter().zip(self.model.embed_batch(&refs)?) {
                 out[*i] = v;
             }
         }
         Ok(out)
-    }
-
-    /// Input indices grouped into batches of texts of similar length.
-    fn batches(&self, texts: &[String]) -> Vec<Vec<usize>> {
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        order
-            .chunks(self.max_batch)
-            .map(<[usize]>::to_vec)
-            .collect()
     }
 }
 
@@ -137,7 +112,7 @@ impl Embedder for LocalEmbedder {
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = vec![Vec::new(); texts.len()];
         // One blocking task per batch: a dropped call stops between batches.
-        for batch in self.batches(texts) {
+        for batch in batches(texts, self.max_batch) {
             let inputs: Vec<String> = batch.iter().map(|&i| texts[i].clone()).collect();
             let model = Arc::clone(&self.model);
             let vectors = tokio::task::spawn_blocking(move || {
@@ -154,23 +129,93 @@ impl Embedder for LocalEmbedder {
     }
 }
 
+/// Loads `tokenizer.json` from `model_dir`, padding each batch to its longest
+/// text and truncating at [`MAX_SEQUENCE_TOKENS`] (or the model's position
+/// limit, if lower). Shared by both runtimes, so they see the same ids.
+pub(crate) fn load_tokenizer(
+    model_dir: &Path,
+    max_positions: usize,
+) -> Result<Tokenizer, EmbedError> {
+    let load_error = |e: &dyn fmt::Display| EmbedError::ModelLoad {
+        path: model_dir.to_owned(),
+        reason: format!("tokenizer.json: {e}"),
+    };
+    let mut tokenizer =
+        Tokenizer::from_file(model_dir.join("tokenizer.json")).map_err(|e| load_error(&e))?;
+    let padding = PaddingParams {
+        strategy: PaddingStrategy::BatchLongest,
+        ..tokenizer.get_padding().cloned().unwrap_or_default()
+    };
+    tokenizer.with_padding(Some(padding));
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: MAX_SEQUENCE_TOKENS.min(max_positions),
+            ..TruncationParams::default()
+        }))
+        .map_err(|e| load_error(&e))?;
+    Ok(tokenizer)
+}
+
+/// Reads and parses `config.json`, the BERT shape both runtimes need.
+pub(crate) fn load_config(model_dir: &Path) -> Result<Config, EmbedError> {
+    let load_error = |e: &dyn fmt::Display| EmbedError::ModelLoad {
+        path: model_dir.to_owned(),
+        reason: format!("config.json: {e}"),
+    };
+    let text =
+        std::fs::read_to_string(model_dir.join("config.json")).map_err(|e| load_error(&e))?;
+    serde_json::from_str(&text).map_err(|e| load_error(&e))
+}
+
+/// A batch of texts as the model takes it: `rows` × `len` ids and mask,
+/// row-major, padded to the longest text.
+pub(crate) struct Tokens {
+    pub ids: Vec<u32>,
+    pub mask: Vec<u32>,
+    pub rows: usize,
+    pub len: usize,
+}
+
+/// Tokenises a non-empty batch.
+pub(crate) fn tokenize(tokenizer: &Tokenizer, texts: &[&str]) -> Result<Tokens, EmbedError> {
+    let encodings = tokenizer
+        .encode_batch(texts.to_vec(), true)
+        .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+    let (rows, len) = (encodings.len(), encodings[0].get_ids().len());
+    let mut ids = Vec::with_capacity(rows * len);
+    let mut mask = Vec::with_capacity(rows * len);
+    for encoding in &encodings {
+        ids.extend_from_slice(encoding.get_ids());
+        mask.extend_from_slice(encoding.get_attention_mask());
+    }
+    Ok(Tokens {
+        ids,
+        mask,
+        rows,
+        len,
+    })
+}
+
+/// Input indices grouped into batches of at most `max_batch` texts of similar
+/// length, so that a batch's texts need little padding.
+pub(crate) fn batches(texts: &[String], max_batch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| texts[i].len());
+    order.chunks(max_batch).map(<[usize]>::to_vec).collect()
+}
+
 impl Model {
     /// One forward pass: mean pooling over the attention mask, L2 norm.
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        let (rows, len) = (encodings.len(), encodings[0].get_ids().len());
-        let mut ids = Vec::with_capacity(rows * len);
-        let mut mask = Vec::with_capacity(rows * len);
-        for encoding in &encodings {
-            ids.extend_from_slice(encoding.get_ids());
-            mask.extend_from_slice(encoding.get_attention_mask());
-        }
+        let Tokens {
+            ids,
+            mask,
+            rows,
+            len,
+        } = tokenize(&self.tokenizer, texts)?;
         self.forward(ids, mask, (rows, len))
             .map_err(|e| EmbedError::Inference(e.to_string()))
     }

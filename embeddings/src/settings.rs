@@ -10,6 +10,9 @@
 //! | `SB_EMBEDDING_MODEL_DIR` | — (required for `local`) | directory with `config.json`, `tokenizer.json`, `model.safetensors` |
 //! | `SB_EMBEDDING_MODEL_NAME` | `all-MiniLM-L6-v2` | names the local weights in the model id (`local/<name>`) |
 //! | `SB_EMBEDDING_MAX_BATCH` | `32` | texts per forward pass or per request |
+//! | `SB_EMBEDDING_RUNTIME` | `candle` | what runs the local model: `candle` or `onnx` (same vectors, same model id) |
+//! | `SB_EMBEDDING_ONNX_GRAPH` | — (required for `onnx`) | the `.onnx` file `embeddings/tools/export_onnx.py` wrote from the model directory |
+//! | `SB_ONNXRUNTIME_LIBRARY` | — (required for `onnx`) | ONNX Runtime's shared library, 1.17 or later (the `onnxruntime` wheel's `capi/libonnxruntime.so.*`) |
 //! | `SB_OPENAI_BASE_URL` | — (required for `openai`) | e.g. `https://api.openai.com/v1`, `http://127.0.0.1:11434` |
 //! | `SB_OPENAI_MODEL` | — (required for `openai`) | e.g. `text-embedding-3-small` |
 //! | `SB_OPENAI_API_KEY` | none | bearer token (secret) |
@@ -28,7 +31,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
-use crate::{EmbedError, EmbedderConfig, Url};
+use crate::{EmbedError, EmbedderConfig, LocalRuntime, Url};
 
 /// Which [`crate::Embedder`] to build.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -39,6 +42,17 @@ pub enum EmbeddingProvider {
     Local,
     /// An OpenAI-compatible HTTP endpoint.
     Openai,
+}
+
+/// What runs the local model; see [`LocalRuntime`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeChoice {
+    /// candle (the default: needs only the model directory).
+    #[default]
+    Candle,
+    /// ONNX Runtime on the exported graph.
+    Onnx,
 }
 
 /// The embedding part of a service's settings; see the module docs for the
@@ -53,6 +67,12 @@ pub struct EmbeddingSettings {
     pub embedding_model_name: String,
     #[serde(default = "default_max_batch", deserialize_with = "number")]
     pub embedding_max_batch: usize,
+    #[serde(default)]
+    pub embedding_runtime: RuntimeChoice,
+    #[serde(default)]
+    pub embedding_onnx_graph: Option<PathBuf>,
+    #[serde(default)]
+    pub onnxruntime_library: Option<PathBuf>,
     #[serde(default)]
     pub openai_base_url: Option<String>,
     #[serde(default)]
@@ -90,6 +110,9 @@ impl Default for EmbeddingSettings {
             embedding_model_dir: None,
             embedding_model_name: default_model_name(),
             embedding_max_batch: default_max_batch(),
+            embedding_runtime: RuntimeChoice::default(),
+            embedding_onnx_graph: None,
+            onnxruntime_library: None,
             openai_base_url: None,
             openai_model: None,
             openai_api_key: None,
@@ -107,19 +130,34 @@ impl EmbeddingSettings {
         let max_batch = positive("EMBEDDING_MAX_BATCH", self.embedding_max_batch)?;
         match self.embedding_provider {
             EmbeddingProvider::Local => {
-                let model_dir = self
-                    .embedding_model_dir
-                    .clone()
-                    .filter(|dir| !dir.as_os_str().is_empty())
-                    .ok_or_else(|| {
-                        invalid("EMBEDDING_MODEL_DIR", "required for the local provider")
-                    })?;
+                let model_dir = required_path(
+                    "EMBEDDING_MODEL_DIR",
+                    &self.embedding_model_dir,
+                    "the local provider",
+                )?;
                 let model_name =
                     non_empty("EMBEDDING_MODEL_NAME", Some(&self.embedding_model_name))?;
+                let runtime = match self.embedding_runtime {
+                    RuntimeChoice::Candle => LocalRuntime::Candle,
+                    RuntimeChoice::Onnx => LocalRuntime::Onnx {
+                        graph: required_path(
+                            "EMBEDDING_ONNX_GRAPH",
+                            &self.embedding_onnx_graph,
+                            "the onnx runtime",
+                        )?,
+                        library: required_path(
+                            "ONNXRUNTIME_LIBRARY",
+                            &self.onnxruntime_library,
+                            "the onnx runtime",
+                        )?,
+                        sessions: default_sessions(),
+                    },
+                };
                 Ok(EmbedderConfig::Local {
                     model_dir,
                     model_name,
                     max_batch,
+                    runtime,
                 })
             }
             EmbeddingProvider::Openai => {
@@ -154,6 +192,23 @@ fn invalid(name: &'static str, reason: &str) -> EmbedError {
         name,
         reason: reason.to_owned(),
     }
+}
+
+fn required_path(
+    name: &'static str,
+    value: &Option<PathBuf>,
+    what: &str,
+) -> Result<PathBuf, EmbedError> {
+    value
+        .clone()
+        .filter(|path| !path.as_os_str().is_empty())
+        .ok_or_else(|| invalid(name, &format!("required for {what}")))
+}
+
+/// ONNX sessions: one per core, up to four (each holds its own copy of the
+/// ~90 MB weights, and more than the cores only queue).
+fn default_sessions() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 fn non_empty(name: &'static str, value: Option<&String>) -> Result<String, EmbedError> {

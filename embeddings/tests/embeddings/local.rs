@@ -2,17 +2,17 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use embeddings::local::LocalEmbedder;
-use embeddings::{EmbedError, Embedder, EmbedderConfig};
+use embeddings::{EmbedError, Embedder, EmbedderConfig, LocalRuntime};
 
 /// The model is ~90 MB: load it once for every test in this binary.
-fn model() -> &'static LocalEmbedder {
+pub(crate) fn model() -> &'static LocalEmbedder {
     static MODEL: OnceLock<LocalEmbedder> = OnceLock::new();
     MODEL.get_or_init(|| {
         LocalEmbedder::load(&model_dir(), "all-MiniLM-L6-v2", 32).expect("the model loads")
     })
 }
 
-fn model_dir() -> PathBuf {
+pub(crate) fn model_dir() -> PathBuf {
     match std::env::var_os("SB_EMBEDDING_MODEL_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => panic!(
@@ -23,22 +23,39 @@ fn model_dir() -> PathBuf {
     }
 }
 
-fn strings(texts: &[&str]) -> Vec<String> {
+pub(crate) fn strings(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| (*t).to_owned()).collect()
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (norm(a) * norm(b))
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// The fixture's sentence and its vector from an independent implementation
+/// of the original model (`tests/fixtures/make_reference.py`).
+pub(crate) fn reference() -> (String, Vec<f32>) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reference.json");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let sentence = fixture["sentence"].as_str().unwrap().to_owned();
+    let vector: Vec<f32> = fixture["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(vector.len(), 384);
+    (sentence, vector)
 }
 
 #[tokio::test]
@@ -62,17 +79,7 @@ async fn a_paraphrase_scores_higher_than_an_unrelated_sentence() {
 
 #[tokio::test]
 async fn one_sentence_matches_the_reference_vector_of_the_original_model() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reference.json");
-    let fixture: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let sentence = fixture["sentence"].as_str().unwrap().to_owned();
-    let reference: Vec<f32> = fixture["embedding"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    assert_eq!(reference.len(), 384);
+    let (sentence, reference) = reference();
 
     let ours = model().embed(&[sentence]).await.unwrap().remove(0);
 
@@ -160,6 +167,7 @@ async fn the_factory_builds_a_shareable_local_embedder() {
         model_dir: model_dir(),
         model_name: "all-MiniLM-L6-v2".to_owned(),
         max_batch: 8,
+        runtime: LocalRuntime::Candle,
     })
     .await
     .unwrap();
@@ -180,6 +188,7 @@ async fn a_missing_model_directory_is_a_load_error_naming_it() {
         model_dir: PathBuf::from("/nonexistent/model"),
         model_name: "x".to_owned(),
         max_batch: 8,
+        runtime: LocalRuntime::Candle,
     })
     .await
     .unwrap_err();

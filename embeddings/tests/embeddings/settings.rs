@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use embeddings::{EmbedError, EmbedderConfig, EmbeddingProvider, EmbeddingSettings};
+use embeddings::{
+    EmbedError, EmbedderConfig, EmbeddingProvider, EmbeddingSettings, LocalRuntime, RuntimeChoice,
+};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
@@ -41,17 +43,69 @@ fn the_defaults_choose_the_local_model_which_needs_its_directory() {
     assert!(err.to_string().contains("SB_EMBEDDING_MODEL_DIR"), "{err}");
 
     let settings = read(&[("SB_EMBEDDING_MODEL_DIR", "/models/minilm")]).embedding;
+    assert_eq!(settings.embedding_runtime, RuntimeChoice::Candle);
     match settings.to_config().unwrap() {
         EmbedderConfig::Local {
             model_dir,
             model_name,
             max_batch,
+            runtime,
         } => {
             assert_eq!(model_dir.to_str(), Some("/models/minilm"));
             assert_eq!(model_name, "all-MiniLM-L6-v2");
             assert_eq!(max_batch, 32);
+            assert_eq!(runtime, LocalRuntime::Candle);
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_onnx_runtime_needs_its_graph_and_library() {
+    let settings = read(&[
+        ("SB_EMBEDDING_MODEL_DIR", "/models/minilm"),
+        ("SB_EMBEDDING_RUNTIME", "onnx"),
+        ("SB_EMBEDDING_ONNX_GRAPH", "/models/minilm.onnx"),
+        ("SB_ONNXRUNTIME_LIBRARY", "/opt/ort/libonnxruntime.so"),
+    ])
+    .embedding;
+    match settings.to_config().unwrap() {
+        EmbedderConfig::Local {
+            runtime:
+                LocalRuntime::Onnx {
+                    graph,
+                    library,
+                    sessions,
+                },
+            ..
+        } => {
+            assert_eq!(graph.to_str(), Some("/models/minilm.onnx"));
+            assert_eq!(library.to_str(), Some("/opt/ort/libonnxruntime.so"));
+            assert!((1..=4).contains(&sessions), "{sessions}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    for (missing, vars) in [
+        (
+            "EMBEDDING_ONNX_GRAPH",
+            [("SB_ONNXRUNTIME_LIBRARY", "/opt/ort/libonnxruntime.so")],
+        ),
+        (
+            "ONNXRUNTIME_LIBRARY",
+            [("SB_EMBEDDING_ONNX_GRAPH", "/models/minilm.onnx")],
+        ),
+    ] {
+        let mut all = vec![
+            ("SB_EMBEDDING_MODEL_DIR", "/models/minilm"),
+            ("SB_EMBEDDING_RUNTIME", "onnx"),
+        ];
+        all.extend(vars);
+        let err = read(&all).embedding.to_config().unwrap_err();
+        assert!(
+            matches!(err, EmbedError::Config { name, .. } if name == missing),
+            "{err:?}"
+        );
     }
 }
 

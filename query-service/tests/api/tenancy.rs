@@ -54,14 +54,27 @@ async fn no_query_endpoint_returns_another_users_data() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
         assert!(!body.to_string().contains("Zanzibar"), "{path}: {body}");
     }
-    // Even with Alice's document missing from Redis, the repair path is
-    // scoped too.
+    // With Alice's document missing from Redis the read goes to the read
+    // database, and that path is scoped too. The memory is one nobody has
+    // read by id, so no worker's document cache can answer in its place.
+    let unread = alice_memories[1];
+    let unread_key = stack.keys.memory(1, unread);
     let mut redis = stack.redis.clone();
-    let () = redis::AsyncCommands::del(&mut redis, stack.keys.memory(1, alice_one))
+    let () = redis::AsyncCommands::del(&mut redis, &unread_key)
         .await
         .unwrap();
-    let (status, _) = stack.get(&format!("/v1/memories/{alice_one}"), "bob").await;
+    let (status, body) = stack.get(&format!("/v1/memories/{unread}"), "bob").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!body.to_string().contains("Zanzibar"), "{body}");
+    let back: Option<String> = redis::AsyncCommands::get(&mut redis, &unread_key)
+        .await
+        .unwrap();
+    assert!(back.is_none(), "Bob's read wrote Alice's document back");
+    // Alice's own read takes the same path and finds it.
+    let own = stack
+        .get_ok(&format!("/v1/memories/{unread}"), "alice")
+        .await;
+    assert_eq!(own["id"], unread.to_string());
 
     // Lists: only Bob's, whatever the filter names.
     for path in [
