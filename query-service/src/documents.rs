@@ -140,8 +140,8 @@ thread_local! {
 /// The cache is only as current as the invalidations it has taken in, so:
 /// - before it answers from the cache, a read yields once to the worker's
 ///   runtime, which lets the connection's task take in whatever Redis has
-///   already delivered: a read that reaches the service after a change was
-///   made in Redis sees the change;
+///   already delivered; only a push still on the wire (one hop) can be
+///   missed, and then the read gets the document as it was before;
 /// - a document read from Redis is kept only if no invalidation arrived
 ///   while the read was under way (it might predate the change);
 /// - a lost connection empties the cache (its invalidations are lost with
