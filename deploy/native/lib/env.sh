@@ -67,7 +67,7 @@ if [[ -s "$SB_VENV_DIR/.sb-onnxruntime-library" ]]; then
 	export SB_ONNXRUNTIME_LIBRARY
 fi
 export SB_EMBEDDING_RUNTIME=${SB_EMBEDDING_RUNTIME:-onnx}
-export SB_EMBEDDING_ONNX_GRAPH=$SB_STATE_DIR/models/all-MiniLM-L6-v2.onnx
+export SB_EMBEDDING_ONNX_GRAPH=${SB_EMBEDDING_ONNX_GRAPH:-$SB_STATE_DIR/models/all-MiniLM-L6-v2.onnx}
 
 export SB_EVENT_STORE_URL="postgres://postgres@127.0.0.1:${SB_PG_PORT}/second_brain_events"
 export SB_READ_DATABASE_URL="postgres://postgres@127.0.0.1:${SB_PG_PORT}/second_brain_read"

@@ -129,10 +129,12 @@ ensure_onnx_graph() {
 		return 0
 	fi
 	log "writing the embedding model as an ONNX graph ($SB_EMBEDDING_ONNX_GRAPH)"
-	umask 022
-	mkdir -p "$(dirname "$SB_EMBEDDING_ONNX_GRAPH")"
-	"$SB_VENV_DIR/bin/python" "$exporter" "$SB_EMBEDDING_MODEL_DIR" "$SB_EMBEDDING_ONNX_GRAPH" ||
-		die "exporting the ONNX graph failed"
+	# Readable by the service user whatever the caller's umask.
+	(
+		umask 022
+		mkdir -p "$(dirname "$SB_EMBEDDING_ONNX_GRAPH")"
+		"$SB_VENV_DIR/bin/python" "$exporter" "$SB_EMBEDDING_MODEL_DIR" "$SB_EMBEDDING_ONNX_GRAPH"
+	) || die "exporting the ONNX graph failed"
 	printf '%s\n' "$want" >"$stamp"
 }
 

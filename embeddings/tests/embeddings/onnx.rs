@@ -142,6 +142,8 @@ async fn a_missing_graph_or_library_is_a_load_error_naming_it() {
     assert!(matches!(err, EmbedError::ModelLoad { .. }), "{err:?}");
     assert!(err.to_string().contains("/nonexistent/model.onnx"), "{err}");
 
+    // (The crate's unit tests cover a file that is not a library, in a
+    // process where none is loaded yet.)
     let missing_library = PathBuf::from("/nonexistent/libonnxruntime.so");
     let err = OnnxEmbedder::load(&model_dir(), &graph(), &missing_library, "x", 8, 1).unwrap_err();
     assert!(matches!(err, EmbedError::ModelLoad { .. }), "{err:?}");
@@ -154,4 +156,21 @@ async fn a_missing_graph_or_library_is_a_load_error_naming_it() {
     let not_a_graph = model_dir().join("tokenizer.json");
     let err = OnnxEmbedder::load(&model_dir(), &not_a_graph, &library(), "x", 8, 1).unwrap_err();
     assert!(err.to_string().contains("tokenizer.json"), "{err}");
+}
+
+#[tokio::test]
+async fn a_graph_beside_other_weights_is_refused() {
+    // The same config and tokenizer, other weights: the graph's recorded
+    // weights hash no longer matches, so its vectors would not be this
+    // directory's model's.
+    let other = std::env::temp_dir().join(format!("sb-other-weights-{}", std::process::id()));
+    std::fs::create_dir_all(&other).unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(model_dir().join(file), other.join(file)).unwrap();
+    }
+    std::fs::write(other.join("model.safetensors"), b"other weights").unwrap();
+    let err = OnnxEmbedder::load(&other, &graph(), &library(), "x", 8, 1).unwrap_err();
+    std::fs::remove_dir_all(&other).unwrap();
+    assert!(matches!(err, EmbedError::ModelLoad { .. }), "{err:?}");
+    assert!(err.to_string().contains("other weights"), "{err}");
 }

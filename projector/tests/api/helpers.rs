@@ -71,13 +71,15 @@ pub async fn local_embedder() -> Arc<dyn Embedder> {
     static EMBEDDER: OnceCell<Arc<dyn Embedder>> = OnceCell::const_new();
     EMBEDDER
         .get_or_init(|| async {
-            let dir = std::env::var("SB_EMBEDDING_MODEL_DIR").expect(
-                "SB_EMBEDDING_MODEL_DIR names the all-MiniLM-L6-v2 model (deploy/native/stack test sets it)",
+            // As the services read it: the model directory, and the runtime
+            // with its graph and library (`deploy/native/stack test` sets
+            // all of them, choosing ONNX Runtime as the deployments do).
+            let settings: embeddings::EmbeddingSettings = service_kit::settings::from_env()
+                .expect("the SB_EMBEDDING_* variables are valid");
+            assert!(
+                settings.embedding_model_dir.is_some(),
+                "SB_EMBEDDING_MODEL_DIR names the all-MiniLM-L6-v2 model (deploy/native/stack test sets it)"
             );
-            let settings = embeddings::EmbeddingSettings {
-                embedding_model_dir: Some(dir.into()),
-                ..Default::default()
-            };
             embeddings::build(&settings.to_config().unwrap()).await.unwrap()
         })
         .await
