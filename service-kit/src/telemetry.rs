@@ -10,10 +10,36 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Variables read outside the settings structs.
 pub const VARIABLES: &[&str] = &["RUST_LOG"];
 
+/// Libraries whose INFO lines describe their own set-up (ONNX Runtime prints
+/// every session's options), kept to WARN unless `RUST_LOG` names them.
+const QUIET_UNLESS_NAMED: &[&str] = &["ort"];
+
+/// The filter for a `RUST_LOG` value: its directives (`info` when unset or
+/// invalid), plus WARN for [`QUIET_UNLESS_NAMED`] targets it does not name.
+fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let mut filter = rust_log
+        .and_then(|spec| EnvFilter::try_new(spec).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let named = |target: &str| {
+        rust_log.is_some_and(|spec| {
+            spec.split(',')
+                .any(|directive| directive.trim().split(['=', '[', ':']).next() == Some(target))
+        })
+    };
+    for target in QUIET_UNLESS_NAMED {
+        if !named(target)
+            && let Ok(directive) = format!("{target}=warn").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 /// Installs the global `tracing` subscriber. `RUST_LOG` filters (default `info`).
 /// Calling it again is harmless, which lets tests build many apps in one process.
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry
@@ -53,4 +79,28 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn ort_is_kept_to_warn_unless_rust_log_names_it() {
+        for spec in [
+            None,
+            Some("info"),
+            Some("debug,sqlx=warn"),
+            Some("not a filter["),
+        ] {
+            let filter = log_filter(spec).to_string();
+            assert!(filter.contains("ort=warn"), "{spec:?}: {filter}");
+        }
+        let filter = log_filter(Some("info,ort=debug")).to_string();
+        assert!(filter.contains("ort=debug"), "{filter}");
+        assert!(!filter.contains("ort=warn"), "{filter}");
+        // A target that merely starts with the same letters is not a mention.
+        let filter = log_filter(Some("info,ortho=debug")).to_string();
+        assert!(filter.contains("ort=warn"), "{filter}");
+    }
 }
