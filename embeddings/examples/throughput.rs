@@ -117,13 +117,12 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         std::env::var_os("SB_EMBEDDING_ONNX_GRAPH"),
         std::env::var_os("SB_ONNXRUNTIME_LIBRARY"),
     ) {
-        let sessions = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         runtimes.push((
             "onnx",
             LocalRuntime::Onnx {
                 graph: graph.into(),
                 library: library.into(),
-                sessions,
+                sessions: embeddings::settings::default_sessions(),
             },
         ));
     }

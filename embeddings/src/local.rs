@@ -87,14 +87,7 @@ impl LocalEmbedder {
     /// [`Embedder::embed`] on the calling thread: for callers that are already
     /// off the async threads (benchmarks, batch jobs).
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out = vec![Vec::new(); texts.len()];
-        for batch in batches(texts, self.max_batch) {
-            let refs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
-            for (i, v) in batch.iter().zip(self.model.embed_batch(&refs)?) {
-                out[*i] = v;
-            }
-        }
-        Ok(out)
+        embed_in_batches(texts, self.max_batch, |refs| self.model.embed_batch(refs))
     }
 }
 
@@ -194,6 +187,24 @@ pub(crate) fn tokenize(tokenizer: &Tokenizer, texts: &[&str]) -> Result<Tokens, 
         rows,
         len,
     })
+}
+
+/// Runs `embed` on each batch of texts of similar length, one after another,
+/// and returns the vectors in input order: the blocking path of both
+/// runtimes.
+pub(crate) fn embed_in_batches(
+    texts: &[String],
+    max_batch: usize,
+    embed: impl Fn(&[&str]) -> Result<Vec<Vec<f32>>, EmbedError>,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let mut out = vec![Vec::new(); texts.len()];
+    for batch in batches(texts, max_batch) {
+        let refs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
+        for (i, v) in batch.iter().zip(embed(&refs)?) {
+            out[*i] = v;
+        }
+    }
+    Ok(out)
 }
 
 /// Input indices grouped into batches of at most `max_batch` texts of similar

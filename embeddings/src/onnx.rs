@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 use tokio::sync::Semaphore;
 
-use crate::local::{Tokens, batches, load_config, load_tokenizer, tokenize};
+use crate::local::{Tokens, batches, embed_in_batches, load_config, load_tokenizer, tokenize};
 use crate::{EmbedError, Embedder};
 
 /// The graph's input and output names, as `export_onnx.py` writes them.
@@ -203,14 +203,7 @@ impl OnnxEmbedder {
     /// [`Embedder::embed`] on the calling thread: for callers that are already
     /// off the async threads (benchmarks, batch jobs).
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out = vec![Vec::new(); texts.len()];
-        for batch in batches(texts, self.max_batch) {
-            let refs: Vec<&str> = batch.iter().map(|&i| texts[i].as_str()).collect();
-            for (i, v) in batch.iter().zip(self.model.embed_batch(&refs)?) {
-                out[*i] = v;
-            }
-        }
-        Ok(out)
+        embed_in_batches(texts, self.max_batch, |refs| self.model.embed_batch(refs))
     }
 }
 

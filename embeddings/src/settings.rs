@@ -207,7 +207,7 @@ fn required_path(
 
 /// ONNX sessions: one per core, up to four (each holds its own copy of the
 /// ~90 MB weights, and more than the cores only queue).
-fn default_sessions() -> usize {
+pub fn default_sessions() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 

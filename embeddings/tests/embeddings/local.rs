@@ -77,16 +77,20 @@ async fn a_paraphrase_scores_higher_than_an_unrelated_sentence() {
     assert!(paraphrase > 0.9, "paraphrase {paraphrase}");
 }
 
-#[tokio::test]
-async fn one_sentence_matches_the_reference_vector_of_the_original_model() {
+/// Embeds the reference sentence with `embedder` and holds the vector to the
+/// reference within 1e-4 per component.
+pub(crate) async fn assert_matches_the_reference(embedder: &dyn Embedder) {
     let (sentence, reference) = reference();
-
-    let ours = model().embed(&[sentence]).await.unwrap().remove(0);
-
+    let ours = embedder.embed(&[sentence]).await.unwrap().remove(0);
     let diff = max_abs_diff(&ours, &reference);
     eprintln!("max abs difference to the reference: {diff:e}");
     assert!(diff < 1e-4, "max abs difference {diff}");
     assert!(cosine(&ours, &reference) > 0.9999);
+}
+
+#[tokio::test]
+async fn one_sentence_matches_the_reference_vector_of_the_original_model() {
+    assert_matches_the_reference(model()).await;
 }
 
 #[tokio::test]

@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 use embeddings::onnx::OnnxEmbedder;
 use embeddings::{EmbedError, Embedder, EmbedderConfig, LocalRuntime};
 
-use crate::local::{cosine, max_abs_diff, model as candle, model_dir, reference, strings};
+use crate::local::{
+    assert_matches_the_reference, max_abs_diff, model as candle, model_dir, strings,
+};
 
 fn required(var: &str) -> PathBuf {
     match std::env::var_os(var) {
@@ -45,12 +47,7 @@ fn onnx() -> &'static OnnxEmbedder {
 
 #[tokio::test]
 async fn one_sentence_matches_the_reference_vector_of_the_original_model() {
-    let (sentence, reference) = reference();
-    let ours = onnx().embed(&[sentence]).await.unwrap().remove(0);
-    let diff = max_abs_diff(&ours, &reference);
-    eprintln!("max abs difference to the reference: {diff:e}");
-    assert!(diff < 1e-4, "max abs difference {diff}");
-    assert!(cosine(&ours, &reference) > 0.9999);
+    assert_matches_the_reference(onnx()).await;
 }
 
 #[tokio::test]
