@@ -9,6 +9,7 @@ mod helpers;
 mod history;
 mod operations;
 mod quality;
+mod rate_limits;
 mod reads;
 mod search;
 mod tenancy;
