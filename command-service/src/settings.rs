@@ -226,6 +226,34 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_are_on_by_default_and_bad_ones_are_rejected() {
+        let off = ("SB_RELAY_ENABLED", "false");
+        let ok = settings(&[off]).expect("valid");
+        assert_eq!(ok.rate_limit_user_per_second, 50.0);
+        assert_eq!(ok.rate_limit_user_burst, 200);
+        assert_eq!(ok.rate_limit_ip_per_second, 100.0);
+        assert_eq!(ok.rate_limit_ip_burst, 400);
+        assert!(ok.trusted_proxies.is_empty());
+        // A rate of 0 is off, whatever the burst.
+        settings(&[
+            off,
+            ("SB_RATE_LIMIT_USER_PER_SECOND", "0"),
+            ("SB_RATE_LIMIT_USER_BURST", "0"),
+        ])
+        .expect("valid");
+        settings(&[off, ("SB_TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).expect("valid");
+        assert!(
+            rejected(&[off, ("SB_RATE_LIMIT_USER_BURST", "0")])
+                .contains("SB_RATE_LIMIT_USER_BURST")
+        );
+        assert!(
+            rejected(&[off, ("SB_RATE_LIMIT_IP_PER_SECOND", "-1")])
+                .contains("SB_RATE_LIMIT_IP_PER_SECOND")
+        );
+        assert!(rejected(&[off, ("SB_TRUSTED_PROXIES", "proxy")]).contains("SB_TRUSTED_PROXIES"));
+    }
+
+    #[test]
     fn a_disabled_relay_needs_nothing() {
         let ok = settings(&[("SB_RELAY_ENABLED", "false")]).expect("valid");
         assert!(!ok.relay_enabled);
