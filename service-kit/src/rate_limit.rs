@@ -293,7 +293,9 @@ impl RateLimiter {
         buckets
             .check(&caller.user_id)
             .map_err(|wait| too_many_requests("user", "too many requests for this user", wait))?;
-        // The verified caller, for whoever can use it further in.
+        // The handler's `Caller` extractor verifies the credential again
+        // (for an API key, a second lookup); the caller verified here is
+        // left in the request so that it can be taken instead.
         req.extensions_mut().insert(caller);
         Ok(())
     }
