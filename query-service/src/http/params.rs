@@ -73,9 +73,11 @@ macro_rules! with_filters {
         pub struct $name {
             /// Only memories in this session.
             pub session: Option<uuid::Uuid>,
-            /// Comma-separated: memories with at least one of these tags.
+            /// Comma-separated, at most 32 (duplicates included): memories
+            /// with at least one of these tags.
             pub tags_any: Option<String>,
-            /// Comma-separated: memories with every one of these tags.
+            /// Comma-separated, at most 32 (duplicates included): memories
+            /// with every one of these tags.
             pub tags_all: Option<String>,
             /// Created at or after (RFC 3339).
             pub created_after: Option<chrono::DateTime<chrono::Utc>>,
