@@ -381,13 +381,14 @@ pub async fn verify_documents(
             ));
         }
     }
-    out.extend(verify_owner_indexes(redis, keys, g, expected).await?);
+    // One pass over the generation's keys, in large steps: the Redis may
+    // hold far more than this deployment's keys.
+    let generation = keys.generation_prefix(g);
+    let all = scan(redis, &format!("{generation}*")).await?;
+    out.extend(verify_owner_indexes(redis, keys, g, expected, &all).await?);
     // No document may exist without events behind it.
-    let pattern = format!("{}memory:*", keys.generation_prefix(g));
-    for key in scan(redis, &pattern).await? {
-        let Some(rest) = key.strip_prefix(&format!("{}memory:", keys.generation_prefix(g))) else {
-            continue;
-        };
+    let documents = format!("{generation}memory:");
+    for rest in all.iter().filter_map(|key| key.strip_prefix(&documents)) {
         if rest.ends_with(":erased") {
             continue;
         }
@@ -401,7 +402,10 @@ pub async fn verify_documents(
 }
 
 async fn scan(redis: &mut ConnectionManager, pattern: &str) -> anyhow::Result<Vec<String>> {
-    let mut iter: redis::AsyncIter<String> = redis.scan_match(pattern).await?;
+    let options = redis::ScanOptions::default()
+        .with_pattern(pattern)
+        .with_count(1000);
+    let mut iter: redis::AsyncIter<String> = redis.scan_options(options).await?;
     let mut all = Vec::new();
     while let Some(key) = iter.next_item().await {
         all.push(key?);
@@ -418,11 +422,16 @@ async fn verify_owner_indexes(
     keys: &Keys,
     g: i64,
     expected: &Expected,
+    generation_keys: &[String],
 ) -> anyhow::Result<Vec<Difference>> {
     const P: &str = "documents";
     let mut out = Vec::new();
     let generation = keys.generation_prefix(g);
-    let legacy = scan(redis, &format!("{generation}{LEGACY_USER_KEYS}*")).await?;
+    let legacy_prefix = format!("{generation}{LEGACY_USER_KEYS}");
+    let legacy: Vec<&String> = generation_keys
+        .iter()
+        .filter(|key| key.starts_with(&legacy_prefix))
+        .collect();
     if !legacy.is_empty() {
         out.push(Difference {
             projection: P,
@@ -455,33 +464,49 @@ async fn verify_owner_indexes(
             .insert(id.to_string());
     }
     let owners = format!("{generation}owner:");
-    let none = HashSet::new();
-    for key in scan(redis, &format!("{owners}*")).await? {
+    let mut indexes: Vec<(&String, bool)> = Vec::new();
+    for key in generation_keys
+        .iter()
+        .filter(|key| key.starts_with(&owners))
+    {
         let kind = key
             .strip_prefix(&owners)
             .and_then(|rest| rest.split_once(':'))
             .map_or("", |(_, kind)| kind);
-        let members: Vec<String> = match kind {
-            "recent" | "sessions" => redis.zrange(&key, 0, -1).await?,
-            tag if tag.starts_with("tag:") => redis.smembers(&key).await?,
-            _ => {
+        match kind {
+            "recent" | "sessions" => indexes.push((key, true)),
+            tag if tag.starts_with("tag:") => indexes.push((key, false)),
+            _ => out.push(Difference {
+                projection: P,
+                aggregate: format!("key {key:?}"),
+                detail: "not a key of this layout".to_owned(),
+            }),
+        }
+    }
+    let none = HashSet::new();
+    // Pipelined, a bounded batch per round trip.
+    for chunk in indexes.chunks(500) {
+        let mut pipe = redis::pipe();
+        for (key, sorted) in chunk {
+            if *sorted {
+                pipe.zrange(*key, 0, -1);
+            } else {
+                pipe.smembers(*key);
+            }
+        }
+        let members: Vec<Vec<String>> = pipe.query_async(redis).await?;
+        for ((key, _), members) in chunk.iter().zip(members) {
+            let allowed = want.get(*key).unwrap_or(&none);
+            let mut strays: Vec<&String> =
+                members.iter().filter(|m| !allowed.contains(*m)).collect();
+            if !strays.is_empty() {
+                strays.sort();
                 out.push(Difference {
                     projection: P,
                     aggregate: format!("key {key:?}"),
-                    detail: "not a key of this layout".to_owned(),
+                    detail: format!("holds {strays:?}, which do not belong there"),
                 });
-                continue;
             }
-        };
-        let allowed = want.get(&key).unwrap_or(&none);
-        let mut strays: Vec<&String> = members.iter().filter(|m| !allowed.contains(*m)).collect();
-        if !strays.is_empty() {
-            strays.sort();
-            out.push(Difference {
-                projection: P,
-                aggregate: format!("key {key:?}"),
-                detail: format!("holds {strays:?}, which do not belong there"),
-            });
         }
     }
     Ok(out)

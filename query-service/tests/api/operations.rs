@@ -106,6 +106,9 @@ async fn bad_input_is_a_4xx_problem_never_a_5xx() {
     }
 }
 
+/// An answer's status, code, and first field error's code.
+type Expected = (u16, &'static str, Option<&'static str>);
+
 /// U+0000 in any parameter (Postgres text cannot hold it) and tag lists over
 /// the cap are a 4xx problem with their own code, never a database error.
 #[tokio::test]
@@ -122,7 +125,7 @@ async fn a_nul_anywhere_in_the_query_and_a_huge_tag_list_are_refused_with_their_
         .join(",");
     let invalid = |field: &'static str| (422, "validation_failed", Some(field));
     let query = (400, "invalid_query", None);
-    let mut cases: Vec<(String, (u16, &str, Option<&str>))> = Vec::new();
+    let mut cases: Vec<(String, Expected)> = Vec::new();
     for list in ["/v1/memories?", "/v1/search?q=x&"] {
         for filter in ["tags_any", "tags_all"] {
             cases.push((
