@@ -228,6 +228,55 @@ async fn a_nul_anywhere_in_the_query_and_a_huge_tag_list_are_refused_with_their_
     }
 }
 
+/// Headers: a NUL byte is not HTTP and is refused before any handler runs;
+/// a request id that is not plain is replaced by a fresh one.
+#[tokio::test]
+async fn a_nul_in_a_header_is_refused_and_an_odd_request_id_is_replaced() {
+    use std::io::{Read, Write};
+    let stack = spawn_stack().await;
+    let address = stack.query.trim_start_matches("http://").to_owned();
+    for header in ["X-Request-Id", "X-Correlation-Id", "Authorization"] {
+        let mut request =
+            format!("GET /v1/memories HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n")
+                .into_bytes();
+        if header != "Authorization" {
+            request.extend_from_slice(
+                format!("Authorization: Bearer {}\r\n", stack.token("alice")).as_bytes(),
+            );
+        }
+        request.extend_from_slice(header.as_bytes());
+        request.extend_from_slice(b": a\0b\r\n\r\n");
+        // Blocking I/O off the runtime: a client library would refuse to
+        // send such a header.
+        let target = address.clone();
+        let response = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(target).unwrap();
+            stream.write_all(&request).unwrap();
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).unwrap();
+            response
+        })
+        .await
+        .unwrap();
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 400"), "{header}: {response}");
+    }
+    let response = stack
+        .client
+        .get(format!("{}/v1/memories", stack.query))
+        .bearer_auth(stack.token("alice"))
+        .header(
+            "x-request-id",
+            reqwest::header::HeaderValue::from_bytes(b"id-\xe9").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let fresh = response.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(fresh).is_ok(), "{fresh}");
+}
+
 #[tokio::test]
 async fn readiness_fails_while_the_read_database_is_unreachable() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
