@@ -577,19 +577,25 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
     );
 }
 
-/// 80,000 tags of 7 spellings in a 400 KiB body (which used to be
-/// deduplicated pairwise before the count), or 50,000 NULs: refused by
-/// their count alone, with one error rather than one per tag, and nothing
-/// written.
+/// 80,000 tags of 7 spellings in a 400 KiB body, 50,000 different ones
+/// (which used to be deduplicated pairwise before the count), or 50,000
+/// NULs: refused by their count alone, with one error rather than one per
+/// tag, and nothing written.
 #[tokio::test]
 async fn a_huge_tag_list_is_refused_by_its_count_before_any_tag_is_looked_at() {
     let app = spawn_app().await;
     let id = app.memory("alice", "milk").await;
     let before = app.event_count().await;
     let huge: Vec<String> = (0..80_000).map(|i| format!("t{}", i % 7)).collect();
+    // All different: the pairwise deduplication's worst case.
+    let distinct: Vec<String> = (0..50_000).map(|i| format!("t{i}")).collect();
     // Each `"\u0000",` is 9 bytes: 50,000 of them fill 440 KiB.
     let invalid: Vec<&str> = vec!["\u{0}"; 50_000];
     for (path, body) in [
+        (
+            "/v1/memories".to_owned(),
+            json!({"content": "x", "tags": distinct}),
+        ),
         (
             "/v1/memories".to_owned(),
             json!({"content": "x", "tags": huge}),
