@@ -509,6 +509,14 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
                 "invalid_if_match",
             )
         },
+        case(
+            "memory id with a NUL",
+            Method::PATCH,
+            "/v1/memories/a%00b",
+            Body::Json(json!({"content": "x"})),
+            404,
+            "invalid_id",
+        ),
         // The cap counts what was sent, duplicates included.
         invalid(
             "33 copies of one tag",

@@ -188,6 +188,12 @@ async fn a_nul_anywhere_in_the_query_and_a_huge_tag_list_are_refused_with_their_
         (format!("/v1/memories/{id}/as-of?at=%00"), query),
         (format!("/v1/sessions/{session}/as-of?version=%00"), query),
         ("/v1/memories/a%00b".to_owned(), (404, "invalid_id", None)),
+        // Not UTF-8 (a surrogate's encoding): decoded to U+FFFD, no tag
+        // character.
+        (
+            "/v1/memories?tags_any=%ED%A0%80".to_owned(),
+            invalid("tag_invalid_character"),
+        ),
         (
             "/v1/sessions/%00/timeline".to_owned(),
             (404, "invalid_id", None),
@@ -219,10 +225,13 @@ async fn a_nul_anywhere_in_the_query_and_a_huge_tag_list_are_refused_with_their_
             );
         }
     }
-    // The same filters, well-formed, are served.
+    // The same filters, well-formed, are served, and so is a query with
+    // bytes that are not UTF-8 (U+FFFD is text any store can hold).
     for path in [
         "/v1/memories?tags_any=a,b&tags_all=a",
         "/v1/search?q=x&tags_any=a&mode=keyword",
+        "/v1/search?q=%ED%A0%80%FF&mode=keyword",
+        "/v1/search?q=%ED%A0%80%FF",
     ] {
         stack.get_ok(path, "alice").await;
     }
