@@ -146,6 +146,34 @@ impl History {
             .is_empty())
     }
 
+    /// Whether `owner` owns a live aggregate with this id: it was created by
+    /// them and, for a memory, not erased. The event store knows at once
+    /// what the read models may not have caught up with, so a read that
+    /// waits for its own write can be told from one that never will be
+    /// answered. Two primary-key lookups, whoever asks.
+    pub async fn owns_live(
+        &self,
+        aggregate: Aggregate,
+        owner: &str,
+        id: Uuid,
+    ) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM events \
+                             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = 1 \
+                               AND metadata->>'owner_id' = $3) \
+                AND NOT EXISTS (SELECT FROM events \
+                                 WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                                   AND event_type = $4)",
+        )
+        .bind(aggregate.type_name())
+        .bind(id.to_string())
+        .bind(owner)
+        // A session is never erased; the type name never matches one.
+        .bind(MemoryEvent::MemoryErased {}.kind().event_type)
+        .fetch_one(&self.pool)
+        .await
+    }
+
     /// The memory as of `at`, or `None` when it has no such past.
     pub async fn memory_as_of(
         &self,

@@ -411,6 +411,27 @@ impl Stack {
         body
     }
 
+    /// Removes a memory or session from both read models, as they are
+    /// before the projection reaches its creation; the event store keeps it.
+    pub async fn unproject(&self, kind: &str, id: Uuid) {
+        let table = match kind {
+            "memory" => "memories",
+            "session" => "sessions",
+            other => panic!("no read model of {other}"),
+        };
+        sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
+            .bind(id)
+            .execute(&self.read_pool)
+            .await
+            .unwrap();
+        let mut redis = self.redis.clone();
+        let key = match kind {
+            "memory" => self.keys.memory(1, id),
+            _ => self.keys.session(1, id),
+        };
+        let () = redis::AsyncCommands::del(&mut redis, key).await.unwrap();
+    }
+
     /// Polls until the read models equal the fold of the event store.
     pub async fn wait_until_projected(&self) {
         let deadline = Instant::now() + DEADLINE;
