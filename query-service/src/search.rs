@@ -12,6 +12,7 @@ use embeddings::{EmbedError, Embedder};
 use lru::LruCache;
 use pgvector::Vector;
 use serde::{Deserialize, Serialize};
+use service_kit::pg::retry_once;
 use sqlx::{PgPool, QueryBuilder};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -203,10 +204,12 @@ impl Search {
         {
             return Ok(model);
         }
-        let model: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT embedding_model FROM projection_state WHERE projection = 'search'",
-        )
-        .fetch_optional(&self.pool)
+        let model: Option<Option<String>> = retry_once(&self.pool, || {
+            sqlx::query_scalar(
+                "SELECT embedding_model FROM projection_state WHERE projection = 'search'",
+            )
+            .fetch_optional(&self.pool)
+        })
         .await?;
         let model = model.flatten();
         *self
@@ -273,6 +276,8 @@ impl Search {
             });
         }
         let vector = self.embedder.embed(&request.q).await?;
+        // Built again for a retry: a built query gives its arguments away.
+        let build = || {
         let mut query = QueryBuilder::new("SELECT id, (embedding <=> ");
         query
             .push_bind(vector.as_ref().clone())
@@ -283,7 +288,13 @@ impl Search {
             .push_bind(vector.as_ref().clone())
             .push(" LIMIT ")
             .push_bind(i64::from(n));
-        let rows: Vec<(Uuid, f64)> = query.build_query_as().fetch_all(&self.pool).await?;
+        query
+        };
+        let rows: Vec<(Uuid, f64)> = retry_once(&self.pool, || {
+            let mut query = build();
+            async move { query.build_query_as().fetch_all(&self.pool).await }
+        })
+        .await?;
         let mut candidates: Vec<Candidate> = rows
             .into_iter()
             .map(|(id, distance)| Candidate {
@@ -338,6 +349,8 @@ impl Search {
         n: u32,
         tier: i32,
     ) -> Result<Vec<Candidate>, SearchError> {
+        // Built again for a retry: a built query gives its arguments away.
+        let build = || {
         let mut query = QueryBuilder::new("SELECT id, ");
         match tier {
             EVERY_WORD => query.push("ts_rank_cd(search, q.all_terms, 32)"),
@@ -371,7 +384,13 @@ impl Search {
         query
             .push(" ORDER BY score DESC, id LIMIT ")
             .push_bind(i64::from(n));
-        let rows: Vec<(Uuid, f64)> = query.build_query_as().fetch_all(&self.pool).await?;
+        query
+        };
+        let rows: Vec<(Uuid, f64)> = retry_once(&self.pool, || {
+            let mut query = build();
+            async move { query.build_query_as().fetch_all(&self.pool).await }
+        })
+        .await?;
         Ok(rows
             .into_iter()
             .map(|(id, score)| Candidate { id, score, tier })
@@ -392,17 +411,19 @@ impl Search {
             "StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=35, MinWords=15, \
              MaxFragments=2, FragmentDelimiter=\" … \""
         );
-        let rows: Vec<(Uuid, Option<String>, String)> = sqlx::query_as(
-            "SELECT id, title, ts_headline('english', translate(content, $4, ''), \
-                                           websearch_to_tsquery('english', $3), $5) \
-               FROM memories WHERE id = ANY($1) AND owner_id = $2 AND NOT deleted",
-        )
-        .bind(ids)
-        .bind(owner)
-        .bind(q)
-        .bind(format!("{MARK_START}{MARK_END}"))
-        .bind(options)
-        .fetch_all(&self.pool)
+        let rows: Vec<(Uuid, Option<String>, String)> = retry_once(&self.pool, || {
+            sqlx::query_as(
+                "SELECT id, title, ts_headline('english', translate(content, $4, ''), \
+                                               websearch_to_tsquery('english', $3), $5) \
+                   FROM memories WHERE id = ANY($1) AND owner_id = $2 AND NOT deleted",
+            )
+            .bind(ids)
+            .bind(owner)
+            .bind(q)
+            .bind(format!("{MARK_START}{MARK_END}"))
+            .bind(&options)
+            .fetch_all(&self.pool)
+        })
         .await?;
         Ok(rows
             .into_iter()

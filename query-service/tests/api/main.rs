@@ -10,5 +10,6 @@ mod history;
 mod operations;
 mod quality;
 mod reads;
+mod restarts;
 mod search;
 mod tenancy;
