@@ -59,7 +59,9 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         .expect("connect to test database");
     MIGRATOR.run(&pool).await.expect("migrations apply");
     let settings = settings_with(&url, extra);
-    let app = Application::build(&settings, pool.clone()).expect("app builds");
+    // The service's own pool, as it runs in production; `pool` is the test's.
+    let app_pool = command_service::startup::connect(&settings).expect("a lazy pool");
+    let app = Application::build(&settings, app_pool).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
