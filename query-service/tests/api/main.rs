@@ -11,5 +11,6 @@ mod operations;
 mod quality;
 mod reads;
 mod restarts;
+mod revocation;
 mod search;
 mod tenancy;
