@@ -184,7 +184,7 @@ impl EventStore {
         match self.load_once::<A>(id).await {
             Err(error) if connection_lost(&error) => {
                 tracing::warn!(%error, "database connection lost; loading again on a new one");
-                pg::mark_lost(&self.pool);
+                pg::before_retry(&self.pool);
                 self.load_once::<A>(id).await
             }
             other => other,
@@ -410,7 +410,7 @@ impl EventStore {
         {
             Err(error) if connection_lost(&error) => {
                 tracing::warn!(%error, "database connection lost during an append; appending the same events again");
-                pg::mark_lost(&self.pool);
+                pg::before_retry(&self.pool);
             }
             other => return other.map(drop),
         }

@@ -112,6 +112,14 @@ pub fn mark_lost_on(options: &PgConnectOptions) {
     server(options).mark();
 }
 
+/// Before a statement runs again on a fresh connection: counts it
+/// (`db_connection_lost_retries_total`) and discards the server's older
+/// connections ([`mark_lost`]).
+pub fn before_retry(pool: &PgPool) {
+    metrics::counter!("db_connection_lost_retries_total").increment(1);
+    mark_lost(pool);
+}
+
 /// Runs `op`, and once more when it failed on a dead connection, after
 /// marking the server's older connections for discarding. Only for
 /// statements that may run twice: reads, or writes whose first attempt
@@ -124,8 +132,7 @@ where
     match op().await {
         Err(error) if connection_lost(&error) => {
             tracing::warn!(%error, "database connection lost; retrying on a new one");
-            metrics::counter!("db_connection_lost_retries_total").increment(1);
-            mark_lost(pool);
+            before_retry(pool);
             op().await
         }
         other => other,
