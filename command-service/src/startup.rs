@@ -11,11 +11,11 @@ use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
 use service_kit::api_keys::{self, ApiKeyCache};
 use service_kit::auth::{ApiKeyStore, Authenticator};
-use service_kit::pg;
 use service_kit::http::{
     Readiness, health_routes, json_config, metrics_route, not_found, observe_requests, path_config,
     problem_fallback, query_config,
 };
+use service_kit::pg;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::net::TcpListener;

@@ -191,10 +191,7 @@ impl EventStore {
         }
     }
 
-    async fn load_once<A: Decides>(
-        &self,
-        id: Uuid,
-    ) -> Result<Loaded<A>, AggregateError<A::Error>> {
+    async fn load_once<A: Decides>(&self, id: Uuid) -> Result<Loaded<A>, AggregateError<A::Error>> {
         let envelopes = A::store(self).load_events(&id.to_string()).await?;
         let owner = envelopes
             .first()
@@ -345,7 +342,10 @@ impl EventStore {
             debug_assert_eq!(events.len(), 1, "a command appends at most one event");
             let event_types: Vec<String> = events.iter().map(DomainEvent::event_type).collect();
             let count = events.len() as u64;
-            match self.append::<A>(id, loaded.version, events, &metadata).await {
+            match self
+                .append::<A>(id, loaded.version, events, &metadata)
+                .await
+            {
                 Ok(_) => {
                     for event_type in event_types {
                         metrics::counter!("events_appended_total", "aggregate" => A::TYPE, "event_type" => event_type)

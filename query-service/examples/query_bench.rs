@@ -652,7 +652,12 @@ async fn main() {
     // The API key, once verified, is served from the key cache; the wrk
     // phases below run long enough that the few lookups before its listener
     // subscribed do not show.
-    latencies(&client, &[format!("{base}/v1/memories/{}", ids[0])], &api_key).await;
+    latencies(
+        &client,
+        &[format!("{base}/v1/memories/{}", ids[0])],
+        &api_key,
+    )
+    .await;
     // Rounds of the four, back to back, so that each ratio compares phases
     // that ran under the same conditions; the headline is the median.
     let (mut cached_ratios, mut key_ratios, mut uncached_ratios) =

@@ -11,8 +11,8 @@ use event_schema::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::types::Json;
 use service_kit::pg::retry_once;
+use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -245,22 +245,23 @@ impl ReadModel {
     ) -> Result<(Vec<MemoryState>, bool), sqlx::Error> {
         // Built again for a retry: a built query gives its arguments away.
         let build = || {
-        let mut query = QueryBuilder::new(format!("SELECT {MEMORY_COLUMNS} FROM memories WHERE"));
-        filters.push_where(owner, &mut query);
-        if let Some(after) = after {
+            let mut query =
+                QueryBuilder::new(format!("SELECT {MEMORY_COLUMNS} FROM memories WHERE"));
+            filters.push_where(owner, &mut query);
+            if let Some(after) = after {
+                query
+                    .push(format!(" AND (created_at, id) {} (", order.after()))
+                    .push_bind(after.at)
+                    .push(", ")
+                    .push_bind(after.id)
+                    .push(")");
+            }
+            query.push(format!(
+                " ORDER BY created_at {0}, id {0} LIMIT ",
+                order.sql()
+            ));
+            query.push_bind(i64::from(limit) + 1);
             query
-                .push(format!(" AND (created_at, id) {} (", order.after()))
-                .push_bind(after.at)
-                .push(", ")
-                .push_bind(after.id)
-                .push(")");
-        }
-        query.push(format!(
-            " ORDER BY created_at {0}, id {0} LIMIT ",
-            order.sql()
-        ));
-        query.push_bind(i64::from(limit) + 1);
-        query
         };
         let rows: Vec<MemoryRow> = retry_once(&self.pool, || {
             let mut query = build();
@@ -281,30 +282,30 @@ impl ReadModel {
     ) -> Result<(Vec<SessionState>, bool), sqlx::Error> {
         // Built again for a retry: a built query gives its arguments away.
         let build = || {
-        let mut query = QueryBuilder::new(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE owner_id = "
-        ));
-        query.push_bind(owner.to_owned());
-        if let Some(status) = status {
-            query.push(" AND status = ").push_bind(match status {
-                SessionFilter::Open => "open",
-                SessionFilter::Ended => "ended",
-            });
-        }
-        if let Some(after) = after {
+            let mut query = QueryBuilder::new(format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE owner_id = "
+            ));
+            query.push_bind(owner.to_owned());
+            if let Some(status) = status {
+                query.push(" AND status = ").push_bind(match status {
+                    SessionFilter::Open => "open",
+                    SessionFilter::Ended => "ended",
+                });
+            }
+            if let Some(after) = after {
+                query
+                    .push(format!(" AND (started_at, id) {} (", order.after()))
+                    .push_bind(after.at)
+                    .push(", ")
+                    .push_bind(after.id)
+                    .push(")");
+            }
+            query.push(format!(
+                " ORDER BY started_at {0}, id {0} LIMIT ",
+                order.sql()
+            ));
+            query.push_bind(i64::from(limit) + 1);
             query
-                .push(format!(" AND (started_at, id) {} (", order.after()))
-                .push_bind(after.at)
-                .push(", ")
-                .push_bind(after.id)
-                .push(")");
-        }
-        query.push(format!(
-            " ORDER BY started_at {0}, id {0} LIMIT ",
-            order.sql()
-        ));
-        query.push_bind(i64::from(limit) + 1);
-        query
         };
         let rows: Vec<SessionRow> = retry_once(&self.pool, || {
             let mut query = build();

@@ -278,17 +278,17 @@ impl Search {
         let vector = self.embedder.embed(&request.q).await?;
         // Built again for a retry: a built query gives its arguments away.
         let build = || {
-        let mut query = QueryBuilder::new("SELECT id, (embedding <=> ");
-        query
-            .push_bind(vector.as_ref().clone())
-            .push(")::float8 AS distance FROM memories WHERE");
-        request.filters.push_where(owner, &mut query);
-        query
-            .push(" AND embedding IS NOT NULL ORDER BY embedding <=> ")
-            .push_bind(vector.as_ref().clone())
-            .push(" LIMIT ")
-            .push_bind(i64::from(n));
-        query
+            let mut query = QueryBuilder::new("SELECT id, (embedding <=> ");
+            query
+                .push_bind(vector.as_ref().clone())
+                .push(")::float8 AS distance FROM memories WHERE");
+            request.filters.push_where(owner, &mut query);
+            query
+                .push(" AND embedding IS NOT NULL ORDER BY embedding <=> ")
+                .push_bind(vector.as_ref().clone())
+                .push(" LIMIT ")
+                .push_bind(i64::from(n));
+            query
         };
         let rows: Vec<(Uuid, f64)> = retry_once(&self.pool, || {
             let mut query = build();
@@ -351,16 +351,16 @@ impl Search {
     ) -> Result<Vec<Candidate>, SearchError> {
         // Built again for a retry: a built query gives its arguments away.
         let build = || {
-        let mut query = QueryBuilder::new("SELECT id, ");
-        match tier {
-            EVERY_WORD => query.push("ts_rank_cd(search, q.all_terms, 32)"),
-            SOME_WORDS => query.push("ts_rank_cd(search, q.any_terms, 32)"),
-            _ => query
-                .push("word_similarity(")
-                .push_bind(request.q.clone())
-                .push(", content)"),
-        };
-        query
+            let mut query = QueryBuilder::new("SELECT id, ");
+            match tier {
+                EVERY_WORD => query.push("ts_rank_cd(search, q.all_terms, 32)"),
+                SOME_WORDS => query.push("ts_rank_cd(search, q.any_terms, 32)"),
+                _ => query
+                    .push("word_similarity(")
+                    .push_bind(request.q.clone())
+                    .push(", content)"),
+            };
+            query
             .push(
                 "::float8 AS score \
                  FROM memories, \
@@ -372,19 +372,21 @@ impl Search {
             )
             .push_bind(request.q.clone())
             .push(") AS all_terms) AS q WHERE");
-        request.filters.push_where(owner, &mut query);
-        match tier {
-            EVERY_WORD => query.push(" AND search @@ q.all_terms"),
-            SOME_WORDS => query.push(" AND search @@ q.any_terms AND NOT search @@ q.all_terms"),
-            _ => query
-                .push(" AND ")
-                .push_bind(request.q.clone())
-                .push(" <% content AND NOT search @@ q.any_terms"),
-        };
-        query
-            .push(" ORDER BY score DESC, id LIMIT ")
-            .push_bind(i64::from(n));
-        query
+            request.filters.push_where(owner, &mut query);
+            match tier {
+                EVERY_WORD => query.push(" AND search @@ q.all_terms"),
+                SOME_WORDS => {
+                    query.push(" AND search @@ q.any_terms AND NOT search @@ q.all_terms")
+                }
+                _ => query
+                    .push(" AND ")
+                    .push_bind(request.q.clone())
+                    .push(" <% content AND NOT search @@ q.any_terms"),
+            };
+            query
+                .push(" ORDER BY score DESC, id LIMIT ")
+                .push_bind(i64::from(n));
+            query
         };
         let rows: Vec<(Uuid, f64)> = retry_once(&self.pool, || {
             let mut query = build();

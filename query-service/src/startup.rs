@@ -16,11 +16,11 @@ use projector::startup::RedisCheck;
 use secrecy::{ExposeSecret, SecretString};
 use service_kit::api_keys::{self, ApiKeyCache};
 use service_kit::auth::{ApiKeyStore, Authenticator};
-use service_kit::pg;
 use service_kit::http::{
     Readiness, health_routes, metrics_route, not_found, observe_requests, path_config,
     problem_fallback, query_config,
 };
+use service_kit::pg;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::net::TcpListener;

@@ -135,7 +135,13 @@ impl ApiKeyCache {
 
     /// Remembers a key the database has just verified, unless an eviction
     /// or a loss came in between.
-    pub(crate) fn remember(&self, ticket: Ticket, id: &str, secret_sha256: String, user_id: UserId) {
+    pub(crate) fn remember(
+        &self,
+        ticket: Ticket,
+        id: &str,
+        secret_sha256: String,
+        user_id: UserId,
+    ) {
         let Ticket(Some(generation)) = ticket else {
             return;
         };
@@ -227,7 +233,10 @@ async fn listen(pool: PgPool, cache: Weak<ApiKeyCache>) {
                 let Some(live) = cache.upgrade() else { return };
                 live.subscribed();
                 drop(live);
-                tracing::info!(channel = REVOCATION_CHANNEL, "listening for API key revocations");
+                tracing::info!(
+                    channel = REVOCATION_CHANNEL,
+                    "listening for API key revocations"
+                );
                 pause = FIRST_PAUSE;
                 match receive(listener, &cache).await {
                     Stopped::CacheDropped => return,
@@ -344,7 +353,10 @@ mod tests {
         assert!(cache.is_empty(), "cleared on loss");
         cache.remember(t, "k2", "digest".into(), alice());
         assert!(cache.is_empty());
-        assert!(matches!(cache.lookup("k1", "digest"), Cached::Unknown(Ticket(None))));
+        assert!(matches!(
+            cache.lookup("k1", "digest"),
+            Cached::Unknown(Ticket(None))
+        ));
     }
 
     #[test]

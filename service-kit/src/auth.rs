@@ -377,12 +377,15 @@ impl ApiKeyStore {
             Some(Cached::Unknown(ticket)) => Some(ticket),
             None => None,
         };
-        let row: Option<(String, String, Option<DateTime<Utc>>)> = pg::retry_once(&self.pool, || {
-            sqlx::query_as("SELECT user_id, secret_sha256, revoked_at FROM api_keys WHERE id = $1")
+        let row: Option<(String, String, Option<DateTime<Utc>>)> =
+            pg::retry_once(&self.pool, || {
+                sqlx::query_as(
+                    "SELECT user_id, secret_sha256, revoked_at FROM api_keys WHERE id = $1",
+                )
                 .bind(id)
                 .fetch_optional(&self.pool)
-        })
-        .await?;
+            })
+            .await?;
         let (user_id, stored_hash, revoked_at) = row.ok_or(AuthError::Invalid)?;
         // Compare digests, not secrets: equal-length hex strings leak nothing
         // useful through timing, since the attacker cannot steer the digest.

@@ -58,7 +58,10 @@ async fn kill_idle_connections(app: &TestApp) -> usize {
         if alive == 0 {
             return victims.len();
         }
-        assert!(Instant::now() < deadline, "{alive} backends outlived pg_terminate_backend");
+        assert!(
+            Instant::now() < deadline,
+            "{alive} backends outlived pg_terminate_backend"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -82,12 +85,11 @@ async fn concurrent_commands_succeed_on_a_pool_whose_idle_connections_were_all_k
     }
     // Nothing was applied twice: one capture per request, one tag event per
     // new tag (the first burst's tags again add none).
-    let captures: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE event_type = 'MemoryCaptured'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
+    let captures: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'MemoryCaptured'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(captures, 1 + 2 * 8);
     let answer = app
         .send(app.request(Method::GET, "/health/ready", user))
@@ -163,7 +165,11 @@ async fn relay(
             };
             let chunk = &buffer[..n];
             let commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
-            let cut = if commit { armed.lock().unwrap().take() } else { None };
+            let cut = if commit {
+                armed.lock().unwrap().take()
+            } else {
+                None
+            };
             match cut {
                 Some(Cut::BeforeCommit) => {
                     cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

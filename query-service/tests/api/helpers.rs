@@ -57,9 +57,7 @@ pub fn database_url(name: &str, user: Option<&str>) -> String {
 
 /// [`database_url`] on the server of `admin`.
 pub fn database_url_on(admin: &str, name: &str, user: Option<&str>) -> String {
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin, |(base, _)| base);
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
     match user {
         Some(user) => base.replacen("postgres@", &format!("{user}@"), 1) + "/" + name,
         None => format!("{base}/{name}"),

@@ -127,7 +127,11 @@ async fn send(client: &reqwest::Client, target: &Target, kind: Kind, n: u64) -> 
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            (status, content_type, response.text().await.unwrap_or_default())
+            (
+                status,
+                content_type,
+                response.text().await.unwrap_or_default(),
+            )
         }
         // No answer at all: the worst failure; never expected.
         Err(error) => (StatusCode::IM_A_TEAPOT, None, format!("no answer: {error}")),

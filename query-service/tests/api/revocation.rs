@@ -143,7 +143,11 @@ async fn a_revocation_while_the_listeners_are_disconnected_is_not_missed() {
     .fetch_all(&mut admin)
     .await
     .unwrap();
-    assert!(cut.len() >= 2, "a listener per service, found {}", cut.len());
+    assert!(
+        cut.len() >= 2,
+        "a listener per service, found {}",
+        cut.len()
+    );
     revoke_silently(&stack, &info.id).await;
     until_both(&stack, &key, REFUSED).await;
 }

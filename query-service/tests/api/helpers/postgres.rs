@@ -50,10 +50,9 @@ impl ThrowawayPostgres {
     /// Initialises and starts a cluster whose superuser is `postgres`, with
     /// trust authentication on loopback only.
     pub async fn start() -> Self {
-        let bin = PathBuf::from(
-            std::env::var("SB_PG_BIN_DIR")
-                .expect("SB_PG_BIN_DIR names the Postgres binaries (eval \"$(deploy/native/stack env)\")"),
-        );
+        let bin = PathBuf::from(std::env::var("SB_PG_BIN_DIR").expect(
+            "SB_PG_BIN_DIR names the Postgres binaries (eval \"$(deploy/native/stack env)\")",
+        ));
         let as_user = is_root().then_some(POSTGRES_OS_USER);
         let dir = std::env::temp_dir().join(format!("sb-pg-{}", Uuid::new_v4().simple()));
         std::fs::create_dir(&dir).expect("create the cluster directory");
@@ -115,19 +114,23 @@ impl ThrowawayPostgres {
     /// `pg_ctl restart` in `mode`, waiting until the server has started
     /// again (run off the async threads: it takes seconds).
     pub async fn restart(&self, mode: Shutdown) {
-        let (bin, dir, log, as_user) = (
-            self.bin.clone(),
-            self.data(),
-            self.log(),
-            self.as_user,
-        );
+        let (bin, dir, log, as_user) = (self.bin.clone(), self.data(), self.log(), self.as_user);
         tokio::task::spawn_blocking(move || {
             run_as(
                 &bin,
                 as_user,
                 "pg_ctl",
                 &[
-                    "-D", &dir, "-l", &log, "-m", mode.mode(), "-w", "-t", "120", "restart",
+                    "-D",
+                    &dir,
+                    "-l",
+                    &log,
+                    "-m",
+                    mode.mode(),
+                    "-w",
+                    "-t",
+                    "120",
+                    "restart",
                 ],
             );
         })
@@ -140,7 +143,10 @@ impl ThrowawayPostgres {
         let deadline = Instant::now() + STARTUP_DEADLINE;
         loop {
             if let Ok(mut connection) = PgConnection::connect(&self.admin_url()).await
-                && sqlx::query("SELECT 1").execute(&mut connection).await.is_ok()
+                && sqlx::query("SELECT 1")
+                    .execute(&mut connection)
+                    .await
+                    .is_ok()
             {
                 connection.close().await.ok();
                 return;
