@@ -215,8 +215,8 @@ impl EventStore {
         &self,
         caller: &UserId,
         id: Uuid,
-    ) -> Result<Option<SessionStatus>, String> {
-        let loaded = self.load::<Session>(id).await.map_err(|e| e.to_string())?;
+    ) -> Result<Option<SessionStatus>, CommandError<<Session as Aggregate>::Error>> {
+        let loaded = self.load::<Session>(id).await.map_err(store_error)?;
         if loaded.owner.as_deref() != Some(caller.as_str()) {
             return Ok(None);
         }
