@@ -16,6 +16,7 @@ use service_kit::http::{
     problem_fallback, query_config,
 };
 use service_kit::pg;
+use service_kit::rate_limit::{RateLimiter, rate_limit};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::net::TcpListener;
@@ -84,6 +85,9 @@ impl Application {
                 ApiKeyCache::new(api_keys::DEFAULT_CAPACITY, api_keys::DEFAULT_TTL),
             ),
         ));
+        // One limiter for all the workers: a client's requests are spread
+        // over them.
+        let rate_limiter = web::Data::new(RateLimiter::new(&settings.rate_limits()?));
         let readiness = web::Data::new(Readiness::new(Duration::from_secs(2)).with(pool.clone()));
         let state = web::Data::new(AppState {
             events: EventStore::new(pool),
@@ -91,8 +95,13 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(problem_fallback())
+                // Inside observe_requests, so a refusal is logged and
+                // measured; before every handler, so a refused request
+                // costs no database work.
+                .wrap(from_fn(rate_limit))
                 .wrap(from_fn(observe_requests))
                 .app_data(authenticator.clone())
+                .app_data(rate_limiter.clone())
                 .app_data(readiness.clone())
                 .app_data(state.clone())
                 .app_data(json_config(http::MAX_BODY_BYTES))

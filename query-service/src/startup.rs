@@ -21,6 +21,7 @@ use service_kit::http::{
     problem_fallback, query_config,
 };
 use service_kit::pg;
+use service_kit::rate_limit::{ConcurrencyCap, RateLimiter, rate_limit};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::net::TcpListener;
@@ -100,6 +101,9 @@ impl Application {
                 ApiKeyCache::new(api_keys::DEFAULT_CAPACITY, api_keys::DEFAULT_TTL),
             ),
         ));
+        // One limiter for all the workers: a client's requests are spread
+        // over them.
+        let rate_limiter = web::Data::new(RateLimiter::new(&settings.rate_limits()?));
         let readiness = web::Data::new(
             Readiness::new(Duration::from_secs(2))
                 .with(read.clone())
@@ -120,12 +124,18 @@ impl Application {
             ),
             history: History::new(events),
             consistency_timeout: settings.consistency_timeout(),
+            min_version_waits: ConcurrencyCap::new(settings.query_min_version_waits_per_user),
         });
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(problem_fallback())
+                // Inside observe_requests, so a refusal is logged and
+                // measured; before every handler, so a refused request
+                // costs no database work.
+                .wrap(from_fn(rate_limit))
                 .wrap(from_fn(observe_requests))
                 .app_data(authenticator.clone())
+                .app_data(rate_limiter.clone())
                 .app_data(readiness.clone())
                 .app_data(state.clone())
                 .app_data(path_config())

@@ -11,6 +11,7 @@
 //!   revoked ones on every instance.
 //! - [`pg`]: Postgres pools that come through a server restart, and the
 //!   classification of a lost connection.
+//! - [`rate_limit`]: per-address and per-user token buckets, 429 problems.
 //! - [`healthcheck`]: the `healthcheck` subcommand's probe of a service's own health endpoint.
 
 pub mod api_keys;
@@ -19,6 +20,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod pg;
 pub mod problem;
+pub mod rate_limit;
 pub mod settings;
 pub mod telemetry;
 

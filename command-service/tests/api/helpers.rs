@@ -11,6 +11,12 @@ use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
+/// Settings that turn both rate limits off.
+pub const RATE_LIMITS_OFF: [(&str, &str); 2] = [
+    ("SB_RATE_LIMIT_USER_PER_SECOND", "0"),
+    ("SB_RATE_LIMIT_IP_PER_SECOND", "0"),
+];
+
 /// The admin URL of the test Postgres; `deploy/native/stack test` exports it.
 fn admin_url() -> String {
     std::env::var("SB_TEST_PG_ADMIN_URL")
@@ -25,10 +31,40 @@ fn database_url(name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The login role the command service runs as in tests, a member of the
+/// migrations' `second_brain_writer` group (README, "Database roles").
+pub const WRITER_ROLE: &str = "sbt_command_writer";
+
+/// The URL of database `name` as login `user` (trust auth, no password).
+pub fn database_url_as(name: &str, user: &str) -> String {
+    database_url(name).replacen("postgres@", &format!("{user}@"), 1)
+}
+
+/// Creates [`WRITER_ROLE`] once per server. Roles are server-wide and tests
+/// run in parallel, so a concurrent creation counts as success.
+async fn ensure_writer_role() {
+    let mut admin = PgConnection::connect(&admin_url())
+        .await
+        .expect("the test Postgres answers");
+    sqlx::query(&format!(
+        "DO $$ BEGIN
+             CREATE ROLE {WRITER_ROLE} LOGIN IN ROLE second_brain_writer;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+         END $$"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("create the writer login role");
+    admin.close().await.ok();
+}
+
 /// A running command service on its own fresh database.
 pub struct TestApp {
     pub address: String,
+    /// The owner's pool, for the tests' own look at the rows.
     pub pool: PgPool,
+    /// The pool the service itself uses (the writer role's).
+    pub service_pool: PgPool,
     pub client: reqwest::Client,
     pub database_url: String,
     database: String,
@@ -58,15 +94,21 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         .await
         .expect("connect to test database");
     MIGRATOR.run(&pool).await.expect("migrations apply");
-    let settings = settings_with(&url, extra);
-    // The service's own pool, as it runs in production; `pool` is the test's.
-    let app_pool = command_service::startup::connect(&settings).expect("a lazy pool");
-    let app = Application::build(&settings, app_pool).expect("app builds");
+    // The app logs in as deployments make it: a member of
+    // `second_brain_writer`, which may append events but never change one.
+    // `pool` stays the owner's, for the tests' own look at the rows.
+    ensure_writer_role().await;
+    let writer_url = database_url_as(&database, WRITER_ROLE);
+    let settings = settings_with(&writer_url, extra);
+    // The service's own pool, built as in production (no ping per checkout).
+    let writer_pool = command_service::startup::connect(&settings).expect("a lazy pool");
+    let app = Application::build(&settings, writer_pool.clone()).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         pool,
+        service_pool: writer_pool,
         client: reqwest::Client::new(),
         database_url: url,
         database,
@@ -84,6 +126,10 @@ fn settings_with(url: &str, extra: &[(&str, &str)]) -> Settings {
         ("SB_COMMAND_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("SB_RELAY_ENABLED".to_owned(), "false".to_owned()),
     ];
+    // Every request of a test comes from 127.0.0.1, most from one user: the
+    // tests that are not about rate limits turn them off, and those that are
+    // set their own.
+    vars.extend(RATE_LIMITS_OFF.map(|(name, value)| (name.to_owned(), value.to_owned())));
     vars.extend(
         extra
             .iter()

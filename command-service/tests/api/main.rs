@@ -13,6 +13,8 @@ mod erase;
 mod helpers;
 mod idempotency;
 mod operations;
+mod privileges;
+mod rate_limits;
 mod relay;
 mod tenancy;
 mod writes;

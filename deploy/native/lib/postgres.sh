@@ -297,25 +297,59 @@ ensure_postgres() {
 }
 
 pg_ensure_databases() {
-	local db
-	for db in "${SB_PG_DATABASES[@]}"; do
-		if [[ "$(sb_psql postgres -Atc "select 1 from pg_database where datname = '$db'")" != 1 ]]; then
-			log "creating database $db"
-			sb_psql postgres -c "CREATE DATABASE $db"
-		fi
-	done
-	# The query service's login role, in the read-only group role the
-	# event-store migrations grant SELECT to (created here first if need be;
-	# the migration tolerates that).
+	# Least privilege (README, "Database roles"): the roles are
+	# the same as in compose and Kubernetes. `second_brain` owns both
+	# databases (migrations, and the projector, which owns the read model);
+	# `second_brain_commands` may append events but never change one
+	# (group `second_brain_writer`); `second_brain_query` may only read
+	# (group `second_brain_reader`: the query service, and the projector's
+	# event-store reads). Trust auth on loopback: no passwords.
 	sb_psql postgres -c 'SET client_min_messages = warning' -c "
 		DO \$\$ BEGIN
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain') THEN
+				CREATE ROLE second_brain LOGIN;
+			END IF;
 			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain_reader') THEN
 				CREATE ROLE second_brain_reader NOLOGIN;
+			END IF;
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain_writer') THEN
+				CREATE ROLE second_brain_writer NOLOGIN;
 			END IF;
 			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain_query') THEN
 				CREATE ROLE second_brain_query LOGIN IN ROLE second_brain_reader;
 			END IF;
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain_commands') THEN
+				CREATE ROLE second_brain_commands LOGIN IN ROLE second_brain_writer;
+			END IF;
 		END \$\$"
+	local db
+	for db in "${SB_PG_DATABASES[@]}"; do
+		if [[ "$(sb_psql postgres -Atc "select 1 from pg_database where datname = '$db'")" != 1 ]]; then
+			log "creating database $db"
+			sb_psql postgres -c "CREATE DATABASE $db OWNER second_brain"
+		elif [[ "$(sb_psql postgres -Atc "select pg_get_userbyid(datdba) from pg_database where datname = '$db'")" != second_brain ]]; then
+			# A database an earlier version made as `postgres`: hand it and
+			# what the migrations made in it to `second_brain`.
+			log "$db: making second_brain its owner (least-privilege roles)"
+			sb_psql postgres -c "ALTER DATABASE $db OWNER TO second_brain"
+			sb_psql "$db" -c 'SET client_min_messages = warning' -c "
+				DO \$\$ DECLARE r record; BEGIN
+					FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
+					          JOIN pg_namespace n ON n.oid = c.relnamespace
+					         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p')
+					           AND pg_get_userbyid(c.relowner) = 'postgres' LOOP
+						EXECUTE format('ALTER %s %s OWNER TO second_brain',
+							CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, r.name);
+					END LOOP;
+					FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p
+					          JOIN pg_namespace n ON n.oid = p.pronamespace
+					         WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) = 'postgres'
+					           AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') LOOP
+						EXECUTE format('ALTER FUNCTION %s OWNER TO second_brain', r.name);
+					END LOOP;
+				END \$\$"
+		fi
+	done
 	# (the SET hides the "already exists, skipping" notices of a second run)
 	sb_psql second_brain_read -c 'SET client_min_messages = warning' \
 		-c 'CREATE EXTENSION IF NOT EXISTS vector' -c 'CREATE EXTENSION IF NOT EXISTS pg_trgm'

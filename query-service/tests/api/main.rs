@@ -5,10 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod consistency;
+mod erase;
 mod helpers;
 mod history;
 mod operations;
+mod privileges;
 mod quality;
+mod rate_limits;
 mod reads;
 mod restarts;
 mod revocation;
