@@ -13,6 +13,7 @@ use event_schema::{
 use projector::source::stored;
 use serde::Serialize;
 use serde_json::Value;
+use service_kit::pg::retry_once;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -92,21 +93,23 @@ impl History {
         after: u64,
         limit: Option<u32>,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT event_id, aggregate_type, aggregate_id, sequence, global_position, event_type, \
-                    event_version, recorded_at, payload::jsonb AS payload, metadata::jsonb AS metadata \
-               FROM events \
-              WHERE aggregate_type = $1 AND aggregate_id = $2 AND metadata->>'owner_id' = $3 \
-                AND sequence > $4 \
-              ORDER BY sequence \
-              LIMIT $5",
-        )
-        .bind(aggregate.type_name())
-        .bind(id.to_string())
-        .bind(owner)
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(limit.map(i64::from))
-        .fetch_all(&self.pool)
+        let rows = retry_once(&self.pool, || {
+            sqlx::query(
+                "SELECT event_id, aggregate_type, aggregate_id, sequence, global_position, event_type, \
+                        event_version, recorded_at, payload::jsonb AS payload, metadata::jsonb AS metadata \
+                   FROM events \
+                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND metadata->>'owner_id' = $3 \
+                    AND sequence > $4 \
+                  ORDER BY sequence \
+                  LIMIT $5",
+            )
+            .bind(aggregate.type_name())
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(limit.map(i64::from))
+            .fetch_all(&self.pool)
+        })
         .await?;
         rows.iter().map(stored).collect()
     }
