@@ -11,7 +11,7 @@
 use crate::api_keys::{ApiKeyCache, Cached, spawn_revocation_listener};
 use crate::pg;
 use crate::problem::Problem;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
 use chrono::{DateTime, Utc};
 use futures::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -236,6 +236,11 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // The per-user rate limit verified this request's credential already
+        // (rate_limit.rs) and left the caller here: verify once, not twice.
+        if let Some(caller) = req.extensions().get::<Caller>().cloned() {
+            return Box::pin(async move { Ok(caller) });
+        }
         let authenticator = req.app_data::<web::Data<Authenticator>>().cloned();
         let token = bearer_token(req);
         Box::pin(async move {
