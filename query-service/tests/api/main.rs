@@ -13,6 +13,7 @@ mod privileges;
 mod quality;
 mod rate_limits;
 mod reads;
+mod redis_connections;
 mod restarts;
 mod revocation;
 mod search;
