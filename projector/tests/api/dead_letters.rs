@@ -299,7 +299,8 @@ async fn an_openai_compatible_providers_refusal_of_one_text_dead_letters_that_ev
     assert!(stack.dead_letters().await.is_empty());
 }
 
-/// Kills every backend of the test's read database that waits on a lock,
+/// Kills every backend of the test's read database that waits on a lock
+/// (the projector's write, blocked by [`lock_search_table`]),
 /// up to `limit` times; counts the kills. A side channel: no trigger, no
 /// change to what the projector runs.
 fn spawn_killer(
@@ -331,18 +332,25 @@ fn spawn_killer(
     (kills, stop, task)
 }
 
-/// Holds the search row of `id` locked until the connection commits.
-async fn lock_row(stack: &Stack, id: Uuid) -> PgConnection {
+/// Holds the search table locked against writes until the connection
+/// commits. A table lock takes no transaction id, unlike a row lock: a
+/// transaction with one would hold back every relay on the cluster, which
+/// publishes only below the oldest running transaction.
+async fn lock_search_table(stack: &Stack) -> PgConnection {
     let url = stack.settings().read_database_url;
     let mut connection = PgConnection::connect(secrecy::ExposeSecret::expose_secret(&url))
         .await
         .unwrap();
     connection.execute("BEGIN").await.unwrap();
-    sqlx::query("SELECT 1 FROM memories_g1 WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .execute(&mut connection)
+    connection
+        .execute("LOCK TABLE memories_g1 IN SHARE MODE")
         .await
         .unwrap();
+    let xid: Option<String> = sqlx::query_scalar("SELECT pg_current_xact_id_if_assigned()::text")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(xid, None, "the lock holds back no relay");
     connection
 }
 
@@ -359,7 +367,7 @@ async fn a_connection_that_drops_during_one_event_every_time_parks_it_and_one_th
     stack.wait_until_verified().await;
 
     // Dropped once, then it goes through: nothing is dead-lettered.
-    let mut locker = lock_row(&stack, recovers).await;
+    let mut locker = lock_search_table(&stack).await;
     let (kills, _, killer) = spawn_killer(&stack, 1);
     let version = revise(&stack, recovers, "drops once, revised").await;
     stack
@@ -383,7 +391,7 @@ async fn a_connection_that_drops_during_one_event_every_time_parks_it_and_one_th
     assert_eq!(left, 0, "the count goes once the event is applied");
 
     // Dropped on every attempt: parked after N, with the reason.
-    let mut locker = lock_row(&stack, drops).await;
+    let mut locker = lock_search_table(&stack).await;
     let (kills, stop, killer) = spawn_killer(&stack, usize::MAX);
     let latest = revise(&stack, drops, "drops every time, revised").await;
     let letters = dead_letters_of(&stack, drops, 1).await;
