@@ -9,7 +9,7 @@ async fn after_erase_the_event_store_holds_none_of_the_erased_text() {
     let answer = app
         .send(
             app.request(Method::POST, "/v1/memories", "alice")
-                .header("idempotency-key", "capture-secret")
+                .header("idempotency-key", "zebra-idempotency-secret")
                 .json(&json!({
                     "content": "zebra-content-secret",
                     "title": "zebra-title-secret",
@@ -64,7 +64,10 @@ async fn after_erase_the_event_store_holds_none_of_the_erased_text() {
     );
 
     let answer = app
-        .send(app.request(Method::POST, &path("/erase"), "alice"))
+        .send(
+            app.request(Method::POST, &path("/erase"), "alice")
+                .header("idempotency-key", "zebra-erase-key-secret"),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::OK);
 
@@ -79,6 +82,8 @@ async fn after_erase_the_event_store_holds_none_of_the_erased_text() {
         "zebra-added-secret",
         "zebra-key-secret",
         "zebra-value-secret",
+        "zebra-idempotency-secret",
+        "zebra-erase-key-secret",
     ] {
         assert!(!after.contains(secret), "{secret} survived the erase");
     }
@@ -112,6 +117,21 @@ async fn after_erase_the_event_store_holds_none_of_the_erased_text() {
         shape.iter().map(|(s, _, _)| *s).collect::<Vec<_>>(),
         (1..=6).collect::<Vec<i64>>()
     );
+
+    // A retry of the capture with its (now redacted) key still replays the
+    // first answer rather than capturing again.
+    let before = app.event_count().await;
+    let retry = app
+        .send(
+            app.request(Method::POST, "/v1/memories", "alice")
+                .header("idempotency-key", "zebra-idempotency-secret")
+                .json(&json!({"content": "anything"})),
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{:?}", retry.body);
+    assert_eq!(retry.id(), id);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(app.event_count().await, before, "nothing appended");
 
     // The redacted stream still loads: the memory answers as erased.
     let answer = app

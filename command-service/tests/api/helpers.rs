@@ -25,6 +25,33 @@ fn database_url(name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The login role the command service runs as in tests, a member of the
+/// migrations' `second_brain_writer` group (README, "Database roles").
+pub const WRITER_ROLE: &str = "sbt_command_writer";
+
+/// The URL of database `name` as login `user` (trust auth, no password).
+pub fn database_url_as(name: &str, user: &str) -> String {
+    database_url(name).replacen("postgres@", &format!("{user}@"), 1)
+}
+
+/// Creates [`WRITER_ROLE`] once per server. Roles are server-wide and tests
+/// run in parallel, so a concurrent creation counts as success.
+async fn ensure_writer_role() {
+    let mut admin = PgConnection::connect(&admin_url())
+        .await
+        .expect("the test Postgres answers");
+    sqlx::query(&format!(
+        "DO $$ BEGIN
+             CREATE ROLE {WRITER_ROLE} LOGIN IN ROLE second_brain_writer;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+         END $$"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("create the writer login role");
+    admin.close().await.ok();
+}
+
 /// A running command service on its own fresh database.
 pub struct TestApp {
     pub address: String,
@@ -58,8 +85,18 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         .await
         .expect("connect to test database");
     MIGRATOR.run(&pool).await.expect("migrations apply");
-    let settings = settings_with(&url, extra);
-    let app = Application::build(&settings, pool.clone()).expect("app builds");
+    // The app logs in as deployments make it: a member of
+    // `second_brain_writer`, which may append events but never change one.
+    // `pool` stays the owner's, for the tests' own look at the rows.
+    ensure_writer_role().await;
+    let writer_url = database_url_as(&database, WRITER_ROLE);
+    let writer_pool = PgPoolOptions::new()
+        .max_connections(16)
+        .connect(&writer_url)
+        .await
+        .expect("connect to test database as the writer role");
+    let settings = settings_with(&writer_url, extra);
+    let app = Application::build(&settings, writer_pool).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {

@@ -12,6 +12,7 @@ mod erase;
 mod helpers;
 mod idempotency;
 mod operations;
+mod privileges;
 mod relay;
 mod tenancy;
 mod writes;

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The tools `deploy/check` validates the container and Kubernetes artefacts
 # with: a venv of pinned wheels (deploy/check-requirements.txt: docker-compose,
-# check-jsonschema, hadolint, kubernetes-validate) and Debian's caddy. kubectl
+# check-jsonschema, hadolint, kubernetes-validate), Debian's caddy, and
+# Debian's qemu-user, gcc and binutils for the CPU portability check. kubectl
 # (for kustomize) is used when the machine has it.
 
 SB_CHECK_VENV=$SB_STATE_DIR/check-venv
@@ -25,10 +26,15 @@ ensure_check_tools() {
 	# caddy validates the Caddyfile; its package would start a server on :80,
 	# so install it without starting anything.
 	command -v caddy >/dev/null 2>&1 || apt_install_no_autostart caddy
+	# qemu-user runs Postgres on emulated CPUs without AVX-512 and AVX
+	# (the portability check); gcc builds the disassembly check's probe.
+	ensure_command qemu-x86_64 qemu-user
+	ensure_command gcc gcc
+	ensure_command objdump binutils
 }
 
 # Runs deploy/check against the debug binaries `cargo test` built.
 run_deploy_check() {
 	ensure_check_tools
-	"$SB_CHECK_VENV/bin/python" "$SB_REPO_ROOT/deploy/check" --tools "$SB_CHECK_VENV/bin" --bin "$CARGO_TARGET_DIR/debug"
+	"$SB_CHECK_VENV/bin/python" "$SB_REPO_ROOT/deploy/check" --tools "$SB_CHECK_VENV/bin" --bin "$CARGO_TARGET_DIR/debug" --pg-bin "$SB_PG_BIN_DIR"
 }

@@ -69,10 +69,17 @@ fi
 export SB_EMBEDDING_RUNTIME=${SB_EMBEDDING_RUNTIME:-onnx}
 export SB_EMBEDDING_ONNX_GRAPH=${SB_EMBEDDING_ONNX_GRAPH:-$SB_STATE_DIR/models/all-MiniLM-L6-v2.onnx}
 
-export SB_EVENT_STORE_URL="postgres://postgres@127.0.0.1:${SB_PG_PORT}/second_brain_events"
-export SB_READ_DATABASE_URL="postgres://postgres@127.0.0.1:${SB_PG_PORT}/second_brain_read"
-# The query service reads the event store as a role that may only read it.
+# Each service logs in with the least it needs (README, "Database roles"):
+# the command service may append events but not change them; the projector
+# owns the read model and only reads the event store; the query service only
+# reads. Migrations run as the owner. `stack env` prints the command
+# service's and the projector's settings (a shell runs `projector verify`,
+# `rebuild-projections` and `command-service api-key` with them).
+export SB_EVENT_STORE_URL="postgres://second_brain_commands@127.0.0.1:${SB_PG_PORT}/second_brain_events"
+export SB_READ_DATABASE_URL="postgres://second_brain@127.0.0.1:${SB_PG_PORT}/second_brain_read"
 export SB_EVENT_STORE_READ_URL="postgres://second_brain_query@127.0.0.1:${SB_PG_PORT}/second_brain_events"
+SB_EVENT_STORE_OWNER_URL="postgres://second_brain@127.0.0.1:${SB_PG_PORT}/second_brain_events"
+SB_READ_DATABASE_QUERY_URL="postgres://second_brain_query@127.0.0.1:${SB_PG_PORT}/second_brain_read"
 export SB_RABBITMQ_URL="amqp://guest:guest@127.0.0.1:${SB_RABBITMQ_PORT}/%2f"
 export SB_REDIS_URL="redis://127.0.0.1:${SB_REDIS_PORT}/"
 

@@ -210,6 +210,9 @@ unix_socket_directories = '$SB_PG_SOCKET_DIR'
 max_connections = 200
 shared_buffers = ${buffers_mb}MB
 effective_cache_size = $((mem_mb / 2))MB
+# pgvector $SB_PGVECTOR_DEBIAN_VERSION overflows a buffer in parallel HNSW index builds
+# (CVE-2026-3172, fixed upstream in 0.8.2; ADR 8): build indexes serially.
+max_parallel_maintenance_workers = 0
 EOF
 	local included=1
 	if ! grep -qF "include_if_exists = 'second-brain.conf'" "$SB_PG_DATA/postgresql.conf"; then
@@ -238,6 +241,9 @@ ensure_postgres() {
 	ensure_state_dirs
 	ensure_venv
 	ensure_onnx_graph
+	# Before Postgres starts: the wheel's vector.so must never be loaded.
+	local pgvector_changed=0
+	if ensure_pgvector; then pgvector_changed=1; fi
 	if is_root && ! runuser -u "$SB_SVC_USER" -- test -x "$(pg_bin postgres)"; then
 		die "user $SB_SVC_USER cannot execute $(pg_bin postgres)"
 	fi
@@ -258,8 +264,11 @@ ensure_postgres() {
 		if [[ "$running_port" == "$SB_PG_PORT" ]]; then
 			if pg_write_config; then
 				log "Postgres: its settings changed; restarting it on 127.0.0.1:$SB_PG_PORT"
-				as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m fast -w -t 60 stop >/dev/null ||
-					die "Postgres did not stop for the restart (log: $SB_PG_LOG)"
+				pg_stop || die "Postgres did not stop for the restart (log: $SB_PG_LOG)"
+				pg_start
+			elif ((pgvector_changed)); then
+				log "Postgres: pgvector was rebuilt; restarting it on 127.0.0.1:$SB_PG_PORT to load it"
+				pg_stop || die "Postgres did not stop for the restart (log: $SB_PG_LOG)"
 				pg_start
 			else
 				log "Postgres: ours, already running on 127.0.0.1:$SB_PG_PORT"
@@ -269,7 +278,7 @@ ensure_postgres() {
 		else
 			# The port setting changed since it started: move it.
 			log "Postgres: ours runs on port $running_port; restarting it on $SB_PG_PORT"
-			as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m fast -w -t 60 stop >/dev/null
+			pg_stop || die "Postgres did not stop for the restart (log: $SB_PG_LOG)"
 			pg_write_config || true
 			pg_start
 		fi
@@ -288,43 +297,131 @@ ensure_postgres() {
 }
 
 pg_ensure_databases() {
-	local db
-	for db in "${SB_PG_DATABASES[@]}"; do
-		if [[ "$(sb_psql postgres -Atc "select 1 from pg_database where datname = '$db'")" != 1 ]]; then
-			log "creating database $db"
-			sb_psql postgres -c "CREATE DATABASE $db"
-		fi
-	done
-	# The query service's login role, in the read-only group role the
-	# event-store migrations grant SELECT to (created here first if need be;
-	# the migration tolerates that).
+	# Least privilege (README, "Database roles"): the roles are
+	# the same as in compose and Kubernetes. `second_brain` owns both
+	# databases (migrations, and the projector, which owns the read model);
+	# `second_brain_commands` may append events but never change one
+	# (group `second_brain_writer`); `second_brain_query` may only read
+	# (group `second_brain_reader`: the query service, and the projector's
+	# event-store reads). Trust auth on loopback: no passwords.
 	sb_psql postgres -c 'SET client_min_messages = warning' -c "
 		DO \$\$ BEGIN
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain') THEN
+				CREATE ROLE second_brain LOGIN;
+			END IF;
 			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain_reader') THEN
 				CREATE ROLE second_brain_reader NOLOGIN;
+			END IF;
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain_writer') THEN
+				CREATE ROLE second_brain_writer NOLOGIN;
 			END IF;
 			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain_query') THEN
 				CREATE ROLE second_brain_query LOGIN IN ROLE second_brain_reader;
 			END IF;
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'second_brain_commands') THEN
+				CREATE ROLE second_brain_commands LOGIN IN ROLE second_brain_writer;
+			END IF;
 		END \$\$"
+	local db
+	for db in "${SB_PG_DATABASES[@]}"; do
+		if [[ "$(sb_psql postgres -Atc "select 1 from pg_database where datname = '$db'")" != 1 ]]; then
+			log "creating database $db"
+			sb_psql postgres -c "CREATE DATABASE $db OWNER second_brain"
+		elif [[ "$(sb_psql postgres -Atc "select pg_get_userbyid(datdba) from pg_database where datname = '$db'")" != second_brain ]]; then
+			# A database an earlier version made as `postgres`: hand it and
+			# what the migrations made in it to `second_brain`.
+			log "$db: making second_brain its owner (least-privilege roles)"
+			sb_psql postgres -c "ALTER DATABASE $db OWNER TO second_brain"
+			sb_psql "$db" -c 'SET client_min_messages = warning' -c "
+				DO \$\$ DECLARE r record; BEGIN
+					FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
+					          JOIN pg_namespace n ON n.oid = c.relnamespace
+					         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'p')
+					           AND pg_get_userbyid(c.relowner) = 'postgres' LOOP
+						EXECUTE format('ALTER %s %s OWNER TO second_brain',
+							CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END, r.name);
+					END LOOP;
+					FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p
+					          JOIN pg_namespace n ON n.oid = p.pronamespace
+					         WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) = 'postgres'
+					           AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') LOOP
+						EXECUTE format('ALTER FUNCTION %s OWNER TO second_brain', r.name);
+					END LOOP;
+				END \$\$"
+		fi
+	done
 	# (the SET hides the "already exists, skipping" notices of a second run)
 	sb_psql second_brain_read -c 'SET client_min_messages = warning' \
 		-c 'CREATE EXTENSION IF NOT EXISTS vector' -c 'CREATE EXTENSION IF NOT EXISTS pg_trgm'
-	# Prove both extensions work, not merely that they are registered.
-	local check
-	check=$(sb_psql second_brain_read -Atc \
-		"select (select extversion from pg_extension where extname = 'vector')
-		        || ' ' || ('[1,2,3]'::vector <-> '[1,2,5]'::vector)
-		        || ' ' || similarity('second brain', 'second brian')::numeric(4,2)") ||
-		die "pgvector/pg_trgm check failed in second_brain_read"
-	export SB_PGVECTOR_VERSION=${check%% *}
-	[[ "$check" == *" 2 "* ]] || die "unexpected pgvector/pg_trgm check result: $check"
+	SB_PGVECTOR_VERSION=$(sb_psql second_brain_read -Atc "select extversion from pg_extension where extname = 'vector'")
+	export SB_PGVECTOR_VERSION
+	pg_self_test
+}
+
+# pg_self_test: prove pgvector and pg_trgm work on this CPU before any
+# service starts, in a throwaway database: an insert into an HNSW-indexed
+# table and a cosine-ordered index scan run exactly the code that crashes
+# where the library needs instructions the CPU lacks. On failure, stop
+# Postgres (it would otherwise restart into the same crash for every
+# client) and name the missing CPU flags.
+pg_self_test() {
+	local db=sb_self_test_$$ out
+	sb_psql postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+	if out=$(sb_psql "$db" -At 2>&1 <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION vector;
+CREATE EXTENSION pg_trgm;
+CREATE TABLE t (id int PRIMARY KEY, v vector(8));
+CREATE INDEX ON t USING hnsw (v vector_cosine_ops);
+INSERT INTO t SELECT i, array_fill(i::real, ARRAY[7]) || ARRAY[(i % 3)::real] FROM generate_series(1, 64) i;
+SET enable_seqscan = off;
+SELECT (SELECT count(*) FROM (SELECT id FROM t ORDER BY v <=> array_fill(1::real, ARRAY[8])::vector LIMIT 5) s)
+       || ' ' || ('[1,2,3]'::vector <-> '[1,2,5]'::vector)
+       || ' ' || similarity('second brain', 'second brian')::numeric(4,2);
+SQL
+	) && [[ "$out" == "5 2 0.53" ]]; then
+		sb_psql postgres -c "DROP DATABASE $db" >/dev/null
+		return 0
+	fi
+	local library missing crash
+	library=$("$(pg_bin pg_config)" --pkglibdir)/vector.so
+	crash=$(as_svc tail -n 50 "$SB_PG_LOG" 2>/dev/null | grep -E 'terminated by signal|Illegal instruction' | tail -n 1 || true)
+	missing=$("$SB_VENV_DIR/bin/python" "$SB_REPO_ROOT/deploy/cpu_baseline.py" --missing-flags "$library" 2>/dev/null || true)
+	warn "pgvector self-test failed: ${out:-no output}"
+	[[ -z "$crash" ]] || warn "Postgres log: $crash"
+	pg_stop || true
+	if [[ -n "$missing" ]]; then
+		die "pgvector ($library) needs CPU instructions this CPU lacks ($missing); Postgres is stopped. Remove $SB_VENV_DIR/.sb-pgvector and run again to rebuild it for this CPU"
+	fi
+	die "pgvector/pg_trgm do not work on this server; Postgres is stopped (log: $SB_PG_LOG)"
+}
+
+# pg_stop: stop our Postgres, whatever state it is in. A fast shutdown can
+# wait forever on a server that is restarting after a crashed backend (it
+# finishes recovery first, and a client that reconnects in a loop can keep
+# it there), so after 30 s it escalates to an immediate shutdown, and then
+# to SIGKILL of the postmaster and its children. Returns 1 only when a
+# server is still running after all that.
+pg_stop() {
+	our_pg_running || return 0
+	as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m fast -w -t 30 stop >/dev/null 2>&1 && return 0
+	warn "Postgres did not stop within 30 s (fast shutdown); stopping it immediately"
+	as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m immediate -w -t 15 stop >/dev/null 2>&1 && return 0
+	local pid
+	pid=$(as_svc sed -n 1p "$SB_PG_DATA/postmaster.pid" 2>/dev/null || true)
+	if [[ "$pid" =~ ^[0-9]+$ ]]; then
+		warn "Postgres ignored an immediate shutdown; killing postmaster $pid and its processes"
+		pkill -KILL -P "$pid" 2>/dev/null || true
+		kill -KILL "$pid" 2>/dev/null || as_root kill -KILL "$pid" 2>/dev/null || true
+		wait_until 10 "postmaster $pid to exit" bash -c "! kill -0 $pid 2>/dev/null" || true
+	fi
+	! our_pg_running
 }
 
 stop_postgres() {
 	if our_pg_running; then
 		log "stopping our Postgres ($SB_PG_DATA)"
-		as_svc "$(pg_bin pg_ctl)" -D "$SB_PG_DATA" -m fast -w -t 60 stop >/dev/null
+		pg_stop || die "Postgres ($SB_PG_DATA) is still running after fast, immediate and SIGKILL stops"
 	else
 		log "Postgres: ours is not running"
 	fi

@@ -60,14 +60,25 @@ build_binaries() {
 		die "the build produced no ${missing[*]} binary in $SB_BIN_DIR: the workspace does not define it yet ('up' needs all of: ${SB_SERVICES[*]})"
 }
 
+# Migrations run as the databases' owner; the services do not.
 run_migrations() {
 	log "migrating the event store (command-service migrate)"
-	"$SB_BIN_DIR/command-service" migrate ||
+	SB_EVENT_STORE_URL=$SB_EVENT_STORE_OWNER_URL "$SB_BIN_DIR/command-service" migrate ||
 		die "'command-service migrate' failed (does this build implement the 'migrate' subcommand?)"
 	# Also declares the projector's queues, so events the relay publishes
 	# before the projector first consumes are kept.
 	log "migrating the read model and declaring the queues (projector migrate)"
-	"$SB_BIN_DIR/projector" migrate || die "'projector migrate' failed"
+	SB_EVENT_STORE_URL=$SB_EVENT_STORE_READ_URL "$SB_BIN_DIR/projector" migrate || die "'projector migrate' failed"
+}
+
+# svc_env SERVICE: the database settings SERVICE runs with, as `env`
+# arguments: each service gets the role it needs, nothing more.
+svc_env() {
+	case $1 in
+	command-service) printf '%s\n' "SB_EVENT_STORE_URL=$SB_EVENT_STORE_URL" ;;
+	query-service) printf '%s\n' "SB_READ_DATABASE_URL=$SB_READ_DATABASE_QUERY_URL" "SB_EVENT_STORE_READ_URL=$SB_EVENT_STORE_READ_URL" ;;
+	projector) printf '%s\n' "SB_READ_DATABASE_URL=$SB_READ_DATABASE_URL" "SB_EVENT_STORE_URL=$SB_EVENT_STORE_READ_URL" ;;
+	esac
 }
 
 start_service() {
@@ -91,9 +102,11 @@ start_service() {
 	log "$svc: starting on $addr (log $log)"
 	# setsid: own session, so a Ctrl-C in this terminal does not reach it;
 	# nohup: survives the terminal closing. No job control here, so setsid
-	# does not fork and $! is the service's own pid.
+	# does not fork, and nohup and env exec: $! is the service's own pid.
 	printf '\n--- %s starting %s serve\n' "$(date -Is)" "$svc" >>"$log"
-	setsid nohup "$SB_BIN_DIR/$svc" serve >>"$log" 2>&1 </dev/null &
+	local vars
+	mapfile -t vars < <(svc_env "$svc")
+	setsid nohup env "${vars[@]}" "$SB_BIN_DIR/$svc" serve >>"$log" 2>&1 </dev/null &
 	echo $! >"$pidfile"
 }
 

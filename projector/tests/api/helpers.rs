@@ -56,6 +56,25 @@ fn database_url(name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The projector's event-store login in tests.
+pub const READER_LOGIN: &str = "sbt_projector_reader";
+
+/// Creates [`READER_LOGIN`] once per server; roles are server-wide and tests
+/// run in parallel, so a concurrent creation counts as success.
+async fn ensure_reader_login() {
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::query(&format!(
+        "DO $$ BEGIN
+             CREATE ROLE {READER_LOGIN} LOGIN IN ROLE second_brain_reader;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+         END $$"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.ok();
+}
+
 async fn create_database(name: &str) -> String {
     let mut admin = PgConnection::connect(&admin_url())
         .await
@@ -137,6 +156,10 @@ pub async fn spawn_stack(options: Options) -> Stack {
         .await
         .unwrap();
     EVENT_MIGRATOR.run(&event_pool).await.unwrap();
+    // The projector reads the event store as deployments make it: a login
+    // in `second_brain_reader`, which may only read (README, "Database roles").
+    ensure_reader_login().await;
+    let events_reader_url = events_url.replacen("postgres@", &format!("{READER_LOGIN}@"), 1);
     let read_pool = PgPoolOptions::new()
         .max_connections(8)
         .connect(&read_url)
@@ -164,7 +187,7 @@ pub async fn spawn_stack(options: Options) -> Stack {
     let projector_vars: Vec<(String, String)> = [
         ("SB_PROJECTOR_HTTP_ADDR", "127.0.0.1:0".to_owned()),
         ("SB_READ_DATABASE_URL", read_url),
-        ("SB_EVENT_STORE_URL", events_url),
+        ("SB_EVENT_STORE_URL", events_reader_url),
         ("SB_RABBITMQ_URL", rabbitmq_url()),
         ("SB_RABBITMQ_EXCHANGE", exchange.clone()),
         ("SB_PROJECTOR_QUEUE_PREFIX", queue_prefix.clone()),

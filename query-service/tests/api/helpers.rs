@@ -33,6 +33,8 @@ pub const DEADLINE: Duration = Duration::from_secs(120);
 /// The login role the query service reads the event store as, a member of
 /// the migrations' read-only `second_brain_reader`.
 pub const READER_ROLE: &str = "sbt_query_reader";
+/// The command service's login in tests, in `second_brain_writer`.
+pub const WRITER_ROLE: &str = "sbt_command_writer";
 
 pub fn admin_url() -> String {
     std::env::var("SB_TEST_PG_ADMIN_URL")
@@ -83,6 +85,15 @@ async fn ensure_reader_role() {
     sqlx::query(&format!(
         "DO $$ BEGIN
              CREATE ROLE {READER_ROLE} LOGIN IN ROLE second_brain_reader;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+         END $$"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "DO $$ BEGIN
+             CREATE ROLE {WRITER_ROLE} LOGIN IN ROLE second_brain_writer;
          EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
          END $$"
     ))
@@ -155,7 +166,14 @@ pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
         [
             ("SB_PROJECTOR_HTTP_ADDR", "127.0.0.1:0".to_owned()),
             ("SB_READ_DATABASE_URL", read_url.clone()),
-            ("SB_EVENT_STORE_URL", events_url.clone()),
+            // Each service logs in as deployments make it (README,
+            // "Database roles"): the projector reads the event store as a
+            // reader, the command service appends as a writer, the query
+            // service only reads.
+            (
+                "SB_EVENT_STORE_URL",
+                database_url(&events_db, Some(READER_ROLE)),
+            ),
             ("SB_RABBITMQ_URL", rabbitmq_url()),
             ("SB_RABBITMQ_EXCHANGE", exchange.clone()),
             ("SB_PROJECTOR_QUEUE_PREFIX", queue_prefix.clone()),
@@ -174,8 +192,14 @@ pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
     // must be bound by then or the first events are unroutable.
     wait_for_queues(&queue_prefix).await;
 
+    let writer_url = database_url(&events_db, Some(WRITER_ROLE));
+    let writer_pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&writer_url)
+        .await
+        .unwrap();
     let command_settings: command_service::settings::Settings = service_kit::settings::from_vars([
-        ("SB_EVENT_STORE_URL".to_owned(), events_url.clone()),
+        ("SB_EVENT_STORE_URL".to_owned(), writer_url),
         ("SB_JWT_SECRET".to_owned(), JWT_SECRET.to_owned()),
         ("SB_COMMAND_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("SB_RABBITMQ_URL".to_owned(), rabbitmq_url()),
@@ -183,13 +207,16 @@ pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
         ("SB_RELAY_POLL_INTERVAL_MS".to_owned(), "100".to_owned()),
     ])
     .unwrap();
-    let command = CommandApp::build(&command_settings, event_pool.clone()).unwrap();
+    let command = CommandApp::build(&command_settings, writer_pool).unwrap();
     let command_address = format!("http://127.0.0.1:{}", command.port());
     tokio::spawn(command.run_until_stopped());
 
     let mut vars: Vec<(String, String)> = [
         ("SB_QUERY_HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("SB_READ_DATABASE_URL", read_url),
+        (
+            "SB_READ_DATABASE_URL",
+            database_url(&read_db, Some(READER_ROLE)),
+        ),
         (
             "SB_EVENT_STORE_READ_URL",
             database_url(&events_db, Some(READER_ROLE)),
@@ -271,6 +298,19 @@ async fn wait_for_queues(prefix: &str) {
 }
 
 impl Stack {
+    /// This stack's projector queues and its dead-letter queue.
+    pub fn queue_names(&self) -> Vec<String> {
+        ["search", "documents", "dead_letter"]
+            .iter()
+            .map(|q| format!("{}.{q}", self.queue_prefix))
+            .collect()
+    }
+
+    /// This stack's databases: the event store, then the read model.
+    pub fn database_names(&self) -> &[String] {
+        &self.databases
+    }
+
     pub fn token(&self, user: &str) -> String {
         issue_jwt(
             &SecretString::from(JWT_SECRET),

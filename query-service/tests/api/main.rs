@@ -5,9 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod consistency;
+mod erase;
 mod helpers;
 mod history;
 mod operations;
+mod privileges;
 mod quality;
 mod reads;
 mod search;

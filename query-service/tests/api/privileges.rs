@@ -1,0 +1,79 @@
+//! Least privilege on the read side: the query service's login may read the
+//! read model and the event store and change neither; the stack's services
+//! run as these roles throughout the suite (helpers::spawn_stack), so every
+//! other test also shows that reads, search and history need nothing more.
+
+use crate::helpers::{READER_ROLE, database_url, spawn_stack};
+use serde_json::json;
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// SQLSTATE of `sql` run as [`READER_ROLE`] in the database of `pool`.
+async fn refused_as_reader(pool: &PgPool, sql: &str) -> String {
+    let database = pool
+        .connect_options()
+        .get_database()
+        .expect("a database name")
+        .to_owned();
+    let mut conn = PgConnection::connect(&database_url(&database, Some(READER_ROLE)))
+        .await
+        .expect("the reader logs in");
+    let error = sqlx::query(sql).execute(&mut conn).await.expect_err(sql);
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .map(|code| code.into_owned())
+        .unwrap_or_else(|| panic!("{sql}: not a database error: {error}"))
+}
+
+#[tokio::test]
+async fn the_query_role_reads_both_databases_and_can_change_neither() {
+    let stack = spawn_stack().await;
+    let id = stack
+        .capture("alice", json!({"content": "Capybara husbandry notes"}))
+        .await;
+    stack.wait_until_projected().await;
+    // Served through the reader login: search (read model) and history
+    // (event store).
+    let hits = stack
+        .get_ok("/v1/search?q=capybara&mode=keyword", "alice")
+        .await;
+    assert_eq!(hits["hits"][0]["id"], id.to_string(), "{hits}");
+    let history = stack
+        .get_ok(&format!("/v1/memories/{id}/history"), "alice")
+        .await;
+    assert!(history.to_string().contains("MemoryCaptured"), "{history}");
+
+    let generation: i32 =
+        sqlx::query_scalar("SELECT generation FROM projection_state WHERE projection = 'search'")
+            .fetch_one(&stack.read_pool)
+            .await
+            .unwrap();
+    for sql in [
+        "DELETE FROM memories".to_owned(),
+        format!("UPDATE memories_g{generation} SET content = ''"),
+        format!("DELETE FROM memories_g{generation}"),
+        format!("TRUNCATE memories_g{generation}"),
+        "UPDATE projection_state SET generation = 0".to_owned(),
+        "INSERT INTO embedding_cache DEFAULT VALUES".to_owned(),
+        "CREATE TABLE planted (x int)".to_owned(),
+    ] {
+        assert_eq!(
+            refused_as_reader(&stack.read_pool, &sql).await,
+            "42501",
+            "read model: {sql} must be refused for lack of privilege"
+        );
+    }
+    for sql in [
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('Memory', 'x', 1, 'MemoryCaptured', '2', '{}', '{}')",
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "UPDATE api_keys SET revoked_at = now()",
+    ] {
+        assert_eq!(
+            refused_as_reader(&stack.event_pool, sql).await,
+            "42501",
+            "event store: {sql} must be refused for lack of privilege"
+        );
+    }
+}
