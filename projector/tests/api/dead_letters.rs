@@ -43,6 +43,28 @@ async fn dead_letters_of(stack: &Stack, aggregate: Uuid, count: usize) -> Vec<De
     }
 }
 
+/// Runs `projector dead-letters <args>` as an operator would, with the
+/// test's settings; returns (success, stdout, stderr).
+async fn dead_letters_command(stack: &Stack, args: &[&str]) -> (bool, String, String) {
+    let vars = stack.projector_vars.clone();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
+            .arg("dead-letters")
+            .args(&args)
+            .envs(vars)
+            .output()
+            .expect("the projector binary runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
 async fn revise(stack: &Stack, id: Uuid, content: &str) -> u64 {
     stack
         .ok(
@@ -198,20 +220,44 @@ async fn an_event_that_fails_every_time_is_dead_lettered_after_max_attempts_and_
         "{metrics}"
     );
 
+    // What an operator sees, as JSON and as tables; the queue is left as is.
+    let (ok, json, stderr) = dead_letters_command(&stack, &["list", "--json"]).await;
+    assert!(ok, "{stderr}");
+    let listed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let listed_letters = listed["dead_letters"].as_array().unwrap();
+    assert_eq!(listed_letters.len(), 2, "{json}");
+    assert_eq!(listed_letters[0]["aggregate_id"], faulty.to_string());
+    assert_eq!(listed_letters[0]["reason"], "attempts_exhausted");
+    assert_eq!(listed_letters[0]["attempts"], MAX_ATTEMPTS);
+    assert_eq!(listed_letters[1]["reason"], "parked_behind");
+    assert_eq!(listed["parked_aggregates"][0]["first_parked_sequence"], 2);
+    let (ok, table, _) = dead_letters_command(&stack, &["list"]).await;
+    assert!(ok);
+    assert!(
+        table.starts_with("2 dead letters\n")
+            && table.contains("1 parked aggregates")
+            && table.contains(&format!("Memory {faulty}"))
+            && table.contains("parked behind sequence 2"),
+        "{table}"
+    );
+    assert_eq!(of(&stack.dead_letters().await, faulty).len(), 2);
+    let (ok, _, stderr) = dead_letters_command(&stack, &["retry"]).await;
+    assert!(
+        !ok && stderr.contains("--aggregate"),
+        "a selection is required: {stderr}"
+    );
+
     // Fault gone, retry: applied in order, and the read model equals the store.
     sqlx::query("DELETE FROM test_faults")
         .execute(&stack.read_pool)
         .await
         .unwrap();
-    let outcome = stack
-        .dead_letter_queue()
-        .await
-        .retry(&stack.ledger(), &Selection::Aggregate(faulty.to_string()))
-        .await
-        .unwrap();
-    assert_eq!(
-        (outcome.messages, outcome.unparked, outcome.skipped),
-        (2, 1, 0)
+    let (ok, _, stderr) =
+        dead_letters_command(&stack, &["retry", "--aggregate", &faulty.to_string()]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("sent back 2 dead letters, un-parked 1 aggregates"),
+        "{stderr}"
     );
     stack.wait_until_verified().await;
     assert_eq!(search_version(&stack, faulty).await, Some(latest as i64));
