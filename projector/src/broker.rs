@@ -415,23 +415,49 @@ impl Consumer<'_> {
             return self.one_by_one(dead_letters, fresh, None).await;
         }
         let events: Vec<StoredEvent> = fresh.iter().map(|(_, event)| event.clone()).collect();
-        match self.projection.apply(&events).await {
-            Ok(applied) => {
-                record(self.name(), applied, events.last());
-                if let Some((last, _)) = fresh.last() {
-                    last.ack(BasicAckOptions { multiple: true }).await?;
+        let mut unavailable = 0u32;
+        loop {
+            match self.projection.apply(&events).await {
+                Ok(applied) => {
+                    record(self.name(), applied, events.last());
+                    if let Some((last, _)) = fresh.last() {
+                        last.ack(BasicAckOptions { multiple: true }).await?;
+                    }
+                    return Ok(());
                 }
-                Ok(())
-            }
-            Err(ProjectionError::Fatal(e)) => Err(Stop::Fatal(ProjectionError::Fatal(e))),
-            // An event alone in its batch has made its first attempt.
-            Err(error @ ProjectionError::Transient(_)) if fresh.len() == 1 => {
-                self.one_by_one(dead_letters, fresh, Some(error)).await
-            }
-            // Which event failed is not known: find it by going one by one.
-            Err(error) => {
-                tracing::info!(projection = self.name(), events = fresh.len(), kind = error.kind(), %error, "batch failed; applying its events one by one");
-                self.one_by_one(dead_letters, fresh, None).await
+                Err(ProjectionError::Fatal(e)) => {
+                    return Err(Stop::Fatal(ProjectionError::Fatal(e)));
+                }
+                // No event is at fault: wait for the dependency, then try
+                // the same batch again, however long the outage lasts.
+                Err(error @ ProjectionError::Unavailable(_)) => {
+                    unavailable += 1;
+                    metrics::counter!("projector_transient_errors_total", "projection" => self.name()).increment(1);
+                    if unavailable == 1 || unavailable.is_multiple_of(10) {
+                        tracing::warn!(projection = self.name(), %error, failures = unavailable, "dependency unavailable; waiting");
+                    }
+                    if !self.pause(backoff(unavailable)).await || !self.dependencies_answer().await
+                    {
+                        return Ok(());
+                    }
+                }
+                // An event alone in its batch has made its first attempt.
+                Err(error @ ProjectionError::Transient(_)) if fresh.len() == 1 => {
+                    return self.one_by_one(dead_letters, fresh, Some(error)).await;
+                }
+                Err(error @ ProjectionError::Poison(_)) if fresh.len() == 1 => {
+                    let failure =
+                        failure_now(Reason::Poison, error.kind(), error.message().to_owned(), 1);
+                    let (delivery, event) = &fresh[0];
+                    return self
+                        .dead_letter_and_park(dead_letters, delivery, event, &failure)
+                        .await;
+                }
+                // Which event failed is not known: find it by going one by one.
+                Err(error) => {
+                    tracing::info!(projection = self.name(), events = fresh.len(), kind = error.kind(), %error, "batch failed; applying its events one by one");
+                    return self.one_by_one(dead_letters, fresh, None).await;
+                }
             }
         }
     }

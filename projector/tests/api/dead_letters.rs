@@ -272,7 +272,7 @@ async fn an_openai_compatible_providers_refusal_of_one_text_dead_letters_that_ev
         projector: false,
     })
     .await;
-    let (url, lengths) = spawn_fake_openai(16, Some(("REFUSE-ME".to_owned(), 422))).await;
+    let (url, received) = spawn_fake_openai(16, Some(("REFUSE-ME".to_owned(), 422))).await;
     // Configured as an operator would: the openai provider pointed at it.
     let settings: embeddings::EmbeddingSettings = service_kit::settings::from_vars([
         ("SB_EMBEDDING_PROVIDER".to_owned(), "openai".to_owned()),
@@ -320,9 +320,14 @@ async fn an_openai_compatible_providers_refusal_of_one_text_dead_letters_that_ev
         "documents need no embedding"
     );
     // Every input was cut to the limit first; the long one exactly.
-    let seen = lengths.lock().unwrap().clone();
-    assert!(seen.iter().all(|&n| n <= 200), "{seen:?}");
-    assert!(seen.contains(&200), "{seen:?}");
+    let inputs = received.lock().unwrap().clone();
+    let lengths: Vec<usize> = inputs.iter().map(|i| i.chars().count()).collect();
+    assert!(lengths.iter().all(|&n| n <= 200), "{lengths:?}");
+    assert!(lengths.contains(&200), "{lengths:?}");
+    // Refused once, alone or in a batch, then once more alone at most, to
+    // find it among the batch: never retried as a transient error.
+    let refusals = inputs.iter().filter(|i| i.contains("REFUSE-ME")).count();
+    assert!((1..=2).contains(&refusals), "{refusals}");
     assert!(
         of(&stack.dead_letters().await, fine).is_empty()
             && of(&stack.dead_letters().await, long).is_empty()

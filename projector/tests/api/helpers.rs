@@ -605,22 +605,21 @@ pub async fn fake_openai(dimension: usize) -> String {
     spawn_fake_openai(dimension, None).await.0
 }
 
-/// What a [`spawn_fake_openai`] server received: every input's length in
-/// characters.
-pub type InputLengths = Arc<std::sync::Mutex<Vec<usize>>>;
+/// What a [`spawn_fake_openai`] server received: every input, in order.
+pub type Inputs = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// [`fake_openai`], answering `status` to any request with an input that
 /// contains `refuse.0`, as a provider refuses a text it cannot take.
 pub async fn spawn_fake_openai(
     dimension: usize,
     refuse: Option<(String, u16)>,
-) -> (String, InputLengths) {
+) -> (String, Inputs) {
     use actix_web::{App, HttpResponse, HttpServer, web};
     use sha2::{Digest, Sha256};
     struct Fake {
         dimension: usize,
         refuse: Option<(String, u16)>,
-        lengths: InputLengths,
+        inputs: Inputs,
     }
     async fn embeddings(body: web::Json<Value>, fake: web::Data<Fake>) -> HttpResponse {
         let inputs: Vec<String> = body["input"]
@@ -631,10 +630,7 @@ pub async fn spawn_fake_openai(
                     .collect()
             })
             .unwrap_or_default();
-        fake.lengths
-            .lock()
-            .unwrap()
-            .extend(inputs.iter().map(|i| i.chars().count()));
+        fake.inputs.lock().unwrap().extend(inputs.iter().cloned());
         if let Some((marker, status)) = &fake.refuse
             && inputs.iter().any(|i| i.contains(marker.as_str()))
         {
@@ -653,11 +649,11 @@ pub async fn spawn_fake_openai(
             .collect();
         HttpResponse::Ok().json(json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 0, "total_tokens": 0}}))
     }
-    let lengths = InputLengths::default();
+    let received = Inputs::default();
     let fake = web::Data::new(Fake {
         dimension,
         refuse,
-        lengths: lengths.clone(),
+        inputs: received.clone(),
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -669,7 +665,7 @@ pub async fn spawn_fake_openai(
     .unwrap();
     let port = server.addrs()[0].port();
     tokio::spawn(server.run());
-    (format!("http://127.0.0.1:{port}"), lengths)
+    (format!("http://127.0.0.1:{port}"), received)
 }
 
 /// An embedder of `dimension` against [`fake_openai`].
