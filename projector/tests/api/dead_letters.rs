@@ -3,7 +3,7 @@
 //! provider refusing one text, a connection killed during one event), while
 //! other aggregates flow on; then `dead-letters retry` and `purge`.
 
-use crate::helpers::{DEADLINE, Options, Stack, spawn_fake_openai, spawn_stack};
+use crate::helpers::{DEADLINE, Faults, Options, Stack, spawn_fake_openai, spawn_stack};
 use projector::dead_letters::{DeadLetter, Selection};
 use reqwest::Method;
 use serde_json::json;
@@ -272,19 +272,15 @@ async fn an_openai_compatible_providers_refusal_of_one_text_dead_letters_that_ev
         projector: false,
     })
     .await;
-    let (url, received) = spawn_fake_openai(16, Some(("REFUSE-ME".to_owned(), 422))).await;
-    // Configured as an operator would: the openai provider pointed at it.
-    let settings: embeddings::EmbeddingSettings = service_kit::settings::from_vars([
-        ("SB_EMBEDDING_PROVIDER".to_owned(), "openai".to_owned()),
-        ("SB_OPENAI_BASE_URL".to_owned(), url),
-        ("SB_OPENAI_MODEL".to_owned(), "fake-16".to_owned()),
-        ("SB_OPENAI_DIMENSIONS".to_owned(), "16".to_owned()),
-        ("SB_OPENAI_MAX_INPUT_CHARS".to_owned(), "200".to_owned()),
-    ])
-    .unwrap();
-    stack
-        .start_projector_with(projector::cli::embedder(&settings).await.unwrap())
-        .await;
+    let (url, received) = spawn_fake_openai(
+        16,
+        Faults {
+            refuse: Some(("REFUSE-ME".to_owned(), 422)),
+            ..Faults::default()
+        },
+    )
+    .await;
+    start_openai_projector(&mut stack, url, &[("SB_OPENAI_MAX_INPUT_CHARS", "200")]).await;
 
     let fine = stack
         .capture("alice", json!({"content": "a fine note"}))
@@ -348,6 +344,59 @@ async fn an_openai_compatible_providers_refusal_of_one_text_dead_letters_that_ev
     revise(&stack, refused, "now the provider takes it").await;
     stack.wait_until_verified().await;
     assert!(stack.dead_letters().await.is_empty());
+}
+
+/// Starts the projector with the openai provider pointed at `url`,
+/// configured as an operator would.
+async fn start_openai_projector(stack: &mut Stack, url: String, extra: &[(&str, &str)]) {
+    let mut vars = vec![
+        ("SB_EMBEDDING_PROVIDER".to_owned(), "openai".to_owned()),
+        ("SB_OPENAI_BASE_URL".to_owned(), url),
+        ("SB_OPENAI_MODEL".to_owned(), "fake-16".to_owned()),
+        ("SB_OPENAI_DIMENSIONS".to_owned(), "16".to_owned()),
+    ];
+    vars.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let settings: embeddings::EmbeddingSettings = service_kit::settings::from_vars(vars).unwrap();
+    stack
+        .start_projector_with(projector::cli::embedder(&settings).await.unwrap())
+        .await;
+}
+
+#[tokio::test]
+async fn a_provider_outage_longer_than_max_attempts_is_waited_out_and_parks_nothing() {
+    let mut stack = spawn_stack(Options {
+        relay: true,
+        projector: false,
+    })
+    .await;
+    // Twice as many failed requests as the projector has attempts, and no
+    // retries inside the client: only an outage that counts nothing passes.
+    let outage = 2 * MAX_ATTEMPTS as usize;
+    let (url, received) = spawn_fake_openai(
+        16,
+        Faults {
+            unavailable_first: outage,
+            ..Faults::default()
+        },
+    )
+    .await;
+    start_openai_projector(&mut stack, url, &[("SB_OPENAI_MAX_RETRIES", "0")]).await;
+
+    let id = stack
+        .capture("alice", json!({"content": "written during an outage"}))
+        .await;
+    stack.wait_until_verified().await;
+    assert!(
+        received.lock().unwrap().len() > outage,
+        "the outage was met"
+    );
+    assert!(stack.dead_letters().await.is_empty());
+    assert!(stack.ledger().all_parked().await.unwrap().is_empty());
+    assert!(stack.search_row(id).await.is_some());
 }
 
 /// Kills every backend of the test's read database that waits on a lock

@@ -602,24 +602,31 @@ impl Drop for Stack {
 /// remote provider: deterministic unit vectors of `dimension` from each
 /// text's hash. Returns its base URL.
 pub async fn fake_openai(dimension: usize) -> String {
-    spawn_fake_openai(dimension, None).await.0
+    spawn_fake_openai(dimension, Faults::default()).await.0
+}
+
+/// What a [`spawn_fake_openai`] server gets wrong on purpose.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Answer this status to any request with an input containing the text,
+    /// as a provider refuses a text it cannot take.
+    pub refuse: Option<(String, u16)>,
+    /// Answer 503 to the first this many requests, as a provider in an outage.
+    pub unavailable_first: usize,
 }
 
 /// What a [`spawn_fake_openai`] server received: every input, in order.
 pub type Inputs = Arc<std::sync::Mutex<Vec<String>>>;
 
-/// [`fake_openai`], answering `status` to any request with an input that
-/// contains `refuse.0`, as a provider refuses a text it cannot take.
-pub async fn spawn_fake_openai(
-    dimension: usize,
-    refuse: Option<(String, u16)>,
-) -> (String, Inputs) {
+/// [`fake_openai`] with `faults`.
+pub async fn spawn_fake_openai(dimension: usize, faults: Faults) -> (String, Inputs) {
     use actix_web::{App, HttpResponse, HttpServer, web};
     use sha2::{Digest, Sha256};
     struct Fake {
         dimension: usize,
-        refuse: Option<(String, u16)>,
+        faults: Faults,
         inputs: Inputs,
+        calls: std::sync::atomic::AtomicUsize,
     }
     async fn embeddings(body: web::Json<Value>, fake: web::Data<Fake>) -> HttpResponse {
         let inputs: Vec<String> = body["input"]
@@ -631,7 +638,13 @@ pub async fn spawn_fake_openai(
             })
             .unwrap_or_default();
         fake.inputs.lock().unwrap().extend(inputs.iter().cloned());
-        if let Some((marker, status)) = &fake.refuse
+        let call = fake.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if call < fake.faults.unavailable_first {
+            return HttpResponse::ServiceUnavailable().json(
+                json!({"error": {"message": "The server is overloaded", "type": "server_error"}}),
+            );
+        }
+        if let Some((marker, status)) = &fake.faults.refuse
             && inputs.iter().any(|i| i.contains(marker.as_str()))
         {
             return HttpResponse::build(actix_web::http::StatusCode::from_u16(*status).unwrap())
@@ -652,8 +665,9 @@ pub async fn spawn_fake_openai(
     let received = Inputs::default();
     let fake = web::Data::new(Fake {
         dimension,
-        refuse,
+        faults,
         inputs: received.clone(),
+        calls: std::sync::atomic::AtomicUsize::new(0),
     });
     let server = HttpServer::new(move || {
         App::new()
