@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use service_kit::rate_limit::{self, Rate, RateLimitConfig};
 use service_kit::settings::{self, LogFormat, SettingsError};
 use std::net::SocketAddr;
 
@@ -44,6 +45,24 @@ pub struct Settings {
     /// match); 1, the default, is no split.
     #[serde(default = "default_relay_partitions")]
     pub relay_partitions: u32,
+    /// `SB_RATE_LIMIT_USER_PER_SECOND`: requests per second each user may
+    /// make, sustained; 0 turns the per-user limit off.
+    #[serde(default = "rate_limit::default_user_per_second")]
+    pub rate_limit_user_per_second: f64,
+    /// `SB_RATE_LIMIT_USER_BURST`: requests a user may make at once.
+    #[serde(default = "rate_limit::default_user_burst")]
+    pub rate_limit_user_burst: u32,
+    /// `SB_RATE_LIMIT_IP_PER_SECOND`: requests per second from one client
+    /// address (an IPv6 /64), authenticated or not; 0 turns it off.
+    #[serde(default = "rate_limit::default_ip_per_second")]
+    pub rate_limit_ip_per_second: f64,
+    /// `SB_RATE_LIMIT_IP_BURST`: requests one client address may make at once.
+    #[serde(default = "rate_limit::default_ip_burst")]
+    pub rate_limit_ip_burst: u32,
+    /// `SB_TRUSTED_PROXIES`: addresses and CIDR networks of the reverse
+    /// proxies whose `X-Forwarded-For` names the client; empty trusts none.
+    #[serde(default)]
+    pub trusted_proxies: String,
 }
 
 /// Only the listen address: what `healthcheck` needs to find the service.
@@ -104,7 +123,23 @@ impl Settings {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        self.rate_limits()?;
         self.validate_relay()
+    }
+
+    /// The validated rate limits.
+    pub fn rate_limits(&self) -> Result<RateLimitConfig, SettingsError> {
+        RateLimitConfig::new(
+            Rate {
+                per_second: self.rate_limit_user_per_second,
+                burst: self.rate_limit_user_burst,
+            },
+            Rate {
+                per_second: self.rate_limit_ip_per_second,
+                burst: self.rate_limit_ip_burst,
+            },
+            &self.trusted_proxies,
+        )
     }
 
     fn validate_relay(&self) -> Result<(), SettingsError> {
@@ -188,6 +223,34 @@ mod tests {
         assert_eq!(ok.rabbitmq_exchange, "second_brain.events");
         assert_eq!(ok.relay_batch_size, 256);
         assert_eq!(ok.relay_poll_interval_ms, 200);
+    }
+
+    #[test]
+    fn rate_limits_are_on_by_default_and_bad_ones_are_rejected() {
+        let off = ("SB_RELAY_ENABLED", "false");
+        let ok = settings(&[off]).expect("valid");
+        assert_eq!(ok.rate_limit_user_per_second, 50.0);
+        assert_eq!(ok.rate_limit_user_burst, 200);
+        assert_eq!(ok.rate_limit_ip_per_second, 100.0);
+        assert_eq!(ok.rate_limit_ip_burst, 400);
+        assert!(ok.trusted_proxies.is_empty());
+        // A rate of 0 is off, whatever the burst.
+        settings(&[
+            off,
+            ("SB_RATE_LIMIT_USER_PER_SECOND", "0"),
+            ("SB_RATE_LIMIT_USER_BURST", "0"),
+        ])
+        .expect("valid");
+        settings(&[off, ("SB_TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).expect("valid");
+        assert!(
+            rejected(&[off, ("SB_RATE_LIMIT_USER_BURST", "0")])
+                .contains("SB_RATE_LIMIT_USER_BURST")
+        );
+        assert!(
+            rejected(&[off, ("SB_RATE_LIMIT_IP_PER_SECOND", "-1")])
+                .contains("SB_RATE_LIMIT_IP_PER_SECOND")
+        );
+        assert!(rejected(&[off, ("SB_TRUSTED_PROXIES", "proxy")]).contains("SB_TRUSTED_PROXIES"));
     }
 
     #[test]

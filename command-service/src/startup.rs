@@ -14,6 +14,7 @@ use service_kit::http::{
     Readiness, health_routes, json_config, metrics_route, not_found, observe_requests, path_config,
     problem_fallback, query_config,
 };
+use service_kit::rate_limit::{RateLimiter, rate_limit};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use std::net::TcpListener;
@@ -74,6 +75,9 @@ impl Application {
             &settings.jwt_secret,
             ApiKeyStore::new(pool.clone()),
         ));
+        // One limiter for all the workers: a client's requests are spread
+        // over them.
+        let rate_limiter = web::Data::new(RateLimiter::new(&settings.rate_limits()?));
         let readiness = web::Data::new(Readiness::new(Duration::from_secs(2)).with(pool.clone()));
         let state = web::Data::new(AppState {
             events: EventStore::new(pool),
@@ -81,8 +85,13 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(problem_fallback())
+                // Inside observe_requests, so a refusal is logged and
+                // measured; before every handler, so a refused request
+                // costs no database work.
+                .wrap(from_fn(rate_limit))
                 .wrap(from_fn(observe_requests))
                 .app_data(authenticator.clone())
+                .app_data(rate_limiter.clone())
                 .app_data(readiness.clone())
                 .app_data(state.clone())
                 .app_data(json_config(http::MAX_BODY_BYTES))

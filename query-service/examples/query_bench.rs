@@ -576,6 +576,10 @@ async fn main() {
             ),
             // One entry: every search embeds its query (see labelled_queries).
             ("SB_QUERY_EMBEDDING_CACHE_SIZE".to_owned(), "1".to_owned()),
+            // The load comes from one user at one address: measure the
+            // read path, not the limiter's refusals.
+            ("SB_RATE_LIMIT_USER_PER_SECOND".to_owned(), "0".to_owned()),
+            ("SB_RATE_LIMIT_IP_PER_SECOND".to_owned(), "0".to_owned()),
         ])
         .unwrap()
     };

@@ -5,6 +5,7 @@
 
 use secrecy::SecretString;
 use serde::Deserialize;
+use service_kit::rate_limit::{self, Rate, RateLimitConfig};
 use service_kit::settings::{self, LogFormat, SettingsError, require_min_len};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,6 +48,28 @@ pub struct Settings {
     /// version (`min_version`) waits for the projection at most.
     #[serde(default = "default_consistency_timeout_ms")]
     pub query_consistency_timeout_ms: u64,
+    /// `SB_QUERY_MIN_VERSION_WAITS_PER_USER`: reads with `min_version` one
+    /// user may have waiting for the projection at once; 0 is no cap.
+    #[serde(default = "default_min_version_waits_per_user")]
+    pub query_min_version_waits_per_user: u32,
+    /// `SB_RATE_LIMIT_USER_PER_SECOND`: requests per second each user may
+    /// make, sustained; 0 turns the per-user limit off.
+    #[serde(default = "rate_limit::default_user_per_second")]
+    pub rate_limit_user_per_second: f64,
+    /// `SB_RATE_LIMIT_USER_BURST`: requests a user may make at once.
+    #[serde(default = "rate_limit::default_user_burst")]
+    pub rate_limit_user_burst: u32,
+    /// `SB_RATE_LIMIT_IP_PER_SECOND`: requests per second from one client
+    /// address (an IPv6 /64), authenticated or not; 0 turns it off.
+    #[serde(default = "rate_limit::default_ip_per_second")]
+    pub rate_limit_ip_per_second: f64,
+    /// `SB_RATE_LIMIT_IP_BURST`: requests one client address may make at once.
+    #[serde(default = "rate_limit::default_ip_burst")]
+    pub rate_limit_ip_burst: u32,
+    /// `SB_TRUSTED_PROXIES`: addresses and CIDR networks of the reverse
+    /// proxies whose `X-Forwarded-For` names the client; empty trusts none.
+    #[serde(default)]
+    pub trusted_proxies: String,
     /// `SB_LOG_FORMAT`: `json` or `pretty`.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -82,6 +105,11 @@ fn default_document_cache_size() -> usize {
 fn default_consistency_timeout_ms() -> u64 {
     5000
 }
+/// A client writes, then reads its write back: a few such reads in flight
+/// are normal; hundreds, each polling for seconds, are not.
+fn default_min_version_waits_per_user() -> u32 {
+    8
+}
 
 impl Settings {
     /// Reads and validates the settings; the service refuses to start otherwise.
@@ -115,7 +143,29 @@ impl Settings {
                 "must be between 1 and 60000",
             );
         }
+        if self.query_min_version_waits_per_user > 10_000 {
+            return invalid(
+                "QUERY_MIN_VERSION_WAITS_PER_USER",
+                "must be between 0 (no cap) and 10000",
+            );
+        }
+        self.rate_limits()?;
         Ok(())
+    }
+
+    /// The validated rate limits.
+    pub fn rate_limits(&self) -> Result<RateLimitConfig, SettingsError> {
+        RateLimitConfig::new(
+            Rate {
+                per_second: self.rate_limit_user_per_second,
+                burst: self.rate_limit_user_burst,
+            },
+            Rate {
+                per_second: self.rate_limit_ip_per_second,
+                burst: self.rate_limit_ip_burst,
+            },
+            &self.trusted_proxies,
+        )
     }
 
     pub fn consistency_timeout(&self) -> Duration {

@@ -19,6 +19,7 @@ use service_kit::http::{
     Readiness, health_routes, metrics_route, not_found, observe_requests, path_config,
     problem_fallback, query_config,
 };
+use service_kit::rate_limit::{ConcurrencyCap, RateLimiter, rate_limit};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::net::TcpListener;
@@ -89,6 +90,9 @@ impl Application {
             &settings.jwt_secret,
             ApiKeyStore::new(events.clone()),
         ));
+        // One limiter for all the workers: a client's requests are spread
+        // over them.
+        let rate_limiter = web::Data::new(RateLimiter::new(&settings.rate_limits()?));
         let readiness = web::Data::new(
             Readiness::new(Duration::from_secs(2))
                 .with(read.clone())
@@ -109,12 +113,18 @@ impl Application {
             ),
             history: History::new(events),
             consistency_timeout: settings.consistency_timeout(),
+            min_version_waits: ConcurrencyCap::new(settings.query_min_version_waits_per_user),
         });
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(problem_fallback())
+                // Inside observe_requests, so a refusal is logged and
+                // measured; before every handler, so a refused request
+                // costs no database work.
+                .wrap(from_fn(rate_limit))
                 .wrap(from_fn(observe_requests))
                 .app_data(authenticator.clone())
+                .app_data(rate_limiter.clone())
                 .app_data(readiness.clone())
                 .app_data(state.clone())
                 .app_data(path_config())

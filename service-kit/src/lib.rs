@@ -7,12 +7,14 @@
 //! - [`http`]: request ids, correlation ids, request metrics, extractor error
 //!   handlers, health and metrics endpoints.
 //! - [`auth`]: bearer JWTs and per-user API keys, resolved to a [`auth::Caller`].
+//! - [`rate_limit`]: per-address and per-user token buckets, 429 problems.
 //! - [`healthcheck`]: the `healthcheck` subcommand's probe of a service's own health endpoint.
 
 pub mod auth;
 pub mod healthcheck;
 pub mod http;
 pub mod problem;
+pub mod rate_limit;
 pub mod settings;
 pub mod telemetry;
 

@@ -11,6 +11,12 @@ use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
+/// Settings that turn both rate limits off.
+pub const RATE_LIMITS_OFF: [(&str, &str); 2] = [
+    ("SB_RATE_LIMIT_USER_PER_SECOND", "0"),
+    ("SB_RATE_LIMIT_IP_PER_SECOND", "0"),
+];
+
 /// The admin URL of the test Postgres; `deploy/native/stack test` exports it.
 fn admin_url() -> String {
     std::env::var("SB_TEST_PG_ADMIN_URL")
@@ -55,7 +61,10 @@ async fn ensure_writer_role() {
 /// A running command service on its own fresh database.
 pub struct TestApp {
     pub address: String,
+    /// The owner's pool, for the tests' own look at the rows.
     pub pool: PgPool,
+    /// The pool the service itself uses (the writer role's).
+    pub service_pool: PgPool,
     pub client: reqwest::Client,
     pub database_url: String,
     database: String,
@@ -96,12 +105,13 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         .await
         .expect("connect to test database as the writer role");
     let settings = settings_with(&writer_url, extra);
-    let app = Application::build(&settings, writer_pool).expect("app builds");
+    let app = Application::build(&settings, writer_pool.clone()).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         pool,
+        service_pool: writer_pool,
         client: reqwest::Client::new(),
         database_url: url,
         database,
@@ -119,6 +129,10 @@ fn settings_with(url: &str, extra: &[(&str, &str)]) -> Settings {
         ("SB_COMMAND_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("SB_RELAY_ENABLED".to_owned(), "false".to_owned()),
     ];
+    // Every request of a test comes from 127.0.0.1, most from one user: the
+    // tests that are not about rate limits turn them off, and those that are
+    // set their own.
+    vars.extend(RATE_LIMITS_OFF.map(|(name, value)| (name.to_owned(), value.to_owned())));
     vars.extend(
         extra
             .iter()

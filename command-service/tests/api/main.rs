@@ -13,6 +13,7 @@ mod helpers;
 mod idempotency;
 mod operations;
 mod privileges;
+mod rate_limits;
 mod relay;
 mod tenancy;
 mod writes;

@@ -140,6 +140,9 @@ pub struct Stack {
     pub projector_vars: Vec<(String, String)>,
     pub projector: Option<JoinHandle<anyhow::Result<()>>>,
     pub projector_port: Option<u16>,
+    /// The event store as its owner (the projector itself reads it as a
+    /// reader, through `projector_vars`); a relay needs to write.
+    pub events_url: String,
     pub child: Option<std::process::Child>,
     databases: Vec<String>,
 }
@@ -216,6 +219,7 @@ pub async fn spawn_stack(options: Options) -> Stack {
         projector_vars,
         projector: None,
         projector_port: None,
+        events_url: events_url.clone(),
         child: None,
         databases: vec![events_db, read_db],
     };

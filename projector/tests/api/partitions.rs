@@ -22,14 +22,6 @@ async fn two_projectors_on_two_partitions_build_read_models_equal_to_the_fold() 
         projector: false,
     })
     .await;
-    let var = |name: &str| {
-        stack
-            .projector_vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
     // One projector per partition; their consumers declare their queues.
     let mut projectors = Vec::new();
     for partition in 0..PARTITIONS {
@@ -75,7 +67,7 @@ async fn two_projectors_on_two_partitions_build_read_models_equal_to_the_fold() 
     }
     let relay = relay::spawn(RelayConfig {
         name: stack.exchange.clone(),
-        event_store_url: SecretString::from(var("SB_EVENT_STORE_URL")),
+        event_store_url: SecretString::from(stack.events_url.clone()),
         rabbitmq_url: SecretString::from(rabbitmq_url()),
         exchange: stack.exchange.clone(),
         batch_size: 64,

@@ -10,6 +10,7 @@ use event_schema::MemoryStatus;
 use serde::Deserialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
+use service_kit::rate_limit::{ConcurrencyCap, Slot};
 use std::time::Duration;
 use tokio::time::Instant;
 use utoipa::IntoParams;
@@ -51,23 +52,30 @@ with_filters! {
 /// A read by id with read-your-writes: `read` until it finds the caller's
 /// document at `min_version` or later (at once without `min_version`),
 /// waiting with a short backoff up to `timeout`. Another user's id, an erased
-/// memory, or nothing when no version was asked for is 404 at once.
+/// memory, or nothing when no version was asked for is 404 at once. A read
+/// that has to wait first takes one of the caller's slots in `waits`: 429
+/// when they are all taken.
 pub(super) async fn read_your_writes<T>(
+    waits: &ConcurrencyCap,
+    owner: &str,
     timeout: Duration,
     min_version: Option<u64>,
     version: impl Fn(&T) -> u64,
     mut read: impl AsyncFnMut() -> Result<Found<T>, Problem>,
 ) -> Result<T, Problem> {
     let mut wait = Wait::new(timeout);
+    let mut slot: Option<Slot> = None;
     loop {
-        match (read().await?, min_version) {
+        let (requested, seen) = match (read().await?, min_version) {
             (Found::Gone, _) | (Found::Absent, None) => return Err(Problem::not_found()),
-            (Found::Absent, Some(min)) => wait.again(min, None).await?,
-            (Found::Mine(doc), Some(min)) if version(&doc) < min => {
-                wait.again(min, Some(version(&doc))).await?;
-            }
+            (Found::Absent, Some(min)) => (min, None),
+            (Found::Mine(doc), Some(min)) if version(&doc) < min => (min, Some(version(&doc))),
             (Found::Mine(doc), _) => return Ok(doc),
+        };
+        if slot.is_none() {
+            slot = Some(waits.try_acquire(owner)?);
         }
+        wait.again(requested, seen).await?;
     }
 }
 
@@ -161,6 +169,8 @@ pub async fn get(
     let id = path.into_inner();
     let owner = caller.user_id.as_str();
     let memory = read_your_writes(
+        &state.min_version_waits,
+        owner,
         state.consistency_timeout,
         query.min_version,
         |m: &RawMemory| m.version,

@@ -18,6 +18,7 @@ use crate::search::{Search, SearchError};
 use actix_web::http::StatusCode;
 use actix_web::web;
 use service_kit::Problem;
+use service_kit::rate_limit::ConcurrencyCap;
 use std::time::Duration;
 
 /// What the handlers share.
@@ -29,6 +30,8 @@ pub struct AppState {
     pub history: History,
     /// The longest a read with `min_version` waits for the projection.
     pub consistency_timeout: Duration,
+    /// Per user, the reads with `min_version` waiting at once.
+    pub min_version_waits: ConcurrencyCap,
 }
 
 /// Mounts the `/v1` resources.

@@ -97,6 +97,8 @@ pub async fn get(
     let id = path.into_inner();
     let owner = caller.user_id.as_str();
     let session = read_your_writes(
+        &state.min_version_waits,
+        owner,
         state.consistency_timeout,
         query.min_version,
         |s: &SessionState| s.version,

@@ -27,6 +27,14 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+/// Every request of a test comes from 127.0.0.1, most from one user: the
+/// tests that are not about rate limits turn them off on both services, and
+/// those that are set the query service's own.
+const RATE_LIMITS_OFF: [(&str, &str); 2] = [
+    ("SB_RATE_LIMIT_USER_PER_SECOND", "0"),
+    ("SB_RATE_LIMIT_IP_PER_SECOND", "0"),
+];
 /// How long any one expectation may take. Generous: the machine is shared
 /// and noisy; a passing test takes far less.
 pub const DEADLINE: Duration = Duration::from_secs(120);
@@ -198,14 +206,18 @@ pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
         .connect(&writer_url)
         .await
         .unwrap();
-    let command_settings: command_service::settings::Settings = service_kit::settings::from_vars([
-        ("SB_EVENT_STORE_URL".to_owned(), writer_url),
-        ("SB_JWT_SECRET".to_owned(), JWT_SECRET.to_owned()),
-        ("SB_COMMAND_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-        ("SB_RABBITMQ_URL".to_owned(), rabbitmq_url()),
-        ("SB_RABBITMQ_EXCHANGE".to_owned(), exchange.clone()),
-        ("SB_RELAY_POLL_INTERVAL_MS".to_owned(), "100".to_owned()),
-    ])
+    let command_settings: command_service::settings::Settings = service_kit::settings::from_vars(
+        [
+            ("SB_EVENT_STORE_URL".to_owned(), writer_url),
+            ("SB_JWT_SECRET".to_owned(), JWT_SECRET.to_owned()),
+            ("SB_COMMAND_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+            ("SB_RABBITMQ_URL".to_owned(), rabbitmq_url()),
+            ("SB_RABBITMQ_EXCHANGE".to_owned(), exchange.clone()),
+            ("SB_RELAY_POLL_INTERVAL_MS".to_owned(), "100".to_owned()),
+        ]
+        .into_iter()
+        .chain(RATE_LIMITS_OFF.map(|(k, v)| (k.to_owned(), v.to_owned()))),
+    )
     .unwrap();
     let command = CommandApp::build(&command_settings, writer_pool).unwrap();
     let command_address = format!("http://127.0.0.1:{}", command.port());
@@ -227,6 +239,7 @@ pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
+    .chain(RATE_LIMITS_OFF.map(|(k, v)| (k.to_owned(), v.to_owned())))
     .collect();
     vars.extend(
         query_vars

@@ -11,6 +11,7 @@ mod history;
 mod operations;
 mod privileges;
 mod quality;
+mod rate_limits;
 mod reads;
 mod search;
 mod tenancy;
