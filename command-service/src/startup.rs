@@ -9,15 +9,18 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
+use service_kit::api_keys::{self, ApiKeyCache};
 use service_kit::auth::{ApiKeyStore, Authenticator};
 use service_kit::http::{
     Readiness, health_routes, json_config, metrics_route, not_found, observe_requests, path_config,
     problem_fallback, query_config,
 };
+use service_kit::pg;
 use service_kit::rate_limit::{RateLimiter, rate_limit};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::net::TcpListener;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The migrations of the event-store database, embedded in the binary.
@@ -32,14 +35,18 @@ pub struct AppState {
 /// Connects lazily so the service starts (and reports not-ready) while the
 /// database is still coming up.
 pub fn connect(settings: &Settings) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(settings.event_store_max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        // A ping before every checkout costs one round trip per query (three
-        // per create); a dead connection instead fails its query, which the
-        // client sees as a 500 it may retry, and the pool replaces it.
-        .test_before_acquire(false)
-        .connect_lazy(settings.event_store_url.expose_secret())
+    let options = PgConnectOptions::from_str(settings.event_store_url.expose_secret())?;
+    // No ping before every checkout (one round trip per query, three per
+    // create): a statement that meets a dead connection is retried on a new
+    // one instead, and the first such failure discards every connection the
+    // server dropped (service_kit::pg; the store says which statements may run
+    // again).
+    Ok(pg::pool(
+        PgPoolOptions::new()
+            .max_connections(settings.event_store_max_connections)
+            .acquire_timeout(Duration::from_secs(5)),
+        options,
+    ))
 }
 
 /// A built, bound application, not yet running.
@@ -73,7 +80,10 @@ impl Application {
         let port = listener.local_addr()?.port();
         let authenticator = web::Data::new(Authenticator::new(
             &settings.jwt_secret,
-            ApiKeyStore::new(pool.clone()),
+            ApiKeyStore::cached(
+                pool.clone(),
+                ApiKeyCache::new(api_keys::DEFAULT_CAPACITY, api_keys::DEFAULT_TTL),
+            ),
         ));
         // One limiter for all the workers: a client's requests are spread
         // over them.

@@ -7,6 +7,11 @@
 //! first. The idempotency key rides in the event's metadata and is unique per
 //! owner (see the migration), so the record of a command and its effect are
 //! one row, committed or not together.
+//!
+//! A connection that dies under a command (a Postgres restart kills them all)
+//! costs the client nothing when Postgres is back (`service_kit::pg`): reads
+//! run again once on a fresh connection, and so does the append, in the one way
+//! that is safe when its outcome is unknown; see [`EventStore::append`].
 
 use crate::memory::Memory;
 use crate::session::Session;
@@ -21,7 +26,9 @@ use postgres_es::PostgresEventRepository;
 use rand::Rng;
 use service_kit::auth::UserId;
 use service_kit::http::RequestContext;
+use service_kit::pg;
 use sqlx::PgPool;
+use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -73,6 +80,9 @@ pub enum CommandError<E: std::error::Error> {
     IdempotencyKeyReused,
     #[error("too many concurrent writes to one aggregate")]
     Contention,
+    /// The database cannot be reached, or dropped the connection twice.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
     #[error("event store failure: {0}")]
     Store(String),
 }
@@ -168,7 +178,20 @@ impl EventStore {
         &self.pool
     }
 
+    /// Loads aggregate `id`, again on a fresh connection if the first one
+    /// was dead: a read may run twice.
     async fn load<A: Decides>(&self, id: Uuid) -> Result<Loaded<A>, AggregateError<A::Error>> {
+        match self.load_once::<A>(id).await {
+            Err(error) if connection_lost(&error) => {
+                tracing::warn!(%error, "database connection lost; loading again on a new one");
+                pg::before_retry(&self.pool);
+                self.load_once::<A>(id).await
+            }
+            other => other,
+        }
+    }
+
+    async fn load_once<A: Decides>(&self, id: Uuid) -> Result<Loaded<A>, AggregateError<A::Error>> {
         let envelopes = A::store(self).load_events(&id.to_string()).await?;
         let owner = envelopes
             .first()
@@ -192,8 +215,8 @@ impl EventStore {
         &self,
         caller: &UserId,
         id: Uuid,
-    ) -> Result<Option<SessionStatus>, String> {
-        let loaded = self.load::<Session>(id).await.map_err(|e| e.to_string())?;
+    ) -> Result<Option<SessionStatus>, CommandError<<Session as Aggregate>::Error>> {
+        let loaded = self.load::<Session>(id).await.map_err(store_error)?;
         if loaded.owner.as_deref() != Some(caller.as_str()) {
             return Ok(None);
         }
@@ -207,19 +230,22 @@ impl EventStore {
         caller: &UserId,
         idempotency: &Idempotency,
     ) -> Result<Option<Accepted>, CommandError<std::convert::Infallible>> {
-        let row: Option<(String, i64, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT aggregate_id, sequence, metadata ->> 'request_hash', metadata ->> 'response_status'
-               FROM events
-              WHERE metadata ? 'idempotency_key'
-                AND metadata ->> 'owner_id' = $1
-                AND metadata ->> 'idempotency_key' IN ($2, $3)",
-        )
-        .bind(caller.as_str())
-        .bind(&idempotency.key)
-        .bind(redacted_idempotency_key(&idempotency.key))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| CommandError::Store(e.to_string()))?;
+        let row: Option<(String, i64, Option<String>, Option<String>)> =
+            pg::retry_once(&self.pool, || {
+                sqlx::query_as(
+                    "SELECT aggregate_id, sequence, metadata ->> 'request_hash', metadata ->> 'response_status'
+                       FROM events
+                      WHERE metadata ? 'idempotency_key'
+                        AND metadata ->> 'owner_id' = $1
+                        AND metadata ->> 'idempotency_key' IN ($2, $3)",
+                )
+                .bind(caller.as_str())
+                .bind(&idempotency.key)
+                .bind(redacted_idempotency_key(&idempotency.key))
+                .fetch_optional(&self.pool)
+            })
+            .await
+            .map_err(|e| sqlx_error(&e))?;
         let Some((aggregate_id, sequence, hash, status)) = row else {
             return Ok(None);
         };
@@ -318,14 +344,8 @@ impl EventStore {
             debug_assert_eq!(events.len(), 1, "a command appends at most one event");
             let event_types: Vec<String> = events.iter().map(DomainEvent::event_type).collect();
             let count = events.len() as u64;
-            let context = EventStoreAggregateContext {
-                aggregate_id: id.to_string(),
-                aggregate,
-                current_sequence: loaded.version as usize,
-                current_snapshot: None,
-            };
-            match A::store(self)
-                .commit(events, context, metadata.clone())
+            match self
+                .append::<A>(id, loaded.version, events, &metadata)
                 .await
             {
                 Ok(_) => {
@@ -357,6 +377,120 @@ impl EventStore {
             }
         }
         Err(CommandError::Contention)
+    }
+
+    /// Appends `events` to aggregate `id` after `version`, in one transaction.
+    ///
+    /// When the connection dies on the way (a Postgres restart), the outcome
+    /// may be unknown: the transaction may have been lost before `COMMIT`, or
+    /// committed with the answer lost. Deciding the command again would be
+    /// wrong in the second case (a second "add tag", a second creation on a
+    /// fresh id), so the very same events are appended again, once, on a
+    /// fresh connection, at the very same sequence:
+    /// - nothing was committed: the append succeeds now, once;
+    /// - the first append committed: the sequence is taken, the append is
+    ///   refused as a conflict, and the events at that sequence are ours
+    ///   (same type, payload and metadata, request id included), so the command
+    ///   succeeded: it answers as such and nothing is written twice;
+    /// - another writer took the sequence: a plain conflict, which the caller
+    ///   handles as any other (an idempotency key is looked up, `If-Match` is
+    ///   refused, otherwise the command is decided again on the new state).
+    ///
+    /// A server that outlives its client's connection may still be committing
+    /// the first append when the second runs; the sequence's primary key makes
+    /// one of the two lose, and the rule above still holds.
+    async fn append<A: Decides>(
+        &self,
+        id: Uuid,
+        version: u64,
+        events: Vec<A::Event>,
+        metadata: &HashMap<String, String>,
+    ) -> Result<(), AggregateError<A::Error>> {
+        match A::store(self)
+            .commit(events.clone(), after::<A>(id, version), metadata.clone())
+            .await
+        {
+            Err(error) if connection_lost(&error) => {
+                tracing::warn!(%error, "database connection lost during an append; appending the same events again");
+                pg::before_retry(&self.pool);
+            }
+            other => return other.map(drop),
+        }
+        match A::store(self)
+            .commit(events.clone(), after::<A>(id, version), metadata.clone())
+            .await
+        {
+            Err(AggregateError::AggregateConflict)
+                if self
+                    .appended_already::<A>(id, version, &events, metadata)
+                    .await
+                    .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))? =>
+            {
+                tracing::info!("the first append had committed");
+                Ok(())
+            }
+            other => other.map(drop),
+        }
+    }
+
+    /// Whether the events after `version` of aggregate `id` are exactly
+    /// `events` with `metadata`, i.e. an earlier attempt of this request.
+    async fn appended_already<A: Decides>(
+        &self,
+        id: Uuid,
+        version: u64,
+        events: &[A::Event],
+        metadata: &HashMap<String, String>,
+    ) -> Result<bool, sqlx::Error> {
+        let stored: Vec<(String, serde_json::Value, serde_json::Value)> =
+            pg::retry_once(&self.pool, || {
+                sqlx::query_as(
+                    "SELECT event_type, payload::jsonb, metadata::jsonb FROM events
+                      WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
+                      ORDER BY sequence LIMIT $4",
+                )
+                .bind(A::TYPE)
+                .bind(id.to_string())
+                .bind(i64::try_from(version).unwrap_or(i64::MAX))
+                .bind(i64::try_from(events.len()).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+            })
+            .await?;
+        let ours = serde_json::to_value(metadata).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        Ok(stored.len() == events.len()
+            && stored
+                .iter()
+                .zip(events)
+                .all(|((event_type, payload, stored_metadata), event)| {
+                    *event_type == event.event_type()
+                        && *stored_metadata == ours
+                        && serde_json::to_value(event).is_ok_and(|event| *payload == event)
+                }))
+    }
+}
+
+/// The context an append after `version` of aggregate `id` needs. The store
+/// keeps no snapshots, so it reads only the id and the sequence; the
+/// aggregate itself is serialised only for a snapshot and may be a blank one.
+fn after<A: Aggregate>(id: Uuid, version: u64) -> EventStoreAggregateContext<A> {
+    EventStoreAggregateContext {
+        aggregate_id: id.to_string(),
+        aggregate: A::default(),
+        current_sequence: usize::try_from(version).unwrap_or(usize::MAX),
+        current_snapshot: None,
+    }
+}
+
+/// Whether a failure of the event store was its connection dying; postgres-es
+/// boxes the sqlx error.
+fn connection_lost<E: std::error::Error>(error: &AggregateError<E>) -> bool {
+    match error {
+        AggregateError::DatabaseConnectionError(cause) | AggregateError::UnexpectedError(cause) => {
+            cause
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(pg::connection_lost)
+        }
+        _ => false,
     }
 }
 
@@ -391,6 +525,7 @@ fn widen<E: std::error::Error>(error: CommandError<std::convert::Infallible>) ->
         }
         CommandError::IdempotencyKeyReused => CommandError::IdempotencyKeyReused,
         CommandError::Contention => CommandError::Contention,
+        CommandError::Unavailable(e) => CommandError::Unavailable(e),
         CommandError::Store(e) => CommandError::Store(e),
     }
 }
@@ -398,8 +533,31 @@ fn widen<E: std::error::Error>(error: CommandError<std::convert::Infallible>) ->
 fn store_error<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E> {
     match error {
         AggregateError::UserError(e) => CommandError::Domain(e),
+        AggregateError::DatabaseConnectionError(cause) | AggregateError::UnexpectedError(cause)
+            if cause.downcast_ref::<sqlx::Error>().is_some_and(unavailable) =>
+        {
+            CommandError::Unavailable(cause.to_string())
+        }
         other => CommandError::Store(other.to_string()),
     }
+}
+
+fn sqlx_error<E: std::error::Error>(error: &sqlx::Error) -> CommandError<E> {
+    if unavailable(error) {
+        CommandError::Unavailable(error.to_string())
+    } else {
+        CommandError::Store(error.to_string())
+    }
+}
+
+/// A failure to reach the database, as opposed to one a statement caused:
+/// a retry later may succeed, so the client is told so (503).
+fn unavailable(error: &sqlx::Error) -> bool {
+    pg::connection_lost(error)
+        || matches!(
+            error,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+        )
 }
 
 /// What erase leaves of an idempotency key in the event store (the

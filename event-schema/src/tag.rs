@@ -10,6 +10,14 @@ pub fn normalize(raw: &str) -> String {
     raw.trim().nfkc().flat_map(char::to_lowercase).collect()
 }
 
+/// Whether a normalised tag may contain `c`: letters, digits and `- _ : / .`.
+/// The write side refuses any other character, so the read side can refuse a
+/// filter that names a tag no memory can carry (a NUL, say) instead of
+/// passing it to the database.
+pub fn is_tag_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | '/' | '.')
+}
+
 #[cfg(test)]
 mod tests {
     use super::normalize;

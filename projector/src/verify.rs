@@ -1,7 +1,7 @@
 //! `verify`: recompute what every read model should hold from the event store
 //! (with the same fold the projections use) and list every difference.
 
-use crate::projection::documents::{Keys, active_generation};
+use crate::projection::documents::{Keys, LEGACY_USER_KEYS, active_generation};
 use crate::projection::search::{as_object as object, memory_from_row, session_status_text};
 use crate::projection::{fold_memory, fold_session};
 use crate::source::EventSource;
@@ -381,20 +381,14 @@ pub async fn verify_documents(
             ));
         }
     }
+    // One pass over the generation's keys, in large steps: the Redis may
+    // hold far more than this deployment's keys.
+    let generation = keys.generation_prefix(g);
+    let all = scan(redis, &format!("{generation}*")).await?;
+    out.extend(verify_owner_indexes(redis, keys, g, expected, &all).await?);
     // No document may exist without events behind it.
-    let pattern = format!("{}memory:*", keys.generation_prefix(g));
-    let found: Vec<String> = {
-        let mut iter: redis::AsyncIter<String> = redis.scan_match(&pattern).await?;
-        let mut all = Vec::new();
-        while let Some(key) = iter.next_item().await {
-            all.push(key?);
-        }
-        all
-    };
-    for key in found {
-        let Some(rest) = key.strip_prefix(&format!("{}memory:", keys.generation_prefix(g))) else {
-            continue;
-        };
+    let documents = format!("{generation}memory:");
+    for rest in all.iter().filter_map(|key| key.strip_prefix(&documents)) {
         if rest.ends_with(":erased") {
             continue;
         }
@@ -402,6 +396,117 @@ pub async fn verify_documents(
             && !expected.memories.contains_key(&id)
         {
             out.push(difference(P, "memory", id, "a document with no events"));
+        }
+    }
+    Ok(out)
+}
+
+async fn scan(redis: &mut ConnectionManager, pattern: &str) -> anyhow::Result<Vec<String>> {
+    let options = redis::ScanOptions::default()
+        .with_pattern(pattern)
+        .with_count(1000);
+    let mut iter: redis::AsyncIter<String> = redis.scan_options(options).await?;
+    let mut all = Vec::new();
+    while let Some(key) = iter.next_item().await {
+        all.push(key?);
+    }
+    Ok(all)
+}
+
+/// Every per-owner index holds only what `expected` puts there: a memory or
+/// session of another owner (or of nobody) in a user's recent list, tag set
+/// or session list is a difference, as is any key left by key layout 1.
+/// (Entries that are missing are reported per aggregate above.)
+async fn verify_owner_indexes(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    g: i64,
+    expected: &Expected,
+    generation_keys: &[String],
+) -> anyhow::Result<Vec<Difference>> {
+    const P: &str = "documents";
+    let mut out = Vec::new();
+    let generation = keys.generation_prefix(g);
+    let legacy_prefix = format!("{generation}{LEGACY_USER_KEYS}");
+    let legacy: Vec<&String> = generation_keys
+        .iter()
+        .filter(|key| key.starts_with(&legacy_prefix))
+        .collect();
+    if !legacy.is_empty() {
+        out.push(Difference {
+            projection: P,
+            aggregate: format!("generation {g}"),
+            detail: format!(
+                "{} keys of key layout 1 (e.g. {:?}); run `projector rebuild-projections --projection documents`",
+                legacy.len(),
+                legacy[0]
+            ),
+        });
+    }
+    let mut want: HashMap<String, HashSet<String>> = HashMap::new();
+    for (id, memory) in &expected.memories {
+        if memory.facts.status != MemoryStatus::Active {
+            continue;
+        }
+        let owner = &memory.owner_id;
+        want.entry(keys.recent(g, owner))
+            .or_default()
+            .insert(id.to_string());
+        for tag in &memory.facts.tags {
+            want.entry(keys.tag(g, owner, tag))
+                .or_default()
+                .insert(id.to_string());
+        }
+    }
+    for (id, session) in &expected.sessions {
+        want.entry(keys.sessions(g, &session.owner_id))
+            .or_default()
+            .insert(id.to_string());
+    }
+    let owners = format!("{generation}owner:");
+    let mut indexes: Vec<(&String, bool)> = Vec::new();
+    for key in generation_keys
+        .iter()
+        .filter(|key| key.starts_with(&owners))
+    {
+        let kind = key
+            .strip_prefix(&owners)
+            .and_then(|rest| rest.split_once(':'))
+            .map_or("", |(_, kind)| kind);
+        match kind {
+            "recent" | "sessions" => indexes.push((key, true)),
+            tag if tag.starts_with("tag:") => indexes.push((key, false)),
+            _ => out.push(Difference {
+                projection: P,
+                aggregate: format!("key {key:?}"),
+                detail: "not a key of this layout".to_owned(),
+            }),
+        }
+    }
+    let none = HashSet::new();
+    // Pipelined, a bounded batch per round trip.
+    for chunk in indexes.chunks(500) {
+        let mut pipe = redis::pipe();
+        for (key, sorted) in chunk {
+            if *sorted {
+                pipe.zrange(*key, 0, -1);
+            } else {
+                pipe.smembers(*key);
+            }
+        }
+        let members: Vec<Vec<String>> = pipe.query_async(redis).await?;
+        for ((key, _), members) in chunk.iter().zip(members) {
+            let allowed = want.get(*key).unwrap_or(&none);
+            let mut strays: Vec<&String> =
+                members.iter().filter(|m| !allowed.contains(*m)).collect();
+            if !strays.is_empty() {
+                strays.sort();
+                out.push(Difference {
+                    projection: P,
+                    aggregate: format!("key {key:?}"),
+                    detail: format!("holds {strays:?}, which do not belong there"),
+                });
+            }
         }
     }
     Ok(out)

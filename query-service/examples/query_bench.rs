@@ -9,7 +9,9 @@
 //!    as Redis documents;
 //! 2. starts the query service in-process (release, JSON logs at warn) and
 //!    measures, at that size: GET `/v1/memories/{id}` against `/health/live`
-//!    with wrk (throughput and p99; the headline is their ratio), with the
+//!    with wrk (throughput and p99; the headline is their ratio), with a JWT
+//!    and with an API key (from an event-store database of its own, so the
+//!    key is looked up and cached as in production) side by side, with the
 //!    document cache on (the default) and, on a second instance, off; search
 //!    latency over HTTP in each mode with distinct queries (so every query is
 //!    embedded), beside the embedding alone and `/health/live` from the same
@@ -17,7 +19,7 @@
 //!    `ef_search` values;
 //! 3. grows the corpus to `BENCH_LARGE`, rebuilds the indexes, and measures
 //!    search latency and recall again;
-//! 4. drops the database and the Redis keys.
+//! 4. drops the databases and the Redis keys.
 //!
 //! Environment: `BENCH_ADMIN_URL` (a Postgres with pgvector, as superuser),
 //! `BENCH_REDIS_URL`, `SB_EMBEDDING_MODEL_DIR`, `BENCH_SMALL` (10000),
@@ -34,7 +36,7 @@ use projector::projection::documents::{Keys, Missing, write_if_absent};
 use query_service::settings::Settings;
 use query_service::startup::Application;
 use serde::Deserialize;
-use service_kit::auth::{UserId, issue_jwt};
+use service_kit::auth::{ApiKeyStore, UserId, issue_jwt};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::process::Command;
 use std::sync::Arc;
@@ -523,6 +525,28 @@ async fn main() {
     let ids = seed(&pool, &corpus, &vectors, 0..small, &model).await;
     build_indexes(&pool, 2).await;
 
+    // The event store, for the API key: the key is looked up there (and then
+    // cached) as it would be in production.
+    let events_db = format!("bench_events_{}", Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {events_db}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let events_url = format!("{}/{events_db}", admin_url.rsplit_once('/').unwrap().0);
+    let events_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&events_url)
+        .await
+        .unwrap();
+    command_service::startup::MIGRATOR
+        .run(&events_pool)
+        .await
+        .unwrap();
+    let (_, api_key) = ApiKeyStore::new(events_pool.clone())
+        .create(&UserId::parse(OWNER).unwrap(), "bench")
+        .await
+        .unwrap();
+
     // Redis documents for the GET-by-id load, under a bench prefix.
     let prefix = format!("bench:{}:", Uuid::new_v4().simple());
     let keys = Keys::new(prefix.clone());
@@ -561,7 +585,7 @@ async fn main() {
             ("SB_QUERY_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("SB_READ_DATABASE_URL".to_owned(), db_url.clone()),
             // Only API keys and history read the event store; JWTs do not.
-            ("SB_EVENT_STORE_READ_URL".to_owned(), db_url.clone()),
+            ("SB_EVENT_STORE_READ_URL".to_owned(), events_url.clone()),
             ("SB_REDIS_URL".to_owned(), redis_url.clone()),
             ("SB_REDIS_KEY_PREFIX".to_owned(), prefix.clone()),
             ("SB_JWT_SECRET".to_owned(), SECRET.to_owned()),
@@ -607,15 +631,20 @@ async fn main() {
         .take(DOCUMENTS)
         .map(|id| format!("\"{id}\""))
         .collect();
-    let by_id = format!("{work}/get-by-id.lua");
-    std::fs::write(
-        &by_id,
-        format!(
-            "local ids = {{{}}}\nlocal n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format('GET', '/v1/memories/' .. ids[(n % #ids) + 1], {{['Authorization'] = 'Bearer {token}'}})\nend\n",
-            id_list.join(",")
-        ),
-    )
-    .unwrap();
+    let by_id_script = |name: &str, credential: &str| {
+        let path = format!("{work}/{name}.lua");
+        std::fs::write(
+            &path,
+            format!(
+                "local ids = {{{}}}\nlocal n = 0\nrequest = function()\n  n = n + 1\n  return wrk.format('GET', '/v1/memories/' .. ids[(n % #ids) + 1], {{['Authorization'] = 'Bearer {credential}'}})\nend\n",
+                id_list.join(",")
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let by_id = by_id_script("get-by-id", &token);
+    let by_id_with_key = by_id_script("get-by-id-api-key", &api_key);
     let live = format!("{work}/health-live.lua");
     std::fs::write(
         &live,
@@ -624,18 +653,31 @@ async fn main() {
     .unwrap();
     let client = reqwest::Client::new();
     latencies(&client, &[format!("{base}/v1/memories/{}", ids[0])], &token).await;
-    // Rounds of the three, back to back, so that each ratio compares phases
+    // The API key, once verified, is served from the key cache; the wrk
+    // phases below run long enough that the few lookups before its listener
+    // subscribed do not show.
+    latencies(
+        &client,
+        &[format!("{base}/v1/memories/{}", ids[0])],
+        &api_key,
+    )
+    .await;
+    // Rounds of the four, back to back, so that each ratio compares phases
     // that ran under the same conditions; the headline is the median.
-    let (mut cached_ratios, mut uncached_ratios) = (Vec::new(), Vec::new());
+    let (mut cached_ratios, mut key_ratios, mut uncached_ratios) =
+        (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let (live_rps, live_p99) = wrk(&wrk_bin, &base, &live, duration, connections);
         let (get_rps, get_p99) = wrk(&wrk_bin, &base, &by_id, duration, connections);
+        let (key_rps, key_p99) = wrk(&wrk_bin, &base, &by_id_with_key, duration, connections);
         let (cold_rps, cold_p99) = wrk(&wrk_bin, &uncached_base, &by_id, duration, connections);
         cached_ratios.push(get_rps / live_rps);
+        key_ratios.push(key_rps / live_rps);
         uncached_ratios.push(cold_rps / live_rps);
         println!(
-            "  round {round}: /health/live {live_rps:.0} req/s (p99 {live_p99:.2} ms); GET by id, cache on {get_rps:.0} req/s (p99 {get_p99:.2} ms), ratio {:.2}; cache off {cold_rps:.0} req/s (p99 {cold_p99:.2} ms), ratio {:.2}",
+            "  round {round}: /health/live {live_rps:.0} req/s (p99 {live_p99:.2} ms); GET by id, cache on: JWT {get_rps:.0} req/s (p99 {get_p99:.2} ms), ratio {:.2}; API key {key_rps:.0} req/s (p99 {key_p99:.2} ms), ratio {:.2}; cache off (JWT) {cold_rps:.0} req/s (p99 {cold_p99:.2} ms), ratio {:.2}",
             get_rps / live_rps,
+            key_rps / live_rps,
             cold_rps / live_rps
         );
     }
@@ -644,8 +686,9 @@ async fn main() {
         ratios[ratios.len() / 2]
     };
     println!(
-        "  GET /v1/memories/{{id}} / /health/live, median of {rounds}: document cache on (the default) {:.2}, off (every read from Redis) {:.2}",
+        "  GET /v1/memories/{{id}} / /health/live, median of {rounds}: document cache on (the default) with a JWT {:.2}, with an API key {:.2}; cache off (every read from Redis, JWT) {:.2}",
         median(&mut cached_ratios),
+        median(&mut key_ratios),
         median(&mut uncached_ratios)
     );
 
@@ -661,9 +704,12 @@ async fn main() {
 
     // Clean up.
     pool.close().await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
+    events_pool.close().await;
+    for db in [&db, &events_db] {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
+    }
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut redis)

@@ -13,6 +13,7 @@ use event_schema::{
 use projector::source::stored;
 use serde::Serialize;
 use serde_json::Value;
+use service_kit::pg::retry_once;
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -92,21 +93,23 @@ impl History {
         after: u64,
         limit: Option<u32>,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT event_id, aggregate_type, aggregate_id, sequence, global_position, event_type, \
-                    event_version, recorded_at, payload::jsonb AS payload, metadata::jsonb AS metadata \
-               FROM events \
-              WHERE aggregate_type = $1 AND aggregate_id = $2 AND metadata->>'owner_id' = $3 \
-                AND sequence > $4 \
-              ORDER BY sequence \
-              LIMIT $5",
-        )
-        .bind(aggregate.type_name())
-        .bind(id.to_string())
-        .bind(owner)
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(limit.map(i64::from))
-        .fetch_all(&self.pool)
+        let rows = retry_once(&self.pool, || {
+            sqlx::query(
+                "SELECT event_id, aggregate_type, aggregate_id, sequence, global_position, event_type, \
+                        event_version, recorded_at, payload::jsonb AS payload, metadata::jsonb AS metadata \
+                   FROM events \
+                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND metadata->>'owner_id' = $3 \
+                    AND sequence > $4 \
+                  ORDER BY sequence \
+                  LIMIT $5",
+            )
+            .bind(aggregate.type_name())
+            .bind(id.to_string())
+            .bind(owner)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(limit.map(i64::from))
+            .fetch_all(&self.pool)
+        })
         .await?;
         rows.iter().map(stored).collect()
     }
@@ -144,6 +147,34 @@ impl History {
             .events(aggregate, owner, id, 0, Some(1))
             .await?
             .is_empty())
+    }
+
+    /// Whether `owner` owns a live aggregate with this id: it was created by
+    /// them and, for a memory, not erased. The event store knows at once
+    /// what the read models may not have caught up with, so a read that
+    /// waits for its own write can be told from one that never will be
+    /// answered. Two primary-key lookups, whoever asks.
+    pub async fn owns_live(
+        &self,
+        aggregate: Aggregate,
+        owner: &str,
+        id: Uuid,
+    ) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT FROM events \
+                             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = 1 \
+                               AND metadata->>'owner_id' = $3) \
+                AND NOT EXISTS (SELECT FROM events \
+                                 WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                                   AND event_type = $4)",
+        )
+        .bind(aggregate.type_name())
+        .bind(id.to_string())
+        .bind(owner)
+        // A session is never erased; the type name never matches one.
+        .bind(MemoryEvent::MemoryErased {}.kind().event_type)
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// The memory as of `at`, or `None` when it has no such past.

@@ -11,6 +11,7 @@ use event_schema::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use service_kit::pg::retry_once;
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -204,12 +205,13 @@ impl ReadModel {
 
     /// One memory of `owner`, deleted or not.
     pub async fn memory(&self, owner: &str, id: Uuid) -> Result<Option<MemoryState>, sqlx::Error> {
-        let row: Option<MemoryRow> = sqlx::query_as(&format!(
-            "SELECT {MEMORY_COLUMNS} FROM memories WHERE id = $1 AND owner_id = $2"
-        ))
-        .bind(id)
-        .bind(owner)
-        .fetch_optional(&self.pool)
+        let sql = format!("SELECT {MEMORY_COLUMNS} FROM memories WHERE id = $1 AND owner_id = $2");
+        let row: Option<MemoryRow> = retry_once(&self.pool, || {
+            sqlx::query_as(&sql)
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&self.pool)
+        })
         .await?;
         Ok(row.map(Into::into))
     }
@@ -220,12 +222,13 @@ impl ReadModel {
         owner: &str,
         id: Uuid,
     ) -> Result<Option<SessionState>, sqlx::Error> {
-        let row: Option<SessionRow> = sqlx::query_as(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1 AND owner_id = $2"
-        ))
-        .bind(id)
-        .bind(owner)
-        .fetch_optional(&self.pool)
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1 AND owner_id = $2");
+        let row: Option<SessionRow> = retry_once(&self.pool, || {
+            sqlx::query_as(&sql)
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&self.pool)
+        })
         .await?;
         Ok(row.map(Into::into))
     }
@@ -240,22 +243,31 @@ impl ReadModel {
         after: Option<Position>,
         limit: u32,
     ) -> Result<(Vec<MemoryState>, bool), sqlx::Error> {
-        let mut query = QueryBuilder::new(format!("SELECT {MEMORY_COLUMNS} FROM memories WHERE"));
-        filters.push_where(owner, &mut query);
-        if let Some(after) = after {
+        // Built again for a retry: a built query gives its arguments away.
+        let build = || {
+            let mut query =
+                QueryBuilder::new(format!("SELECT {MEMORY_COLUMNS} FROM memories WHERE"));
+            filters.push_where(owner, &mut query);
+            if let Some(after) = after {
+                query
+                    .push(format!(" AND (created_at, id) {} (", order.after()))
+                    .push_bind(after.at)
+                    .push(", ")
+                    .push_bind(after.id)
+                    .push(")");
+            }
+            query.push(format!(
+                " ORDER BY created_at {0}, id {0} LIMIT ",
+                order.sql()
+            ));
+            query.push_bind(i64::from(limit) + 1);
             query
-                .push(format!(" AND (created_at, id) {} (", order.after()))
-                .push_bind(after.at)
-                .push(", ")
-                .push_bind(after.id)
-                .push(")");
-        }
-        query.push(format!(
-            " ORDER BY created_at {0}, id {0} LIMIT ",
-            order.sql()
-        ));
-        query.push_bind(i64::from(limit) + 1);
-        let rows: Vec<MemoryRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        };
+        let rows: Vec<MemoryRow> = retry_once(&self.pool, || {
+            let mut query = build();
+            async move { query.build_query_as().fetch_all(&self.pool).await }
+        })
+        .await?;
         Ok(page(rows, limit))
     }
 
@@ -268,30 +280,38 @@ impl ReadModel {
         after: Option<Position>,
         limit: u32,
     ) -> Result<(Vec<SessionState>, bool), sqlx::Error> {
-        let mut query = QueryBuilder::new(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE owner_id = "
-        ));
-        query.push_bind(owner.to_owned());
-        if let Some(status) = status {
-            query.push(" AND status = ").push_bind(match status {
-                SessionFilter::Open => "open",
-                SessionFilter::Ended => "ended",
-            });
-        }
-        if let Some(after) = after {
+        // Built again for a retry: a built query gives its arguments away.
+        let build = || {
+            let mut query = QueryBuilder::new(format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE owner_id = "
+            ));
+            query.push_bind(owner.to_owned());
+            if let Some(status) = status {
+                query.push(" AND status = ").push_bind(match status {
+                    SessionFilter::Open => "open",
+                    SessionFilter::Ended => "ended",
+                });
+            }
+            if let Some(after) = after {
+                query
+                    .push(format!(" AND (started_at, id) {} (", order.after()))
+                    .push_bind(after.at)
+                    .push(", ")
+                    .push_bind(after.id)
+                    .push(")");
+            }
+            query.push(format!(
+                " ORDER BY started_at {0}, id {0} LIMIT ",
+                order.sql()
+            ));
+            query.push_bind(i64::from(limit) + 1);
             query
-                .push(format!(" AND (started_at, id) {} (", order.after()))
-                .push_bind(after.at)
-                .push(", ")
-                .push_bind(after.id)
-                .push(")");
-        }
-        query.push(format!(
-            " ORDER BY started_at {0}, id {0} LIMIT ",
-            order.sql()
-        ));
-        query.push_bind(i64::from(limit) + 1);
-        let rows: Vec<SessionRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        };
+        let rows: Vec<SessionRow> = retry_once(&self.pool, || {
+            let mut query = build();
+            async move { query.build_query_as().fetch_all(&self.pool).await }
+        })
+        .await?;
         Ok(page(rows, limit))
     }
 }

@@ -12,6 +12,7 @@ use embeddings::{EmbedError, Embedder};
 use lru::LruCache;
 use pgvector::Vector;
 use serde::{Deserialize, Serialize};
+use service_kit::pg::retry_once;
 use sqlx::{PgPool, QueryBuilder};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -203,10 +204,12 @@ impl Search {
         {
             return Ok(model);
         }
-        let model: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT embedding_model FROM projection_state WHERE projection = 'search'",
-        )
-        .fetch_optional(&self.pool)
+        let model: Option<Option<String>> = retry_once(&self.pool, || {
+            sqlx::query_scalar(
+                "SELECT embedding_model FROM projection_state WHERE projection = 'search'",
+            )
+            .fetch_optional(&self.pool)
+        })
         .await?;
         let model = model.flatten();
         *self
@@ -273,17 +276,25 @@ impl Search {
             });
         }
         let vector = self.embedder.embed(&request.q).await?;
-        let mut query = QueryBuilder::new("SELECT id, (embedding <=> ");
-        query
-            .push_bind(vector.as_ref().clone())
-            .push(")::float8 AS distance FROM memories WHERE");
-        request.filters.push_where(owner, &mut query);
-        query
-            .push(" AND embedding IS NOT NULL ORDER BY embedding <=> ")
-            .push_bind(vector.as_ref().clone())
-            .push(" LIMIT ")
-            .push_bind(i64::from(n));
-        let rows: Vec<(Uuid, f64)> = query.build_query_as().fetch_all(&self.pool).await?;
+        // Built again for a retry: a built query gives its arguments away.
+        let build = || {
+            let mut query = QueryBuilder::new("SELECT id, (embedding <=> ");
+            query
+                .push_bind(vector.as_ref().clone())
+                .push(")::float8 AS distance FROM memories WHERE");
+            request.filters.push_where(owner, &mut query);
+            query
+                .push(" AND embedding IS NOT NULL ORDER BY embedding <=> ")
+                .push_bind(vector.as_ref().clone())
+                .push(" LIMIT ")
+                .push_bind(i64::from(n));
+            query
+        };
+        let rows: Vec<(Uuid, f64)> = retry_once(&self.pool, || {
+            let mut query = build();
+            async move { query.build_query_as().fetch_all(&self.pool).await }
+        })
+        .await?;
         let mut candidates: Vec<Candidate> = rows
             .into_iter()
             .map(|(id, distance)| Candidate {
@@ -338,16 +349,18 @@ impl Search {
         n: u32,
         tier: i32,
     ) -> Result<Vec<Candidate>, SearchError> {
-        let mut query = QueryBuilder::new("SELECT id, ");
-        match tier {
-            EVERY_WORD => query.push("ts_rank_cd(search, q.all_terms, 32)"),
-            SOME_WORDS => query.push("ts_rank_cd(search, q.any_terms, 32)"),
-            _ => query
-                .push("word_similarity(")
-                .push_bind(request.q.clone())
-                .push(", content)"),
-        };
-        query
+        // Built again for a retry: a built query gives its arguments away.
+        let build = || {
+            let mut query = QueryBuilder::new("SELECT id, ");
+            match tier {
+                EVERY_WORD => query.push("ts_rank_cd(search, q.all_terms, 32)"),
+                SOME_WORDS => query.push("ts_rank_cd(search, q.any_terms, 32)"),
+                _ => query
+                    .push("word_similarity(")
+                    .push_bind(request.q.clone())
+                    .push(", content)"),
+            };
+            query
             .push(
                 "::float8 AS score \
                  FROM memories, \
@@ -359,19 +372,27 @@ impl Search {
             )
             .push_bind(request.q.clone())
             .push(") AS all_terms) AS q WHERE");
-        request.filters.push_where(owner, &mut query);
-        match tier {
-            EVERY_WORD => query.push(" AND search @@ q.all_terms"),
-            SOME_WORDS => query.push(" AND search @@ q.any_terms AND NOT search @@ q.all_terms"),
-            _ => query
-                .push(" AND ")
-                .push_bind(request.q.clone())
-                .push(" <% content AND NOT search @@ q.any_terms"),
+            request.filters.push_where(owner, &mut query);
+            match tier {
+                EVERY_WORD => query.push(" AND search @@ q.all_terms"),
+                SOME_WORDS => {
+                    query.push(" AND search @@ q.any_terms AND NOT search @@ q.all_terms")
+                }
+                _ => query
+                    .push(" AND ")
+                    .push_bind(request.q.clone())
+                    .push(" <% content AND NOT search @@ q.any_terms"),
+            };
+            query
+                .push(" ORDER BY score DESC, id LIMIT ")
+                .push_bind(i64::from(n));
+            query
         };
-        query
-            .push(" ORDER BY score DESC, id LIMIT ")
-            .push_bind(i64::from(n));
-        let rows: Vec<(Uuid, f64)> = query.build_query_as().fetch_all(&self.pool).await?;
+        let rows: Vec<(Uuid, f64)> = retry_once(&self.pool, || {
+            let mut query = build();
+            async move { query.build_query_as().fetch_all(&self.pool).await }
+        })
+        .await?;
         Ok(rows
             .into_iter()
             .map(|(id, score)| Candidate { id, score, tier })
@@ -392,17 +413,19 @@ impl Search {
             "StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=35, MinWords=15, \
              MaxFragments=2, FragmentDelimiter=\" … \""
         );
-        let rows: Vec<(Uuid, Option<String>, String)> = sqlx::query_as(
-            "SELECT id, title, ts_headline('english', translate(content, $4, ''), \
-                                           websearch_to_tsquery('english', $3), $5) \
-               FROM memories WHERE id = ANY($1) AND owner_id = $2 AND NOT deleted",
-        )
-        .bind(ids)
-        .bind(owner)
-        .bind(q)
-        .bind(format!("{MARK_START}{MARK_END}"))
-        .bind(options)
-        .fetch_all(&self.pool)
+        let rows: Vec<(Uuid, Option<String>, String)> = retry_once(&self.pool, || {
+            sqlx::query_as(
+                "SELECT id, title, ts_headline('english', translate(content, $4, ''), \
+                                               websearch_to_tsquery('english', $3), $5) \
+                   FROM memories WHERE id = ANY($1) AND owner_id = $2 AND NOT deleted",
+            )
+            .bind(ids)
+            .bind(owner)
+            .bind(q)
+            .bind(format!("{MARK_START}{MARK_END}"))
+            .bind(&options)
+            .fetch_all(&self.pool)
+        })
         .await?;
         Ok(rows
             .into_iter()

@@ -14,11 +14,13 @@ use embeddings::Embedder;
 use projector::projection::documents::Keys;
 use projector::startup::RedisCheck;
 use secrecy::{ExposeSecret, SecretString};
+use service_kit::api_keys::{self, ApiKeyCache};
 use service_kit::auth::{ApiKeyStore, Authenticator};
 use service_kit::http::{
     Readiness, health_routes, metrics_route, not_found, observe_requests, path_config,
     problem_fallback, query_config,
 };
+use service_kit::pg;
 use service_kit::rate_limit::{ConcurrencyCap, RateLimiter, rate_limit};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -42,10 +44,14 @@ pub fn read_pool(settings: &Settings) -> anyhow::Result<PgPool> {
             // jit_above_cost on a large corpus) takes longer than running it.
             ("jit", "off".to_owned()),
         ]);
-    Ok(PgPoolOptions::new()
-        .max_connections(settings.query_max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options))
+    // No ping on checkout: every read retries once on a lost connection
+    // (service_kit::pg).
+    Ok(pg::pool(
+        PgPoolOptions::new()
+            .max_connections(settings.query_max_connections)
+            .acquire_timeout(Duration::from_secs(5)),
+        options,
+    ))
 }
 
 /// The event store, for history and API keys, in read-only transactions.
@@ -53,10 +59,12 @@ pub fn event_store_pool(url: &SecretString, max_connections: u32) -> anyhow::Res
     let options = PgConnectOptions::from_str(url.expose_secret())
         .context("invalid SB_EVENT_STORE_READ_URL")?
         .options([("default_transaction_read_only", "on")]);
-    Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options))
+    Ok(pg::pool(
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5)),
+        options,
+    ))
 }
 
 /// A built, bound application, not yet running.
@@ -88,7 +96,10 @@ impl Application {
         let port = listener.local_addr()?.port();
         let authenticator = web::Data::new(Authenticator::new(
             &settings.jwt_secret,
-            ApiKeyStore::new(events.clone()),
+            ApiKeyStore::cached(
+                events.clone(),
+                ApiKeyCache::new(api_keys::DEFAULT_CAPACITY, api_keys::DEFAULT_TTL),
+            ),
         ));
         // One limiter for all the workers: a client's requests are spread
         // over them.

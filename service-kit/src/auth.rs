@@ -5,9 +5,13 @@
 //! API keys look like `sbk_<id>_<secret>`. Only a SHA-256 of the secret is
 //! stored: the secret is 256 random bits, so a fast hash is enough (a password
 //! hash exists to slow down guessing low-entropy input, which this is not).
+//! The services remember verified keys and forget them on revocation (see
+//! [`crate::api_keys`]), so a key costs a database lookup only the first time.
 
+use crate::api_keys::{ApiKeyCache, Cached, spawn_revocation_listener};
+use crate::pg;
 use crate::problem::Problem;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
 use chrono::{DateTime, Utc};
 use futures::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -105,7 +109,7 @@ pub struct Authenticator {
     /// same token (the key is the whole token, signature included) costs a
     /// lookup and an expiry check. Nothing else can change the answer before
     /// the token expires: a JWT cannot be revoked. API keys are not kept
-    /// here, since they can be.
+    /// here, since they can be: their cache is [`ApiKeyStore`]'s.
     verified: Arc<Mutex<LruCache<String, (UserId, i64)>>>,
 }
 
@@ -232,6 +236,11 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // The per-user rate limit verified this request's credential already
+        // (rate_limit.rs) and left the caller here: verify once, not twice.
+        if let Some(caller) = req.extensions().get::<Caller>().cloned() {
+            return Box::pin(async move { Ok(caller) });
+        }
         let authenticator = req.app_data::<web::Data<Authenticator>>().cloned();
         let token = bearer_token(req);
         Box::pin(async move {
@@ -271,6 +280,7 @@ pub struct ApiKeyInfo {
 #[derive(Debug, Clone)]
 pub struct ApiKeyStore {
     pool: PgPool,
+    cache: Option<Arc<ApiKeyCache>>,
 }
 
 fn secret_hash(secret: &str) -> String {
@@ -278,8 +288,27 @@ fn secret_hash(secret: &str) -> String {
 }
 
 impl ApiKeyStore {
+    /// Looks every key up: for the command line and for tests.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, cache: None }
+    }
+
+    /// Remembers verified keys in `cache`, and starts the task that evicts
+    /// them when they are revoked (see [`crate::api_keys`]). Needs a Tokio
+    /// runtime.
+    pub fn cached(pool: PgPool, cache: ApiKeyCache) -> Self {
+        let cache = Arc::new(cache);
+        // Detached: it ends by itself once the cache is dropped.
+        drop(spawn_revocation_listener(&pool, &cache));
+        Self {
+            pool,
+            cache: Some(cache),
+        }
+    }
+
+    /// The cache of verified keys, when there is one.
+    pub fn cache(&self) -> Option<&ApiKeyCache> {
+        self.cache.as_deref()
     }
 
     /// Creates a key and returns it with its one-time plaintext.
@@ -324,7 +353,9 @@ impl ApiKeyStore {
         .await
     }
 
-    /// Revokes a key; returns false when no unrevoked key has that id.
+    /// Revokes a key; returns false when no unrevoked key has that id. The
+    /// table's trigger notifies every instance in the same transaction, so
+    /// their caches forget the key as the revocation commits.
     pub async fn revoke(&self, id: &str) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
@@ -343,21 +374,37 @@ impl ApiKeyStore {
         if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(AuthError::Invalid);
         }
+        let presented = secret_hash(secret);
+        let ticket = match self.cache.as_deref().map(|c| c.lookup(id, &presented)) {
+            Some(Cached::Valid(user_id)) => return Ok(user_id),
+            // The key's secret never changes: another digest is another key.
+            Some(Cached::WrongSecret) => return Err(AuthError::Invalid),
+            Some(Cached::Unknown(ticket)) => Some(ticket),
+            None => None,
+        };
         let row: Option<(String, String, Option<DateTime<Utc>>)> =
-            sqlx::query_as("SELECT user_id, secret_sha256, revoked_at FROM api_keys WHERE id = $1")
+            pg::retry_once(&self.pool, || {
+                sqlx::query_as(
+                    "SELECT user_id, secret_sha256, revoked_at FROM api_keys WHERE id = $1",
+                )
                 .bind(id)
                 .fetch_optional(&self.pool)
-                .await?;
+            })
+            .await?;
         let (user_id, stored_hash, revoked_at) = row.ok_or(AuthError::Invalid)?;
         // Compare digests, not secrets: equal-length hex strings leak nothing
         // useful through timing, since the attacker cannot steer the digest.
-        if secret_hash(secret) != stored_hash {
+        if presented != stored_hash {
             return Err(AuthError::Invalid);
         }
         if revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }
-        UserId::parse(user_id).map_err(|_| AuthError::Invalid)
+        let user_id = UserId::parse(user_id).map_err(|_| AuthError::Invalid)?;
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            cache.remember(ticket, id, presented, user_id.clone());
+        }
+        Ok(user_id)
     }
 }
 

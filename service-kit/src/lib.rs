@@ -7,12 +7,18 @@
 //! - [`http`]: request ids, correlation ids, request metrics, extractor error
 //!   handlers, health and metrics endpoints.
 //! - [`auth`]: bearer JWTs and per-user API keys, resolved to a [`auth::Caller`].
+//! - [`api_keys`]: the cache of verified API keys and the listener that evicts
+//!   revoked ones on every instance.
+//! - [`pg`]: Postgres pools that come through a server restart, and the
+//!   classification of a lost connection.
 //! - [`rate_limit`]: per-address and per-user token buckets, 429 problems.
 //! - [`healthcheck`]: the `healthcheck` subcommand's probe of a service's own health endpoint.
 
+pub mod api_keys;
 pub mod auth;
 pub mod healthcheck;
 pub mod http;
+pub mod pg;
 pub mod problem;
 pub mod rate_limit;
 pub mod settings;

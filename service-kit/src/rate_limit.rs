@@ -293,9 +293,8 @@ impl RateLimiter {
         buckets
             .check(&caller.user_id)
             .map_err(|wait| too_many_requests("user", "too many requests for this user", wait))?;
-        // The handler's `Caller` extractor verifies the credential again
-        // (for an API key, a second lookup); the caller verified here is
-        // left in the request so that it can be taken instead.
+        // The handler's `Caller` extractor takes the caller verified here
+        // instead of verifying the credential a second time.
         req.extensions_mut().insert(caller);
         Ok(())
     }

@@ -29,6 +29,13 @@ impl Metadata {
                 ),
             ));
         }
+        if has_nul(&object) {
+            return Err(Invalid::new(
+                field,
+                "metadata_invalid_value",
+                "metadata strings may not contain U+0000 (NUL), which the store cannot hold",
+            ));
+        }
         // Serialising a Value cannot fail.
         let size = serde_json::to_vec(&object)
             .map(|v| v.len())
@@ -56,6 +63,17 @@ fn depth(value: &Value) -> usize {
         Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
         Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
         _ => 0,
+    }
+}
+
+/// Whether any string value holds U+0000: valid JSON, but Postgres' `jsonb`
+/// refuses it, so it would fail the append (keys are checked by [`bad_key`]).
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Object(map) => map.values().any(has_nul),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 
@@ -107,5 +125,21 @@ mod tests {
                 .code,
             "metadata_invalid_key"
         );
+        for nul in [json!({ "a\u{0}": 1 }), json!({ "k": {"deeper\u{0}": 1} })] {
+            assert_eq!(
+                Metadata::parse("metadata", object(nul)).unwrap_err().code,
+                "metadata_invalid_key"
+            );
+        }
+        for nul in [
+            json!({ "k": "a\u{0}b" }),
+            json!({ "k": [1, {"j": ["\u{0}"]}] }),
+        ] {
+            assert_eq!(
+                Metadata::parse("metadata", object(nul)).unwrap_err().code,
+                "metadata_invalid_value"
+            );
+        }
+        assert!(Metadata::parse("metadata", object(json!({ "k": "tab\tand\nnewline" }))).is_ok());
     }
 }

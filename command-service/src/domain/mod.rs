@@ -5,8 +5,8 @@
 //! | --- | --- |
 //! | content | 1 to 65,536 bytes of UTF-8 after NFC, not blank, no control characters but tab and newlines |
 //! | title | 1 to 200 characters after trimming and NFC, no control characters |
-//! | tags | at most 32 per memory; each 1 to 64 characters after NFKC and lowercasing, letters, digits and `- _ : / .` |
-//! | metadata | a JSON object, at most 16 KiB serialised, nesting depth at most 8, keys 1 to 128 characters |
+//! | tags | at most 32 per memory, and at most 32 in one request counted before duplicates collapse; each 1 to 64 characters after NFKC and lowercasing, letters, digits and `- _ : / .` |
+//! | metadata | a JSON object, at most 16 KiB serialised, nesting depth at most 8, keys 1 to 128 characters without control characters, no U+0000 in any string |
 //! | session title | as title |
 
 mod content;

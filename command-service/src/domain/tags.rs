@@ -1,4 +1,5 @@
 use super::Invalid;
+use std::collections::HashSet;
 
 /// One tag: compatibility-normalised and lowercased, so `Café`, `CAFÉ` and
 /// `cafe\u{301}` are one tag, built from letters, digits and `- _ : / .`.
@@ -20,10 +21,7 @@ impl Tag {
                 format!("a tag is limited to {} characters", Self::MAX_CHARS),
             ));
         }
-        if !text
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ':' | '/' | '.'))
-        {
+        if !text.chars().all(event_schema::tag::is_tag_char) {
             return Err(Invalid::new(
                 field,
                 "tag_invalid_character",
@@ -51,21 +49,30 @@ impl TagSet {
     pub const MAX_TAGS: usize = 32;
 
     pub fn parse(field: &str, raw: &[String]) -> Result<Self, Vec<Invalid>> {
+        // Counted before anything else, duplicates included: a body of tens
+        // of thousands of tags is refused without normalising any of them.
+        if raw.len() > Self::MAX_TAGS {
+            return Err(vec![Invalid::new(
+                field,
+                "too_many_tags",
+                format!(
+                    "a request names at most {} tags, duplicates included",
+                    Self::MAX_TAGS
+                ),
+            )]);
+        }
         let mut tags: Vec<Tag> = Vec::with_capacity(raw.len());
+        let mut seen: HashSet<String> = HashSet::with_capacity(raw.len());
         let mut errors = Vec::new();
         for (i, value) in raw.iter().enumerate() {
             match Tag::parse(&format!("{field}[{i}]"), value) {
-                Ok(tag) if !tags.contains(&tag) => tags.push(tag),
-                Ok(_) => {}
+                Ok(tag) => {
+                    if seen.insert(tag.as_str().to_owned()) {
+                        tags.push(tag);
+                    }
+                }
                 Err(e) => errors.push(e),
             }
-        }
-        if tags.len() > Self::MAX_TAGS {
-            errors.push(Invalid::new(
-                field,
-                "too_many_tags",
-                format!("a memory carries at most {} tags", Self::MAX_TAGS),
-            ));
         }
         if errors.is_empty() {
             Ok(Self(tags))
@@ -120,6 +127,30 @@ mod tests {
             "too_many_tags"
         );
         assert!(TagSet::parse("tags", &raw[..32]).is_ok());
+    }
+
+    #[test]
+    fn the_cap_counts_duplicates_and_comes_before_any_tag_is_checked() {
+        let repeated = vec!["same".to_owned(); 33];
+        let errors = TagSet::parse("tags", &repeated).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].code, "too_many_tags");
+        // 80,000 invalid tags: one error, not 80,000.
+        let invalid = vec!["not a tag".to_owned(); 80_000];
+        let errors = TagSet::parse("tags", &invalid).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].code, "too_many_tags");
+        let duplicates = vec!["same".to_owned(); 32];
+        assert_eq!(
+            TagSet::parse("tags", &duplicates).unwrap().into_strings(),
+            vec!["same"]
+        );
+    }
+
+    #[test]
+    fn a_nul_in_a_tag_is_an_invalid_character() {
+        let errors = TagSet::parse("tags", &["a\0b".to_owned()]).unwrap_err();
+        assert_eq!(errors[0].code, "tag_invalid_character");
     }
 
     proptest! {

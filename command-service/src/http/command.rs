@@ -186,6 +186,7 @@ pub fn record_outcome<E: std::error::Error>(
         Err(CommandError::VersionMismatch { .. }) => "version_mismatch",
         Err(CommandError::IdempotencyKeyReused) => "idempotency_key_reused",
         Err(CommandError::Contention) => "contention",
+        Err(CommandError::Unavailable(_)) => "unavailable",
         Err(CommandError::Store(_)) => "error",
     };
     metrics::counter!("commands_total", "aggregate" => aggregate, "command" => command, "outcome" => outcome)

@@ -106,6 +106,10 @@ fn command_problem<E: std::error::Error>(error: CommandError<E>) -> Problem {
         )
         .with_detail("the aggregate is being changed by many requests at once; retry shortly")
         .with_retry_after(1),
+        CommandError::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "event store unavailable");
+            Problem::unavailable("the event store is unavailable").with_retry_after(1)
+        }
         CommandError::Store(cause) => {
             tracing::error!(error = %cause, "event store failure");
             Problem::internal()

@@ -1,7 +1,7 @@
 //! `/v1/memories`: capture a memory and every change to it.
 
 use super::command::{CommandHeaders, CommandRequest, record_outcome, respond};
-use super::error::{invalid, memory_problem};
+use super::error::{invalid, memory_problem, session_problem};
 use crate::domain::{Content, Invalid, Metadata, TagSet, Title};
 use crate::memory::{Memory, MemoryCommand, TargetSession};
 use crate::startup::AppState;
@@ -107,10 +107,7 @@ async fn target_session(
         .events
         .session_status(&caller.user_id, id)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "session lookup failed");
-            Problem::internal()
-        })?;
+        .map_err(session_problem)?;
     Ok(TargetSession { id, status })
 }
 

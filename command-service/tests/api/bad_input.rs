@@ -15,7 +15,8 @@ struct Case {
     name: &'static str,
     method: Method,
     path: String,
-    headers: Vec<(&'static str, String)>,
+    /// Raw bytes: a header value need not be ASCII on the wire.
+    headers: Vec<(&'static str, Vec<u8>)>,
     body: Body,
     status: u16,
     code: &'static str,
@@ -321,7 +322,7 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
             "method_not_allowed",
         ),
         Case {
-            headers: vec![("if-match", "version-three".to_owned())],
+            headers: vec![("if-match", b"version-three".to_vec())],
             ..case(
                 "If-Match not a version",
                 Method::PATCH,
@@ -332,7 +333,7 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
             )
         },
         Case {
-            headers: vec![("idempotency-key", "k".repeat(256))],
+            headers: vec![("idempotency-key", "k".repeat(256).into_bytes())],
             ..case(
                 "Idempotency-Key too long",
                 Method::POST,
@@ -343,7 +344,7 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
             )
         },
         Case {
-            headers: vec![("idempotency-key", "has space".to_owned())],
+            headers: vec![("idempotency-key", b"has space".to_vec())],
             ..case(
                 "Idempotency-Key with a space",
                 Method::POST,
@@ -353,6 +354,176 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
                 "invalid_idempotency_key",
             )
         },
+        // U+0000 is valid JSON but no Postgres text or jsonb can hold it:
+        // refused wherever it hides, before the store sees it.
+        invalid(
+            "content with a NUL",
+            m,
+            json!({"content": "a\u{0}b"}),
+            "content_control_character",
+        ),
+        invalid(
+            "title with a NUL",
+            m,
+            json!({"content": "x", "title": "a\u{0}b"}),
+            "title_control_character",
+        ),
+        invalid(
+            "tag with a NUL",
+            m,
+            json!({"content": "x", "tags": ["a\u{0}b"]}),
+            "tag_invalid_character",
+        ),
+        invalid(
+            "metadata key with a NUL",
+            m,
+            json!({"content": "x", "metadata": {"a\u{0}b": 1}}),
+            "metadata_invalid_key",
+        ),
+        invalid(
+            "nested metadata key with a NUL",
+            m,
+            json!({"content": "x", "metadata": {"k": [{"a\u{0}": 1}]}}),
+            "metadata_invalid_key",
+        ),
+        invalid(
+            "metadata value with a NUL",
+            m,
+            json!({"content": "x", "metadata": {"k": "a\u{0}b"}}),
+            "metadata_invalid_value",
+        ),
+        invalid(
+            "nested metadata value with a NUL",
+            m,
+            json!({"content": "x", "metadata": {"k": {"j": [1, "\u{0}"]}}}),
+            "metadata_invalid_value",
+        ),
+        Case {
+            field_code: Some("content_control_character"),
+            ..case(
+                "revised content with a NUL",
+                Method::PATCH,
+                &memory,
+                Body::Json(json!({"content": "a\u{0}b"})),
+                422,
+                "validation_failed",
+            )
+        },
+        Case {
+            field_code: Some("title_control_character"),
+            ..case(
+                "revised title with a NUL",
+                Method::PATCH,
+                &memory,
+                Body::Json(json!({"title": "a\u{0}b"})),
+                422,
+                "validation_failed",
+            )
+        },
+        invalid(
+            "added tag with a NUL",
+            &format!("{memory}/tags"),
+            json!({"tags": ["\u{0}"]}),
+            "tag_invalid_character",
+        ),
+        invalid(
+            "removed tag with a NUL",
+            &format!("{memory}/tags/remove"),
+            json!({"tags": ["a\u{0}"]}),
+            "tag_invalid_character",
+        ),
+        Case {
+            field_code: Some("metadata_invalid_value"),
+            ..case(
+                "replaced metadata with a NUL",
+                Method::PUT,
+                &format!("{memory}/metadata"),
+                Body::Json(json!({"metadata": {"k": "\u{0}"}})),
+                422,
+                "validation_failed",
+            )
+        },
+        invalid(
+            "session title with a NUL",
+            s,
+            json!({"title": "a\u{0}b"}),
+            "title_control_character",
+        ),
+        invalid(
+            "session metadata with a NUL",
+            s,
+            json!({"title": "x", "metadata": {"k": "\u{0}"}}),
+            "metadata_invalid_value",
+        ),
+        Case {
+            field_code: Some("title_control_character"),
+            ..case(
+                "session renamed with a NUL",
+                Method::PATCH,
+                &format!("{s}/{session}"),
+                Body::Json(json!({"title": "a\u{0}b"})),
+                422,
+                "validation_failed",
+            )
+        },
+        // A lone surrogate is not text at all: JSON that does not decode.
+        case(
+            "content with a lone surrogate",
+            Method::POST,
+            m,
+            Body::Raw("application/json", br#"{"content":"a\ud800b"}"#.to_vec()),
+            400,
+            "malformed_json",
+        ),
+        case(
+            "metadata with a lone surrogate",
+            Method::POST,
+            m,
+            Body::Raw(
+                "application/json",
+                br#"{"content":"x","metadata":{"k":"\udc00"}}"#.to_vec(),
+            ),
+            400,
+            "malformed_json",
+        ),
+        // Header values that are not ASCII (obs-text on the wire).
+        Case {
+            headers: vec![("idempotency-key", b"key-\xe9\xff".to_vec())],
+            ..case(
+                "Idempotency-Key with bytes beyond ASCII",
+                Method::POST,
+                m,
+                Body::Json(json!({"content": "y"})),
+                400,
+                "invalid_idempotency_key",
+            )
+        },
+        Case {
+            headers: vec![("if-match", b"\"3\xe9\"".to_vec())],
+            ..case(
+                "If-Match with bytes beyond ASCII",
+                Method::PATCH,
+                &memory,
+                Body::Json(json!({"content": "y"})),
+                400,
+                "invalid_if_match",
+            )
+        },
+        case(
+            "memory id with a NUL",
+            Method::PATCH,
+            "/v1/memories/a%00b",
+            Body::Json(json!({"content": "x"})),
+            404,
+            "invalid_id",
+        ),
+        // The cap counts what was sent, duplicates included.
+        invalid(
+            "33 copies of one tag",
+            m,
+            json!({"content": "x", "tags": vec!["same"; 33]}),
+            "too_many_tags",
+        ),
     ];
     assert!(cases.len() >= 25);
 
@@ -362,7 +533,10 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
             .request(case.method.clone(), format!("{}{}", app.address, case.path))
             .bearer_auth(token_for("alice"));
         for (name, value) in &case.headers {
-            request = request.header(*name, value);
+            request = request.header(
+                *name,
+                reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+            );
         }
         request = match case.body {
             Body::None => request,
@@ -409,4 +583,112 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
         before,
         "no malformed request wrote an event"
     );
+}
+
+/// 80,000 tags of 7 spellings in a 400 KiB body, 50,000 different ones
+/// (which used to be deduplicated pairwise before the count), or 50,000
+/// NULs: refused by their count alone, with one error rather than one per
+/// tag, and nothing written.
+#[tokio::test]
+async fn a_huge_tag_list_is_refused_by_its_count_before_any_tag_is_looked_at() {
+    let app = spawn_app().await;
+    let id = app.memory("alice", "milk").await;
+    let before = app.event_count().await;
+    let huge: Vec<String> = (0..80_000).map(|i| format!("t{}", i % 7)).collect();
+    // All different: the pairwise deduplication's worst case.
+    let distinct: Vec<String> = (0..50_000).map(|i| format!("t{i}")).collect();
+    // Each `"\u0000",` is 9 bytes: 50,000 of them fill 440 KiB.
+    let invalid: Vec<&str> = vec!["\u{0}"; 50_000];
+    for (path, body) in [
+        (
+            "/v1/memories".to_owned(),
+            json!({"content": "x", "tags": distinct}),
+        ),
+        (
+            "/v1/memories".to_owned(),
+            json!({"content": "x", "tags": huge}),
+        ),
+        (
+            "/v1/memories".to_owned(),
+            json!({"content": "x", "tags": invalid}),
+        ),
+        (format!("/v1/memories/{id}/tags"), json!({"tags": huge})),
+        (
+            format!("/v1/memories/{id}/tags/remove"),
+            json!({"tags": huge}),
+        ),
+    ] {
+        let answer = app.post_json(&path, "alice", &body).await;
+        answer.assert_problem(422, "validation_failed");
+        let errors = answer.body["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{path}: {errors:?}");
+        assert_eq!(errors[0]["code"], "too_many_tags", "{path}");
+        assert_eq!(errors[0]["field"], "tags", "{path}");
+    }
+    assert_eq!(app.event_count().await, before, "nothing was written");
+}
+
+/// NUL cannot travel in an HTTP/1.1 header at all: the request is refused
+/// as malformed before any handler runs, and nothing is written. A request
+/// id that is not plain is replaced, never stored.
+#[tokio::test]
+async fn a_nul_in_a_header_never_reaches_the_store_and_an_odd_request_id_is_replaced() {
+    use std::io::{Read, Write};
+    let app = spawn_app().await;
+    let before = app.event_count().await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    for header in [
+        "Idempotency-Key",
+        "If-Match",
+        "X-Request-Id",
+        "X-Correlation-Id",
+    ] {
+        let body = br#"{"content":"x"}"#;
+        let mut request = format!(
+            "POST /v1/memories HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+            token_for("alice"),
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(header.as_bytes());
+        request.extend_from_slice(b": a\0b\r\n\r\n");
+        request.extend_from_slice(body);
+        // Plain blocking I/O off the runtime: a client library would refuse
+        // to send such a header.
+        let target = address.clone();
+        let response = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(target).unwrap();
+            stream.write_all(&request).unwrap();
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).unwrap();
+            response
+        })
+        .await
+        .unwrap();
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 400"), "{header}: {response}");
+    }
+    assert_eq!(app.event_count().await, before, "nothing was written");
+
+    let answer = app
+        .send(
+            app.request(Method::POST, "/v1/memories", "alice")
+                .header(
+                    "x-request-id",
+                    reqwest::header::HeaderValue::from_bytes(b"id-\xe9").unwrap(),
+                )
+                .json(&json!({"content": "kept"})),
+        )
+        .await;
+    assert_eq!(answer.status.as_u16(), 201, "{:?}", answer.body);
+    let fresh = answer.header("x-request-id").unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&fresh).is_ok(), "{fresh}");
+    let stored: String =
+        sqlx::query_scalar("SELECT metadata->>'request_id' FROM events WHERE aggregate_id = $1")
+            .bind(answer.id().to_string())
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, fresh);
 }

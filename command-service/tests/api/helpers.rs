@@ -99,12 +99,9 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     // `pool` stays the owner's, for the tests' own look at the rows.
     ensure_writer_role().await;
     let writer_url = database_url_as(&database, WRITER_ROLE);
-    let writer_pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect(&writer_url)
-        .await
-        .expect("connect to test database as the writer role");
     let settings = settings_with(&writer_url, extra);
+    // The service's own pool, built as in production (no ping per checkout).
+    let writer_pool = command_service::startup::connect(&settings).expect("a lazy pool");
     let app = Application::build(&settings, writer_pool.clone()).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -8,6 +8,7 @@
 mod auth;
 mod bad_input;
 mod concurrency;
+mod connections;
 mod erase;
 mod helpers;
 mod idempotency;

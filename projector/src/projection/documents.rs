@@ -3,7 +3,8 @@
 //! (sorted sets), per-user tag sets, and a user's sessions.
 //!
 //! Keys, under the configured prefix `P` and the active generation `G` (the
-//! value of `P documents:generation`):
+//! value of `P documents:generation`); `<owner>` and `<tag>` are
+//! percent-encoded ([`encode`]):
 //!
 //! | key | value |
 //! | --- | --- |
@@ -11,16 +12,26 @@
 //! | `P gG:memory:<id>:erased` | the version an erased memory ended at |
 //! | `P gG:session:<id>` | the session document (JSON of `SessionState`) |
 //! | `P gG:session:<id>:timeline` | zset of its active memories, by occurred-at or created-at (ms) |
-//! | `P gG:user:<owner>:recent` | zset of the owner's active memories, by updated-at (ms) |
-//! | `P gG:user:<owner>:tag:<tag>` | set of the owner's active memories with that tag |
-//! | `P gG:user:<owner>:sessions` | zset of the owner's sessions, by started-at (ms) |
+//! | `P gG:owner:<owner>:recent` | zset of the owner's active memories, by updated-at (ms) |
+//! | `P gG:owner:<owner>:tag:<tag>` | set of the owner's active memories with that tag |
+//! | `P gG:owner:<owner>:sessions` | zset of the owner's sessions, by started-at (ms) |
+//!
+//! User ids and tags may contain `:` (a user `x:tag:y` and a user `x` with
+//! the tag `y`), so they are encoded: an encoded value has no `:`, and one
+//! user's keys are exactly those under `P gG:owner:<owner>:`. This is key
+//! layout 2; layout 1 put the raw values under `P gG:user:`, where two
+//! users' keys could be the same key. A generation of layout 1 is moved to
+//! layout 2 by `projector rebuild-projections --projection documents`, and
+//! `projector verify` reports any `user:` key left ([`LEGACY_USER_KEYS`]).
 //!
 //! Every write is one Lua script: compare the stored version, write the
-//! document and move its index entries, atomically.
+//! document and move its index entries, atomically. The script encodes the
+//! owner and tags as [`encode`] does.
 
 use super::{Applied, Projection, ProjectionError, fold_memory, fold_session, pending, poison};
 use crate::source::EventSource;
 use event_schema::{MemoryState, MemoryStatus, SessionState, StoredEvent};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use std::sync::LazyLock;
@@ -33,6 +44,26 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("doc
 /// How often a write that lost a compare-and-set is reloaded and retried
 /// before the batch fails (and is retried as a whole).
 const MAX_CAS_ATTEMPTS: usize = 8;
+
+/// The segment under which key layout 1 kept a user's indexes, with the raw
+/// user id and tag: any key under `P gG:user:` is a leftover of that layout.
+pub const LEGACY_USER_KEYS: &str = "user:";
+
+/// What stays as it is in an encoded key segment: ASCII letters, digits and
+/// `- _ . ~` (RFC 3986's unreserved set). Everything else, `:` and `%`
+/// included, becomes `%XX` per UTF-8 byte, so encoded segments never hold
+/// the separator and two different values never encode alike.
+const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A user id or tag as it appears in a key; the Lua script's `enc` does the
+/// same byte for byte.
+pub fn encode(value: &str) -> String {
+    utf8_percent_encode(value, KEY_SEGMENT).to_string()
+}
 
 /// Key layout under one prefix.
 #[derive(Debug, Clone)]
@@ -75,16 +106,21 @@ impl Keys {
         format!("{}g{g}:session:{session}:timeline", self.prefix)
     }
 
+    /// Every key of one owner's indexes starts with this.
+    pub fn owner_prefix(&self, g: i64, owner: &str) -> String {
+        format!("{}g{g}:owner:{}:", self.prefix, encode(owner))
+    }
+
     pub fn recent(&self, g: i64, owner: &str) -> String {
-        format!("{}g{g}:user:{owner}:recent", self.prefix)
+        format!("{}recent", self.owner_prefix(g, owner))
     }
 
     pub fn tag(&self, g: i64, owner: &str, tag: &str) -> String {
-        format!("{}g{g}:user:{owner}:tag:{tag}", self.prefix)
+        format!("{}tag:{}", self.owner_prefix(g, owner), encode(tag))
     }
 
     pub fn sessions(&self, g: i64, owner: &str) -> String {
-        format!("{}g{g}:user:{owner}:sessions", self.prefix)
+        format!("{}sessions", self.owner_prefix(g, owner))
     }
 }
 
@@ -372,5 +408,46 @@ impl Projection for DocumentProjection {
             self.apply_one(event, None, &mut applied).await?;
         }
         Ok(applied)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_segments_hold_no_separator_and_keep_plain_ids_readable() {
+        assert_eq!(encode("alice"), "alice");
+        assert_eq!(encode("x:tag:y"), "x%3Atag%3Ay");
+        assert_eq!(encode("50%"), "50%25");
+        assert_eq!(encode("café/to-do_1.0~"), "caf%C3%A9%2Fto-do_1.0~");
+    }
+
+    #[test]
+    fn no_two_users_or_tags_share_a_key_or_a_key_prefix() {
+        let keys = Keys::new("p:");
+        // Layout 1: `user:x:tag:y:recent` was both user `x:tag:y`'s recent
+        // list and user `x`'s tag `y:recent`.
+        let owners = ["x", "x:tag:y", "x:tag", "x%3Atag%3Ay"];
+        let tags = ["y", "y:recent", "y:sessions", "recent"];
+        let mut all: Vec<(String, &str)> = Vec::new();
+        for owner in owners {
+            all.push((keys.recent(1, owner), owner));
+            all.push((keys.sessions(1, owner), owner));
+            for tag in tags {
+                all.push((keys.tag(1, owner, tag), owner));
+            }
+        }
+        let distinct: std::collections::HashSet<&String> = all.iter().map(|(k, _)| k).collect();
+        assert_eq!(distinct.len(), all.len(), "two indexes share a key");
+        for (key, owner) in &all {
+            for other in owners.iter().filter(|o| *o != owner) {
+                assert!(
+                    !key.starts_with(&keys.owner_prefix(1, other)),
+                    "{key} of {owner} lies under {other}'s prefix"
+                );
+            }
+        }
     }
 }

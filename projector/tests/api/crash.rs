@@ -21,6 +21,26 @@ fn spawn_projector(vars: &[(String, String)]) -> std::process::Child {
         .expect("the projector binary starts")
 }
 
+/// The projector process, killed when dropped: a failing assertion unwinds
+/// through here, and an orphaned projector would go on running, holding the
+/// test run's stderr open.
+struct Projector(Option<std::process::Child>);
+
+impl Projector {
+    fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("a running projector")
+    }
+}
+
+impl Drop for Projector {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_projector_killed_repeatedly_while_5000_events_flow_ends_equal_to_the_fold() {
     let mut stack = spawn_stack(Options {
@@ -30,7 +50,7 @@ async fn a_projector_killed_repeatedly_while_5000_events_flow_ends_equal_to_the_
     .await;
     // The projector declares its queues; events published before they exist
     // would be routed nowhere.
-    let mut child = spawn_projector(&stack.projector_vars);
+    let mut child = Projector(Some(spawn_projector(&stack.projector_vars)));
     stack.wait_for_queues().await;
     let mut sessions = Vec::new();
     for i in 0..10 {
@@ -72,14 +92,14 @@ async fn a_projector_killed_repeatedly_while_5000_events_flow_ends_equal_to_the_
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 // SIGKILL: no chance to finish a batch or acknowledge anything.
-                child.kill().unwrap();
-                child.wait().unwrap();
-                *child = spawn_projector(&vars);
+                child.child().kill().unwrap();
+                child.child().wait().unwrap();
+                child.0 = Some(spawn_projector(&vars));
             }
         }
     };
     tokio::join!(writer, killer);
-    stack.child = Some(child);
+    stack.child = child.0.take();
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&stack.event_pool)
         .await

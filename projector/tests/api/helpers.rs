@@ -181,6 +181,9 @@ pub async fn spawn_stack(options: Options) -> Stack {
         ("SB_RABBITMQ_URL".to_owned(), rabbitmq_url()),
         ("SB_RABBITMQ_EXCHANGE".to_owned(), exchange.clone()),
         ("SB_RELAY_POLL_INTERVAL_MS".to_owned(), "100".to_owned()),
+        // The crash test sends thousands of commands from one address.
+        ("SB_RATE_LIMIT_USER_PER_SECOND".to_owned(), "0".to_owned()),
+        ("SB_RATE_LIMIT_IP_PER_SECOND".to_owned(), "0".to_owned()),
     ])
     .unwrap();
     let command = CommandApp::build(&command_settings, event_pool.clone()).unwrap();

@@ -175,3 +175,190 @@ async fn deleted_memories_leave_the_lists_and_return_on_restore_and_erased_ones_
     }
     stack.wait_until_verified().await;
 }
+
+/// Every member of every key under `prefix`, by key.
+async fn members_under(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(redis)
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(redis)
+            .await
+            .unwrap();
+        let mut members: Vec<String> = match kind.as_str() {
+            "zset" => redis.zrange(&key, 0, -1).await.unwrap(),
+            "set" => redis.smembers(&key).await.unwrap(),
+            other => panic!("{key} is a {other}"),
+        };
+        members.sort();
+        out.insert(key, members);
+    }
+    out
+}
+
+/// User ids and tags are encoded in the keys: a user `x` tagging `y`,
+/// `y:recent` and `y:sessions` and a user `x:tag:y` tagging `y` share no key
+/// (in key layout 1 `user:x:tag:y:recent` was both user `x`'s tag set and
+/// user `x:tag:y`'s recent list), and all of one user's keys, and only
+/// those, sit under that user's prefix.
+#[tokio::test]
+async fn user_ids_and_tags_with_colons_never_share_a_list_or_a_tag_index() {
+    let stack = spawn_stack(Options::default()).await;
+    let x_session = stack.start_session("x", "x's day").await;
+    let x = stack
+        .capture(
+            "x",
+            json!({"content": "x's note", "tags": ["y", "y:recent", "y:sessions"], "session_id": x_session}),
+        )
+        .await;
+    let xy_session = stack.start_session("x:tag:y", "x:tag:y's day").await;
+    let xy = stack
+        .capture(
+            "x:tag:y",
+            json!({"content": "x:tag:y's note", "tags": ["y"], "session_id": xy_session}),
+        )
+        .await;
+    // `verify` also fails on any member in another owner's index.
+    stack.wait_until_verified().await;
+
+    let g = 1;
+    let keys = &stack.keys;
+    let mut redis = stack.redis.clone();
+    let (x, xy) = (x.to_string(), xy.to_string());
+    let (x_session, xy_session) = (x_session.to_string(), xy_session.to_string());
+    let want: std::collections::BTreeMap<String, Vec<String>> = [
+        (keys.recent(g, "x"), vec![x.clone()]),
+        (keys.sessions(g, "x"), vec![x_session]),
+        (keys.tag(g, "x", "y"), vec![x.clone()]),
+        (keys.tag(g, "x", "y:recent"), vec![x.clone()]),
+        (keys.tag(g, "x", "y:sessions"), vec![x]),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        members_under(&mut redis, &keys.owner_prefix(g, "x")).await,
+        want,
+        "x's keys hold x's memory and session only"
+    );
+    let want: std::collections::BTreeMap<String, Vec<String>> = [
+        (keys.recent(g, "x:tag:y"), vec![xy.clone()]),
+        (keys.sessions(g, "x:tag:y"), vec![xy_session]),
+        (keys.tag(g, "x:tag:y", "y"), vec![xy]),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        members_under(&mut redis, &keys.owner_prefix(g, "x:tag:y")).await,
+        want,
+        "x:tag:y's keys hold x:tag:y's memory and session only"
+    );
+    let layout_1 = members_under(&mut redis, &format!("{}user:", keys.generation_prefix(g))).await;
+    assert!(layout_1.is_empty(), "{layout_1:?}");
+
+    // A member in another owner's index is a difference `verify` reports.
+    let x_memory = stack.capture("x", json!({"content": "another"})).await;
+    stack.wait_until_verified().await;
+    let () = redis
+        .sadd(keys.tag(g, "x:tag:y", "y"), x_memory.to_string())
+        .await
+        .unwrap();
+    let differences = stack.verify().await;
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    assert!(
+        differences[0].detail.contains(&x_memory.to_string()),
+        "{differences:?}"
+    );
+}
+
+/// A deployment projected by a release with key layout 1 comes right with
+/// one documents rebuild: `verify` names the leftovers and the fix, the
+/// rebuild writes a new generation in layout 2, and the old keys go with
+/// the old generation.
+#[tokio::test]
+async fn a_generation_in_key_layout_1_is_reported_and_a_documents_rebuild_moves_it_to_layout_2() {
+    use projector::embedding_cache::CachedEmbedder;
+    use projector::rebuild::{Rebuild, Targets};
+    use projector::source::EventSource;
+    let stack = spawn_stack(Options::default()).await;
+    let session = stack.start_session("alice", "Diary").await;
+    let mut memories = Vec::new();
+    for i in 0..3 {
+        memories.push(
+            stack
+                .capture(
+                    "alice",
+                    json!({"content": format!("note {i}"), "tags": ["t"], "session_id": session}),
+                )
+                .await,
+        );
+    }
+    stack.wait_until_verified().await;
+
+    // What layout 1 held: the same indexes, keyed by the raw user id and tag.
+    let mut redis = stack.redis.clone();
+    let generation = stack.keys.generation_prefix(1);
+    let owner = stack.keys.owner_prefix(1, "alice");
+    let current: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{owner}*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    for key in current {
+        let legacy = key.replacen(&owner, &format!("{generation}user:alice:"), 1);
+        let () = redis::cmd("RENAME")
+            .arg(&key)
+            .arg(&legacy)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    let differences = stack.verify().await;
+    assert!(
+        differences
+            .iter()
+            .any(|d| d.detail.contains("key layout 1")
+                && d.detail.contains("--projection documents")),
+        "{differences:?}"
+    );
+
+    let source = EventSource::new(stack.event_pool.clone());
+    let embedder = CachedEmbedder::new(
+        crate::helpers::local_embedder().await,
+        stack.read_pool.clone(),
+    );
+    let report = Rebuild {
+        source: &source,
+        read_pool: &stack.read_pool,
+        embedder: &embedder,
+        redis: stack.redis.clone(),
+        keys: stack.keys.clone(),
+        grace: std::time::Duration::ZERO,
+    }
+    .run(Targets {
+        search: false,
+        documents: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.documents_generation, Some(2));
+    stack.wait_until_verified().await;
+    let old: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{generation}*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(old.is_empty(), "the layout-1 generation is gone: {old:?}");
+    let tagged: Vec<String> = redis
+        .smembers(stack.keys.tag(2, "alice", "t"))
+        .await
+        .unwrap();
+    assert_eq!(tagged.len(), memories.len());
+}

@@ -3,6 +3,7 @@
 use super::params::{Checks, limit, position, with_filters};
 use super::{AppState, from_sqlx, not_yet_consistent};
 use crate::documents::{RawMemory, Stored};
+use crate::history::Aggregate;
 use crate::rows::{Order, Position};
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -51,10 +52,15 @@ with_filters! {
 
 /// A read by id with read-your-writes: `read` until it finds the caller's
 /// document at `min_version` or later (at once without `min_version`),
-/// waiting with a short backoff up to `timeout`. Another user's id, an erased
-/// memory, or nothing when no version was asked for is 404 at once. A read
-/// that has to wait first takes one of the caller's slots in `waits`: 429
-/// when they are all taken.
+/// waiting with a short backoff up to `timeout`. A read that has to wait
+/// first takes one of the caller's slots in `waits`: 429 when they are all
+/// taken.
+///
+/// Only the owner of a live aggregate ever waits. When the read side holds
+/// nothing of the caller's, `owns` asks the event store: another user's id,
+/// an erased memory and an id that never existed are all the same 404, at
+/// once, so neither the status nor the time tells them apart; the owner of a
+/// write the projection has not reached yet waits for it.
 pub(super) async fn read_your_writes<T>(
     waits: &ConcurrencyCap,
     owner: &str,
@@ -62,20 +68,41 @@ pub(super) async fn read_your_writes<T>(
     min_version: Option<u64>,
     version: impl Fn(&T) -> u64,
     mut read: impl AsyncFnMut() -> Result<Found<T>, Problem>,
+    owns: impl AsyncFnOnce() -> Result<bool, Problem>,
 ) -> Result<T, Problem> {
+    let Some(min) = min_version else {
+        return match read().await? {
+            Found::Mine(doc) => Ok(doc),
+            Found::Absent | Found::Gone => Err(Problem::not_found()),
+        };
+    };
     let mut wait = Wait::new(timeout);
     let mut slot: Option<Slot> = None;
+    let mut owns = Some(owns);
     loop {
-        let (requested, seen) = match (read().await?, min_version) {
-            (Found::Gone, _) | (Found::Absent, None) => return Err(Problem::not_found()),
-            (Found::Absent, Some(min)) => (min, None),
-            (Found::Mine(doc), Some(min)) if version(&doc) < min => (min, Some(version(&doc))),
-            (Found::Mine(doc), _) => return Ok(doc),
+        let seen = match read().await? {
+            Found::Mine(doc) if version(&doc) >= min => return Ok(doc),
+            Found::Mine(doc) => Some(version(&doc)),
+            other => {
+                // Every read of an id that is not the caller's comes here
+                // and asks the same question, whatever the id names.
+                if let Some(owns) = owns.take()
+                    && !owns().await?
+                {
+                    return Err(Problem::not_found());
+                }
+                // The caller's, yet gone: erased while this read waited.
+                if matches!(other, Found::Gone) {
+                    return Err(Problem::not_found());
+                }
+                None
+            }
         };
+        // Only a read that has to wait takes a slot, and keeps it.
         if slot.is_none() {
             slot = Some(waits.try_acquire(owner)?);
         }
-        wait.again(requested, seen).await?;
+        wait.again(min, seen).await?;
     }
 }
 
@@ -113,9 +140,10 @@ impl Wait {
 /// What a read by id finds for the caller.
 pub(super) enum Found<T> {
     Mine(T),
-    /// Nothing yet: it may not exist, or not be projected yet.
+    /// Nothing of the caller's: it may not exist, be another user's, or not
+    /// be projected yet.
     Absent,
-    /// Erased, or another user's: 404 at once, however long a read may wait.
+    /// Erased, or another user's: never the caller's to read.
     Gone,
 }
 
@@ -175,6 +203,13 @@ pub async fn get(
         query.min_version,
         |m: &RawMemory| m.version,
         async || lookup(&state, owner, id, query.min_version).await,
+        async || {
+            state
+                .history
+                .owns_live(Aggregate::Memory, owner, id)
+                .await
+                .map_err(from_sqlx)
+        },
     )
     .await?;
     if memory.status == MemoryStatus::Deleted && !query.include_deleted {

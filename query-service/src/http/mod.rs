@@ -66,13 +66,13 @@ impl From<DocumentError> for Problem {
 }
 
 fn from_sqlx(error: sqlx::Error) -> Problem {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
-            tracing::warn!(%error, "database unavailable");
-            Problem::unavailable("the database is unavailable").with_retry_after(1)
-        }
-        other => internal("a database read", &other),
+    // Lost connections were retried once already (service_kit::pg); one
+    // still lost means the server is down or restarting.
+    if matches!(error, sqlx::Error::PoolTimedOut) || service_kit::pg::connection_lost(&error) {
+        tracing::warn!(%error, "database unavailable");
+        return Problem::unavailable("the database is unavailable").with_retry_after(1);
     }
+    internal("a database read", &error)
 }
 
 impl From<SearchError> for Problem {

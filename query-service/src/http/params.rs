@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use service_kit::Problem;
 use service_kit::problem::FieldError;
+use std::collections::HashSet;
 use uuid::Uuid;
 
 /// Most tags a filter may name.
@@ -72,9 +73,11 @@ macro_rules! with_filters {
         pub struct $name {
             /// Only memories in this session.
             pub session: Option<uuid::Uuid>,
-            /// Comma-separated: memories with at least one of these tags.
+            /// Comma-separated, at most 32 (duplicates included): memories
+            /// with at least one of these tags.
             pub tags_any: Option<String>,
-            /// Comma-separated: memories with every one of these tags.
+            /// Comma-separated, at most 32 (duplicates included): memories
+            /// with every one of these tags.
             pub tags_all: Option<String>,
             /// Created at or after (RFC 3339).
             pub created_after: Option<chrono::DateTime<chrono::Utc>>,
@@ -123,7 +126,18 @@ fn tags(field: &str, raw: Option<&str>, checks: &mut Checks) -> Vec<String> {
     let Some(raw) = raw else {
         return Vec::new();
     };
+    // Counted before normalising or collapsing duplicates, so a long list is
+    // refused for the price of a scan.
+    if raw.split(',').nth(MAX_FILTER_TAGS).is_some() {
+        checks.fail(
+            field,
+            "too_many_tags",
+            format!("at most {MAX_FILTER_TAGS} tags, duplicates included"),
+        );
+        return Vec::new();
+    }
     let mut tags: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for part in raw.split(',') {
         let tag = event_schema::tag::normalize(part);
         if tag.is_empty() {
@@ -134,18 +148,26 @@ fn tags(field: &str, raw: Option<&str>, checks: &mut Checks) -> Vec<String> {
                 "tag_too_long",
                 format!("a tag is limited to {MAX_TAG_CHARS} characters"),
             );
-        } else if !tags.contains(&tag) {
+        } else if !tag.chars().all(event_schema::tag::is_tag_char) {
+            // As on the write side; a NUL here would also fail the query.
+            checks.fail(
+                field,
+                "tag_invalid_character",
+                "a tag may contain letters, digits and - _ : / . only",
+            );
+        } else if seen.insert(tag.clone()) {
             tags.push(tag);
         }
     }
-    if tags.len() > MAX_FILTER_TAGS {
-        checks.fail(
-            field,
-            "too_many_tags",
-            format!("at most {MAX_FILTER_TAGS} tags"),
-        );
-    }
     tags
+}
+
+/// Free text for the database: U+0000 is the one character Postgres text
+/// cannot hold, so it is refused here rather than failing the query.
+pub fn text(field: &str, value: &str, checks: &mut Checks) {
+    if value.contains('\0') {
+        checks.fail(field, "invalid_character", "may not contain U+0000 (NUL)");
+    }
 }
 
 /// `limit` within 1..=[`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.

@@ -2,7 +2,7 @@
 //! memories, with the list filters.
 
 use super::AppState;
-use super::params::{Checks, with_filters};
+use super::params::{Checks, text, with_filters};
 use crate::search::{Hit, Mode, SearchRequest};
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
@@ -64,6 +64,8 @@ pub async fn search(
             "too_long",
             format!("at most {MAX_QUERY_CHARS} characters"),
         );
+    } else {
+        text("q", q, &mut checks);
     }
     let k = match query.k {
         None => DEFAULT_K,

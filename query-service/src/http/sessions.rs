@@ -5,6 +5,7 @@ use super::memories::{Found, read_your_writes};
 use super::params::{Checks, limit, position};
 use super::{AppState, from_sqlx};
 use crate::documents::TimelinePosition;
+use crate::history::Aggregate;
 use crate::rows::{Order, Position, SessionFilter};
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -103,6 +104,13 @@ pub async fn get(
         query.min_version,
         |s: &SessionState| s.version,
         async || lookup(&state, owner, id).await,
+        async || {
+            state
+                .history
+                .owns_live(Aggregate::Session, owner, id)
+                .await
+                .map_err(from_sqlx)
+        },
     )
     .await?;
     Ok(HttpResponse::Ok()

@@ -84,10 +84,8 @@ async fn a_version_the_projection_does_not_reach_in_time_is_a_plain_503() {
     stack
         .get_ok(&format!("/v1/memories/{id}?min_version=1"), "alice")
         .await;
-    for path in [
-        format!("/v1/memories/{id}?min_version=7"),
-        format!("/v1/memories/{}?min_version=1", uuid::Uuid::now_v7()),
-    ] {
+    {
+        let path = format!("/v1/memories/{id}?min_version=7");
         let response = stack
             .client
             .get(format!("{}{path}", stack.query))
@@ -111,4 +109,127 @@ async fn a_version_the_projection_does_not_reach_in_time_is_a_plain_503() {
     // Without min_version the same read answers at once with what it has.
     let read = stack.get_ok(&format!("/v1/memories/{id}"), "alice").await;
     assert_eq!(read["version"], 1);
+}
+
+/// `min_version` tells a stranger nothing: another user's memory or session,
+/// an erased memory and an id that never existed all answer the same 404 at
+/// once, while the owner of a write the projection has not reached waits
+/// for it. With a 300 ms timeout, a read that waited would end as the 503
+/// `not_yet_consistent` the owner's read shows, so a 404 means no wait.
+#[tokio::test]
+async fn min_version_answers_strangers_erased_and_unknown_ids_alike_and_only_the_owner_waits() {
+    let stack = spawn_stack_with(&[("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "300")]).await;
+    let alices = stack
+        .capture("alice", json!({"content": "alice's note"}))
+        .await;
+    let alices_session = stack.start_session("alice", "Alice's day").await;
+    let erased = stack.capture("bob", json!({"content": "to forget"})).await;
+    stack
+        .ok(
+            Method::POST,
+            &format!("/v1/memories/{erased}/erase"),
+            "bob",
+            None,
+        )
+        .await;
+    let unprojected = stack
+        .capture("bob", json!({"content": "not projected yet"}))
+        .await;
+    let unprojected_session = stack.start_session("bob", "Bob's day").await;
+    stack.wait_until_projected().await;
+    // Bob's latest writes as the read side holds them before the projector
+    // gets to them: nowhere. No later event will bring them.
+    stack.unproject("memory", unprojected).await;
+    stack.unproject("session", unprojected_session).await;
+
+    let answer = |path: String, user: &'static str| {
+        let stack = &stack;
+        async move {
+            let response = stack
+                .client
+                .get(format!("{}{path}", stack.query))
+                .bearer_auth(stack.token(user))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+
+    // The owner of the unprojected writes waits, and says so when time is up.
+    for path in [
+        format!("/v1/memories/{unprojected}?min_version=1"),
+        format!("/v1/sessions/{unprojected_session}?min_version=1"),
+    ] {
+        let (status, body) = answer(path.clone(), "bob").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        assert_eq!(body["code"], "not_yet_consistent", "{path}: {body}");
+    }
+
+    // Everyone else: the same 404, body for body, and no wait.
+    let unknown = uuid::Uuid::now_v7();
+    let cases = [
+        (
+            format!("/v1/memories/{alices}?min_version=1"),
+            "bob",
+            "another user's memory",
+        ),
+        (
+            format!("/v1/memories/{alices}?min_version=99"),
+            "bob",
+            "another user's memory, far ahead",
+        ),
+        (
+            format!("/v1/sessions/{alices_session}?min_version=1"),
+            "bob",
+            "another user's session",
+        ),
+        (
+            format!("/v1/memories/{unprojected}?min_version=1"),
+            "alice",
+            "another user's unprojected memory",
+        ),
+        (
+            format!("/v1/sessions/{unprojected_session}?min_version=1"),
+            "alice",
+            "another user's unprojected session",
+        ),
+        (
+            format!("/v1/memories/{erased}?min_version=1"),
+            "alice",
+            "another user's erased memory",
+        ),
+        (
+            format!("/v1/memories/{erased}?min_version=1"),
+            "bob",
+            "one's own erased memory",
+        ),
+        (
+            format!("/v1/memories/{erased}?min_version=9"),
+            "bob",
+            "one's own erased memory, far ahead",
+        ),
+        (
+            format!("/v1/memories/{unknown}?min_version=1"),
+            "bob",
+            "an id that never existed",
+        ),
+        (
+            format!("/v1/sessions/{unknown}?min_version=1"),
+            "bob",
+            "a session id that never existed",
+        ),
+    ];
+    let mut bodies = Vec::new();
+    for (path, user, what) in cases {
+        let (status, body) = answer(path, user).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{what}: {body}");
+        assert_eq!(body["code"], "not_found", "{what}: {body}");
+        bodies.push((what, body));
+    }
+    for (what, body) in &bodies {
+        assert_eq!(body, &bodies[0].1, "{what} answers unlike {}", bodies[0].0);
+    }
 }

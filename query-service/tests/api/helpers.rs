@@ -26,6 +26,8 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+pub mod postgres;
+
 pub const JWT_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 
 /// Every request of a test comes from 127.0.0.1, most from one user: the
@@ -60,36 +62,38 @@ pub fn redis_url() -> String {
 
 /// `admin_url` with another database and, optionally, another user.
 pub fn database_url(name: &str, user: Option<&str>) -> String {
-    let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base);
+    database_url_on(&admin_url(), name, user)
+}
+
+/// [`database_url`] on the server of `admin`.
+pub fn database_url_on(admin: &str, name: &str, user: Option<&str>) -> String {
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
     match user {
         Some(user) => base.replacen("postgres@", &format!("{user}@"), 1) + "/" + name,
         None => format!("{base}/{name}"),
     }
 }
 
-async fn admin() -> PgConnection {
-    PgConnection::connect(&admin_url())
+async fn admin(url: &str) -> PgConnection {
+    PgConnection::connect(url)
         .await
         .expect("the test Postgres answers (run deploy/native/stack servers)")
 }
 
-async fn create_database(name: &str) -> String {
-    let mut admin = admin().await;
+async fn create_database(admin_url: &str, name: &str) -> String {
+    let mut admin = admin(admin_url).await;
     sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
         .execute(&mut admin)
         .await
         .unwrap();
     admin.close().await.ok();
-    database_url(name, None)
+    database_url_on(admin_url, name, None)
 }
 
 /// Creates the reader login role once per server (tests run concurrently,
 /// and roles are server-wide).
-async fn ensure_reader_role() {
-    let mut admin = admin().await;
+async fn ensure_reader_role(admin_url: &str) {
+    let mut admin = admin(admin_url).await;
     sqlx::query(&format!(
         "DO $$ BEGIN
              CREATE ROLE {READER_ROLE} LOGIN IN ROLE second_brain_reader;
@@ -140,6 +144,8 @@ pub struct Stack {
     pub redis: ConnectionManager,
     pub keys: Keys,
     pub events_url: String,
+    /// The admin URL of the server the stack's databases are on.
+    admin: String,
     exchange: String,
     queue_prefix: String,
     projector: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -148,18 +154,24 @@ pub struct Stack {
 
 /// Extra query-service variables, e.g. a short consistency timeout.
 pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
+    spawn_stack_on(&admin_url(), query_vars).await
+}
+
+/// A stack whose databases are on the server of `admin` (e.g. a
+/// [`postgres::ThrowawayPostgres`]).
+pub async fn spawn_stack_on(admin: &str, query_vars: &[(&str, &str)]) -> Stack {
     let tag = Uuid::new_v4().simple().to_string()[..12].to_owned();
     let events_db = format!("query_ev_{tag}");
     let read_db = format!("query_rm_{tag}");
-    let events_url = create_database(&events_db).await;
-    let read_url = create_database(&read_db).await;
+    let events_url = create_database(admin, &events_db).await;
+    let read_url = create_database(admin, &read_db).await;
     let event_pool = PgPoolOptions::new()
         .max_connections(8)
         .connect(&events_url)
         .await
         .unwrap();
     EVENT_MIGRATOR.run(&event_pool).await.unwrap();
-    ensure_reader_role().await;
+    ensure_reader_role(admin).await;
     let read_pool = PgPoolOptions::new()
         .max_connections(8)
         .connect(&read_url)
@@ -180,7 +192,7 @@ pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
             // service only reads.
             (
                 "SB_EVENT_STORE_URL",
-                database_url(&events_db, Some(READER_ROLE)),
+                database_url_on(admin, &events_db, Some(READER_ROLE)),
             ),
             ("SB_RABBITMQ_URL", rabbitmq_url()),
             ("SB_RABBITMQ_EXCHANGE", exchange.clone()),
@@ -200,12 +212,7 @@ pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
     // must be bound by then or the first events are unroutable.
     wait_for_queues(&queue_prefix).await;
 
-    let writer_url = database_url(&events_db, Some(WRITER_ROLE));
-    let writer_pool = PgPoolOptions::new()
-        .max_connections(8)
-        .connect(&writer_url)
-        .await
-        .unwrap();
+    let writer_url = database_url_on(admin, &events_db, Some(WRITER_ROLE));
     let command_settings: command_service::settings::Settings = service_kit::settings::from_vars(
         [
             ("SB_EVENT_STORE_URL".to_owned(), writer_url),
@@ -219,7 +226,9 @@ pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
         .chain(RATE_LIMITS_OFF.map(|(k, v)| (k.to_owned(), v.to_owned()))),
     )
     .unwrap();
-    let command = CommandApp::build(&command_settings, writer_pool).unwrap();
+    // The service's own pool, built as in production (no ping per checkout).
+    let command_pool = command_service::startup::connect(&command_settings).unwrap();
+    let command = CommandApp::build(&command_settings, command_pool).unwrap();
     let command_address = format!("http://127.0.0.1:{}", command.port());
     tokio::spawn(command.run_until_stopped());
 
@@ -227,11 +236,11 @@ pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
         ("SB_QUERY_HTTP_ADDR", "127.0.0.1:0".to_owned()),
         (
             "SB_READ_DATABASE_URL",
-            database_url(&read_db, Some(READER_ROLE)),
+            database_url_on(admin, &read_db, Some(READER_ROLE)),
         ),
         (
             "SB_EVENT_STORE_READ_URL",
-            database_url(&events_db, Some(READER_ROLE)),
+            database_url_on(admin, &events_db, Some(READER_ROLE)),
         ),
         ("SB_REDIS_URL", redis_url()),
         ("SB_REDIS_KEY_PREFIX", key_prefix.clone()),
@@ -268,6 +277,7 @@ pub async fn spawn_stack_with(query_vars: &[(&str, &str)]) -> Stack {
         redis,
         keys: Keys::new(key_prefix),
         events_url,
+        admin: admin.to_owned(),
         exchange,
         queue_prefix,
         projector: Some(projector),
@@ -411,6 +421,27 @@ impl Stack {
         body
     }
 
+    /// Removes a memory or session from both read models, as they are
+    /// before the projection reaches its creation; the event store keeps it.
+    pub async fn unproject(&self, kind: &str, id: Uuid) {
+        let table = match kind {
+            "memory" => "memories",
+            "session" => "sessions",
+            other => panic!("no read model of {other}"),
+        };
+        sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
+            .bind(id)
+            .execute(&self.read_pool)
+            .await
+            .unwrap();
+        let mut redis = self.redis.clone();
+        let key = match kind {
+            "memory" => self.keys.memory(1, id),
+            _ => self.keys.session(1, id),
+        };
+        let () = redis::AsyncCommands::del(&mut redis, key).await.unwrap();
+    }
+
     /// Polls until the read models equal the fold of the event store.
     pub async fn wait_until_projected(&self) {
         let deadline = Instant::now() + DEADLINE;
@@ -456,6 +487,7 @@ impl Drop for Stack {
             projector.abort();
         }
         let databases = std::mem::take(&mut self.databases);
+        let admin = self.admin.clone();
         let queues: Vec<String> = ["search", "documents", "dead_letter"]
             .iter()
             .map(|p| format!("{}.{p}", self.queue_prefix))
@@ -473,7 +505,7 @@ impl Drop for Stack {
                 return;
             };
             runtime.block_on(async move {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+                if let Ok(mut admin) = PgConnection::connect(&admin).await {
                     for database in databases {
                         let _ = sqlx::query(&format!(
                             r#"DROP DATABASE IF EXISTS "{database}" WITH (FORCE)"#

@@ -13,5 +13,7 @@ mod privileges;
 mod quality;
 mod rate_limits;
 mod reads;
+mod restarts;
+mod revocation;
 mod search;
 mod tenancy;
