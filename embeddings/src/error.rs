@@ -37,3 +37,20 @@ pub enum EmbedError {
     #[error("bad embeddings response: {0}")]
     BadResponse(String),
 }
+
+impl EmbedError {
+    /// The provider refused the input itself (400 Bad Request, 413 Payload
+    /// Too Large, 422 Unprocessable): sending the same text again gets the
+    /// same answer, so the text, not the provider, is at fault. 401, 403 and
+    /// 404 are configuration (key, permission, model or URL), 408 and 429
+    /// are the provider's moment: they are not the input's fault.
+    pub fn rejects_input(&self) -> bool {
+        matches!(
+            self,
+            Self::Http {
+                status: 400 | 413 | 422,
+                ..
+            }
+        )
+    }
+}

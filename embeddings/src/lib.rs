@@ -84,6 +84,10 @@ pub enum EmbedderConfig {
         timeout: Duration,
         /// Retries after the first attempt, on 429, 5xx and transport errors.
         max_retries: u32,
+        /// Each input is cut to this many characters before it is sent, so a
+        /// long text is embedded from its beginning instead of being refused
+        /// by the provider: see [`openai::DEFAULT_MAX_INPUT_CHARS`].
+        max_input_chars: usize,
     },
 }
 

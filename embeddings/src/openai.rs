@@ -5,11 +5,14 @@
 //! are put back in input order by their `index` and L2-normalised (not every
 //! server normalises).
 //!
-//! Inputs are sent `max_batch` at a time. Each attempt has the configured
+//! Each input is first cut to `max_input_chars` characters (at a character
+//! boundary), so a long memory is embedded from its beginning rather than
+//! refused. Inputs are sent `max_batch` at a time. Each attempt has the configured
 //! timeout. 429, 5xx and transport errors (refused, reset, timed out) are
 //! retried up to `max_retries` times, waiting `Retry-After` seconds when the
 //! server sends it (at most [`MAX_RETRY_AFTER`]), otherwise an exponential
-//! backoff with jitter; any other 4xx fails at once.
+//! backoff with jitter; any other 4xx fails at once, and 400, 413 and 422 say
+//! the input itself is refused ([`EmbedError::rejects_input`]).
 //!
 //! The dimension is the configured `dimensions` when set (sent to the server and
 //! checked on every answer); otherwise it is discovered once, when the embedder
@@ -32,6 +35,13 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// First backoff when the server gives no `Retry-After`; doubled per attempt.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The default of `SB_OPENAI_MAX_INPUT_CHARS`: OpenAI's embedding models
+/// take at most 8191 tokens per input, and one token of their tokenizers
+/// covers a character or more of nearly any text (about four of English), so
+/// 8191 characters fit. A text made mostly of emoji or rare symbols can still
+/// exceed the limit; the provider's 400 then dead-letters that one event (lower
+/// the setting and retry it). Raise it for servers with longer contexts.
+pub const DEFAULT_MAX_INPUT_CHARS: usize = 8191;
 /// How much of an error body goes into [`EmbedError::Http`].
 const BODY_EXCERPT_CHARS: usize = 300;
 
@@ -63,6 +73,7 @@ pub struct OpenAiEmbedder {
     dimension: usize,
     max_batch: usize,
     max_retries: u32,
+    max_input_chars: usize,
 }
 
 impl std::fmt::Debug for OpenAiEmbedder {
@@ -73,6 +84,7 @@ impl std::fmt::Debug for OpenAiEmbedder {
             .field("api_key", &self.api_key.as_ref().map(|_| "[REDACTED]"))
             .field("max_batch", &self.max_batch)
             .field("max_retries", &self.max_retries)
+            .field("max_input_chars", &self.max_input_chars)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +130,7 @@ impl OpenAiEmbedder {
             max_batch,
             timeout,
             max_retries,
+            max_input_chars,
         } = config
         else {
             return Err(EmbedError::Config {
@@ -140,6 +153,7 @@ impl OpenAiEmbedder {
             dimension: dimensions.unwrap_or(0),
             max_batch: (*max_batch).max(1),
             max_retries: *max_retries,
+            max_input_chars: (*max_input_chars).max(1),
         };
         if embedder.dimension == 0 {
             let probe = embedder
@@ -273,11 +287,23 @@ impl Embedder for OpenAiEmbedder {
 
     #[tracing::instrument(skip_all, fields(model = %self.model_id, texts = texts.len()), err)]
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let texts: Vec<String> = texts
+            .iter()
+            .map(|text| truncate(text, self.max_input_chars).to_owned())
+            .collect();
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.max_batch) {
             out.extend(self.embed_batch(batch).await?);
         }
         Ok(out)
+    }
+}
+
+/// The first `max_chars` characters of `text` (all of it when shorter).
+pub fn truncate(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
     }
 }
 
@@ -339,6 +365,36 @@ mod tests {
             let base = Url::parse(base).expect("valid");
             assert_eq!(endpoint(&base).as_str(), expected, "for {base}");
         }
+    }
+
+    #[test]
+    fn truncation_cuts_at_a_character_boundary() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("exactly", 7), "exactly");
+        assert_eq!(truncate("abcdef", 3), "abc");
+        // Multi-byte characters are counted as one each and never split.
+        assert_eq!(truncate("héllo wörld", 7), "héllo w");
+        assert_eq!(truncate("日本語のテキスト", 3), "日本語");
+        assert_eq!(truncate("🙂🙂🙂", 2), "🙂🙂");
+    }
+
+    #[test]
+    fn only_400_413_and_422_reject_the_input() {
+        for status in [400, 413, 422] {
+            let error = EmbedError::Http {
+                status,
+                body: String::new(),
+            };
+            assert!(error.rejects_input(), "{status}");
+        }
+        for status in [401, 403, 404, 408, 429, 500, 503] {
+            let error = EmbedError::Http {
+                status,
+                body: String::new(),
+            };
+            assert!(!error.rejects_input(), "{status}");
+        }
+        assert!(!EmbedError::Transport("reset".into()).rejects_input());
     }
 
     #[test]

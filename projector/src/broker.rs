@@ -14,19 +14,36 @@
 //!
 //! Deliveries are acknowledged only after the read-model write committed;
 //! a crash before that redelivers them, and the projections skip duplicates.
+//!
+//! Failures are settled by kind ([`ProjectionError`]). A batch that fails is
+//! applied again one event at a time, to find the event at fault. Poison is
+//! dead-lettered at once. A transient failure is an attempt: counted in the
+//! [`Ledger`] before it starts, retried with backoff once the projection's
+//! dependencies answer again, and dead-lettered after `max_attempts` (a
+//! database connection that drops during the same event every time included;
+//! one that drops once and then succeeds dead-letters nothing). An
+//! unavailable dependency is waited for and counts nothing. A dead-lettered
+//! event parks its aggregate: its later events go to the dead-letter queue
+//! behind it, never applied out of order, while other aggregates flow on.
+//! See [`crate::dead_letters`].
 
+use crate::dead_letters::{
+    AggregateKey, Failure, Ledger, ParkedAt, Reason, aggregate_key, publish,
+};
 use crate::projection::{Applied, Projection, ProjectionError};
 use event_schema::StoredEvent;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
+use service_kit::http::ReadinessCheck;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -147,6 +164,35 @@ pub async fn declare(
     Ok(())
 }
 
+/// What a consumer needs to settle failures: where attempts and parked
+/// aggregates are kept, and what must answer before an event is tried again.
+#[derive(Clone)]
+pub struct Settlement {
+    pub ledger: Ledger,
+    /// The projection's dependencies (databases, Redis): an attempt is made
+    /// only once they all answer, so an outage is waited out, not counted.
+    pub dependencies: Dependencies,
+}
+
+/// What must answer before an event is tried again.
+pub type Dependencies = Vec<Arc<dyn ReadinessCheck>>;
+
+impl std::fmt::Debug for Settlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settlement")
+            .field("ledger", &self.ledger)
+            .field(
+                "dependencies",
+                &self
+                    .dependencies
+                    .iter()
+                    .map(|d| d.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
 /// Why a consumer stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
@@ -160,12 +206,20 @@ pub enum ConsumerError {
 pub async fn run(
     projection: Arc<dyn Projection>,
     config: ConsumerConfig,
+    settlement: Settlement,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConsumerError> {
     let name = projection.name();
     let mut failures = 0u32;
     while !*shutdown.borrow() {
-        match consume(&*projection, &config, &mut shutdown).await {
+        let mut consumer = Consumer {
+            projection: &*projection,
+            config: &config,
+            settlement: &settlement,
+            parked: HashMap::new(),
+            shutdown: shutdown.clone(),
+        };
+        match consumer.consume().await {
             Ok(()) => return Ok(()),
             Err(Stop::Fatal(error)) => {
                 tracing::error!(projection = name, %error, "projection stopped");
@@ -203,165 +257,577 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(ceiling_ms / 2..=ceiling_ms))
 }
 
-async fn consume(
-    projection: &dyn Projection,
-    config: &ConsumerConfig,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), Stop> {
-    let name = projection.name();
-    // Named after its queue, so an operator (or a test) can pick this
-    // connection out among the broker's.
-    let properties =
-        ConnectionProperties::default().with_connection_name(config.queue(name).as_str().into());
-    let connection = Connection::connect(config.url.expose_secret(), properties).await?;
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(config.prefetch, BasicQosOptions::default())
-        .await?;
-    declare(&channel, config, name).await?;
-    let mut consumer = channel
-        .basic_consume(
-            config.queue(name).as_str().into(),
-            format!("projector.{name}").as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    tracing::info!(projection = name, queue = %config.queue(name), "consuming");
-    loop {
-        let first = tokio::select! {
-            next = consumer.next() => next,
-            _ = shutdown.changed() => None,
-        };
-        if *shutdown.borrow() {
-            let _ = connection.close(200, "shutting down".into()).await;
+/// How often the parked set is read again from the table: `dead-letters
+/// retry` and `purge` un-park from another process.
+const PARKED_REFRESH: Duration = Duration::from_secs(15);
+
+/// One connection's worth of consuming for one projection.
+struct Consumer<'a> {
+    projection: &'a dyn Projection,
+    config: &'a ConsumerConfig,
+    settlement: &'a Settlement,
+    /// The aggregates parked in this projection. Only a consumer of the
+    /// aggregate's queue parks it, so this set misses no park; an entry may
+    /// be stale (un-parked by a command since), which is checked before an
+    /// event is dead-lettered behind it.
+    parked: HashMap<AggregateKey, ParkedAt>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A delivery and its event.
+type Item = (Delivery, StoredEvent);
+
+impl Consumer<'_> {
+    fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    async fn consume(&mut self) -> Result<(), Stop> {
+        let name = self.name();
+        let config = self.config;
+        // Named after its queue, so an operator (or a test) can pick this
+        // connection out among the broker's.
+        let properties = ConnectionProperties::default()
+            .with_connection_name(config.queue(name).as_str().into());
+        let connection = Connection::connect(config.url.expose_secret(), properties).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        declare(&channel, config, name).await?;
+        // Dead letters go out on their own channel, in confirm mode: a
+        // delivery is acknowledged only once its dead letter is safe.
+        let dead_letters = connection.create_channel().await?;
+        dead_letters
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        if !self.refresh_parked().await {
             return Ok(());
         }
-        let first = match first {
-            Some(delivery) => delivery?,
-            None => {
-                return Err(Stop::Broker(lapin::Error::from(
-                    lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
-                )));
-            }
-        };
-        // Whatever else has already arrived joins the batch: under load
-        // batches fill up (one transaction, one embedding call), when idle
-        // each event goes alone without waiting.
-        let mut batch = vec![first];
-        while batch.len() < config.batch_size {
-            match consumer.next().now_or_never() {
-                Some(Some(delivery)) => batch.push(delivery?),
-                _ => break,
-            }
-        }
-        handle_batch(projection, config, batch, shutdown).await?;
-    }
-}
-
-/// Applies a batch and settles every delivery in it: acked once applied,
-/// dead-lettered once it has failed `max_attempts` times.
-async fn handle_batch(
-    projection: &dyn Projection,
-    config: &ConsumerConfig,
-    batch: Vec<Delivery>,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<(), Stop> {
-    let events: Vec<Option<StoredEvent>> = batch
-        .iter()
-        .map(|d| serde_json::from_slice(&d.data).ok())
-        .collect();
-    if events.iter().all(Option::is_some) {
-        let events: Vec<StoredEvent> = events.iter().flatten().cloned().collect();
-        match apply_until_settled(projection, &events, shutdown).await {
-            Ok(applied) => {
-                record(projection.name(), applied, events.last());
-                if let Some(last) = batch.last() {
-                    last.ack(BasicAckOptions { multiple: true }).await?;
+        let mut consumer = channel
+            .basic_consume(
+                config.queue(name).as_str().into(),
+                format!("projector.{name}").as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(projection = name, queue = %config.queue(name), parked = self.parked.len(), "consuming");
+        let mut refresh = tokio::time::interval(PARKED_REFRESH);
+        refresh.tick().await;
+        loop {
+            let mut shutdown = self.shutdown.clone();
+            let first = tokio::select! {
+                next = consumer.next() => Some(next),
+                _ = shutdown.changed() => None,
+                _ = refresh.tick() => {
+                    self.refresh_parked().await;
+                    continue;
                 }
+            };
+            if self.stopping() {
+                let _ = connection.close(200, "shutting down".into()).await;
                 return Ok(());
             }
-            Err(ProjectionError::Fatal(e)) => return Err(Stop::Fatal(ProjectionError::Fatal(e))),
-            // Shutting down mid-outage: leave the batch unacknowledged; the
-            // broker redelivers it to the next consumer.
-            Err(ProjectionError::Transient(_)) => return Ok(()),
-            // One event of the batch cannot be applied: find it by going one by one.
-            Err(ProjectionError::Poison(_)) => {}
+            let first = match first.flatten() {
+                Some(delivery) => delivery?,
+                None => {
+                    return Err(Stop::Broker(lapin::Error::from(
+                        lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
+                    )));
+                }
+            };
+            // Whatever else has already arrived joins the batch: under load
+            // batches fill up (one transaction, one embedding call), when idle
+            // each event goes alone without waiting.
+            let mut batch = vec![first];
+            while batch.len() < config.batch_size {
+                match consumer.next().now_or_never() {
+                    Some(Some(delivery)) => batch.push(delivery?),
+                    _ => break,
+                }
+            }
+            self.handle_batch(&dead_letters, batch).await?;
         }
     }
-    for (delivery, event) in batch.iter().zip(events) {
-        handle_one(projection, config, delivery, event, shutdown).await?;
-    }
-    Ok(())
-}
 
-async fn handle_one(
-    projection: &dyn Projection,
-    config: &ConsumerConfig,
-    delivery: &Delivery,
-    event: Option<StoredEvent>,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<(), Stop> {
-    let name = projection.name();
-    let mut last_error = String::from("the message body is not an event");
-    if let Some(event) = &event {
-        for attempt in 1..=config.max_attempts {
-            match apply_until_settled(projection, std::slice::from_ref(event), shutdown).await {
+    /// Reads the parked set again and sets the gauge; false on shutdown.
+    async fn refresh_parked(&mut self) -> bool {
+        let ledger = &self.settlement.ledger;
+        let name = self.name();
+        let Some(parked) = self
+            .until_ok("reading the parked aggregates", || ledger.parked(name))
+            .await
+        else {
+            return false;
+        };
+        self.parked = parked;
+        metrics::gauge!("projector_parked_aggregates", "projection" => name)
+            .set(self.parked.len() as f64);
+        true
+    }
+
+    /// Applies a batch and settles every delivery in it: acknowledged once
+    /// applied, or dead-lettered (and acknowledged) once it is undecodable,
+    /// poison, out of attempts, or behind a parked event of its aggregate.
+    async fn handle_batch(
+        &mut self,
+        dead_letters: &Channel,
+        batch: Vec<Delivery>,
+    ) -> Result<(), Stop> {
+        let mut items: Vec<Item> = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            match serde_json::from_slice::<StoredEvent>(&delivery.data) {
+                Ok(event) => items.push((delivery, event)),
+                Err(error) => {
+                    let failure = failure_now(
+                        Reason::Undecodable,
+                        "undecodable",
+                        format!("the message body is not an event: {error}"),
+                        0,
+                    );
+                    self.dead_letter(dead_letters, &delivery, None, &failure)
+                        .await?;
+                }
+            }
+        }
+        let mut fresh = Vec::with_capacity(items.len());
+        for (delivery, event) in items {
+            match self.parked_behind(&event).await {
+                None => return Ok(()),
+                Some(None) => fresh.push((delivery, event)),
+                Some(Some(at)) => {
+                    self.park_behind(dead_letters, &delivery, &event, at)
+                        .await?
+                }
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        // A redelivery may be the one that brought the last projector down:
+        // count its attempts from the start.
+        if fresh.iter().any(|(delivery, _)| delivery.redelivered) {
+            return self.one_by_one(dead_letters, fresh, None).await;
+        }
+        let events: Vec<StoredEvent> = fresh.iter().map(|(_, event)| event.clone()).collect();
+        let mut unavailable = 0u32;
+        loop {
+            match self.projection.apply(&events).await {
+                Ok(applied) => {
+                    record(self.name(), applied, events.last());
+                    if let Some((last, _)) = fresh.last() {
+                        last.ack(BasicAckOptions { multiple: true }).await?;
+                    }
+                    return Ok(());
+                }
+                Err(ProjectionError::Fatal(e)) => {
+                    return Err(Stop::Fatal(ProjectionError::Fatal(e)));
+                }
+                // No event is at fault: wait for the dependency, then try
+                // the same batch again, however long the outage lasts.
+                Err(error @ ProjectionError::Unavailable(_)) => {
+                    unavailable += 1;
+                    metrics::counter!("projector_transient_errors_total", "projection" => self.name()).increment(1);
+                    if unavailable == 1 || unavailable.is_multiple_of(10) {
+                        tracing::warn!(projection = self.name(), %error, failures = unavailable, "dependency unavailable; waiting");
+                    }
+                    if !self.pause(backoff(unavailable)).await || !self.dependencies_answer().await
+                    {
+                        return Ok(());
+                    }
+                }
+                // An event alone in its batch has made its first attempt.
+                Err(error @ ProjectionError::Transient(_)) if fresh.len() == 1 => {
+                    return self.one_by_one(dead_letters, fresh, Some(error)).await;
+                }
+                Err(error @ ProjectionError::Poison(_)) if fresh.len() == 1 => {
+                    let failure =
+                        failure_now(Reason::Poison, error.kind(), error.message().to_owned(), 1);
+                    let (delivery, event) = &fresh[0];
+                    return self
+                        .dead_letter_and_park(dead_letters, delivery, event, &failure)
+                        .await;
+                }
+                // Which event failed is not known: find it by going one by one.
+                Err(error) => {
+                    tracing::info!(projection = self.name(), events = fresh.len(), kind = error.kind(), %error, "batch failed; applying its events one by one");
+                    return self.one_by_one(dead_letters, fresh, None).await;
+                }
+            }
+        }
+    }
+
+    async fn one_by_one(
+        &mut self,
+        dead_letters: &Channel,
+        items: Vec<Item>,
+        mut first_failure: Option<ProjectionError>,
+    ) -> Result<(), Stop> {
+        for (delivery, event) in items {
+            if self.stopping() {
+                // Left unacknowledged: the broker redelivers them.
+                return Ok(());
+            }
+            // An earlier event of this batch may just have parked it.
+            if let Some(&at) = self.parked.get(&aggregate_key(&event))
+                && event.sequence >= at.sequence
+            {
+                self.park_behind(dead_letters, &delivery, &event, at)
+                    .await?;
+                continue;
+            }
+            self.settle_one(dead_letters, &delivery, &event, first_failure.take())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Tries one event until it is applied, dead-lettered, or the projector
+    /// stops. Each try is counted in the ledger before it starts, and made
+    /// only while the dependencies answer; transient failures back off.
+    async fn settle_one(
+        &mut self,
+        dead_letters: &Channel,
+        delivery: &Delivery,
+        event: &StoredEvent,
+        first_failure: Option<ProjectionError>,
+    ) -> Result<(), Stop> {
+        let name = self.name();
+        let ledger = self.settlement.ledger.clone();
+        let max = self.config.max_attempts;
+        let mut failures = 0u32;
+        if let Some(error) = first_failure {
+            let Some(attempts) = self
+                .until_ok("counting a failed attempt", || {
+                    ledger.count_failed(name, event, error.kind(), error.message())
+                })
+                .await
+            else {
+                return Ok(());
+            };
+            failures = attempts;
+            tracing::warn!(projection = name, attempt = attempts, max, kind = error.kind(), %error, event_id = %event.event_id, "event failed");
+        }
+        loop {
+            if failures > 0 && !self.pause(backoff(failures)).await {
+                return Ok(());
+            }
+            if !self.dependencies_answer().await {
+                return Ok(());
+            }
+            let attempt = match ledger.begin_attempt(name, event, max).await {
+                Ok(Some(attempt)) => attempt,
+                Ok(None) => return self.exhausted(dead_letters, delivery, event).await,
+                Err(error) => {
+                    tracing::warn!(projection = name, %error, "cannot count the attempt; waiting");
+                    failures = failures.max(1);
+                    continue;
+                }
+            };
+            match self.projection.apply(std::slice::from_ref(event)).await {
                 Ok(applied) => {
                     record(name, applied, Some(event));
+                    if let Err(error) = ledger.clear(name, event).await {
+                        // Harmless: a later redelivery is a duplicate, and
+                        // the row goes when the event is next settled.
+                        tracing::warn!(projection = name, %error, "cannot clear the attempts of an applied event");
+                    }
                     delivery.ack(BasicAckOptions::default()).await?;
                     return Ok(());
                 }
                 Err(ProjectionError::Fatal(e)) => {
                     return Err(Stop::Fatal(ProjectionError::Fatal(e)));
                 }
-                Err(ProjectionError::Transient(_)) => return Ok(()),
                 Err(error @ ProjectionError::Poison(_)) => {
-                    last_error = error.to_string();
-                    tracing::warn!(projection = name, attempt, error = %last_error, "event failed");
-                    if attempt < config.max_attempts {
-                        tokio::time::sleep(backoff(attempt)).await;
+                    let failure = failure_now(
+                        Reason::Poison,
+                        error.kind(),
+                        error.message().to_owned(),
+                        attempt,
+                    );
+                    return self
+                        .dead_letter_and_park(dead_letters, delivery, event, &failure)
+                        .await;
+                }
+                Err(error @ ProjectionError::Unavailable(_)) => {
+                    // Not this event's fault: take the attempt back and wait.
+                    metrics::counter!("projector_transient_errors_total", "projection" => name)
+                        .increment(1);
+                    tracing::warn!(projection = name, %error, "dependency unavailable; waiting");
+                    if let Err(error) = ledger.uncount(name, event).await {
+                        tracing::warn!(projection = name, %error, "cannot take back an attempt");
+                    }
+                    failures = failures.max(1) + 1;
+                }
+                Err(error @ ProjectionError::Transient(_)) => {
+                    metrics::counter!("projector_transient_errors_total", "projection" => name)
+                        .increment(1);
+                    tracing::warn!(projection = name, attempt, max, kind = error.kind(), %error, event_id = %event.event_id, "event failed");
+                    // The database may be what just failed: wait for it, so
+                    // the reason is on record when the attempts run out.
+                    if self
+                        .until_ok("recording a failed attempt", || {
+                            ledger.fail(name, event, error.kind(), error.message())
+                        })
+                        .await
+                        .is_none()
+                    {
+                        return Ok(());
+                    }
+                    // No pause before the ledger says the attempts ran out.
+                    failures = if attempt >= max { 0 } else { attempt };
+                }
+            }
+        }
+    }
+
+    /// Dead-letters an event whose attempts ran out, with the last error.
+    async fn exhausted(
+        &mut self,
+        dead_letters: &Channel,
+        delivery: &Delivery,
+        event: &StoredEvent,
+    ) -> Result<(), Stop> {
+        let ledger = self.settlement.ledger.clone();
+        let name = self.name();
+        let Some(attempts) = self
+            .until_ok("reading the attempts", || ledger.attempts(name, event))
+            .await
+        else {
+            return Ok(());
+        };
+        let failure = match attempts {
+            Some(attempts) => attempts.exhausted(),
+            // Cleared in between (a retry's un-park raced us): try afresh.
+            None => return Ok(()),
+        };
+        self.dead_letter_and_park(dead_letters, delivery, event, &failure)
+            .await
+    }
+
+    /// Publishes the dead letter, then parks the aggregate, then
+    /// acknowledges: a crash in between leaves the delivery to come back,
+    /// and the count or the park settles it again.
+    async fn dead_letter_and_park(
+        &mut self,
+        dead_letters: &Channel,
+        delivery: &Delivery,
+        event: &StoredEvent,
+        failure: &Failure,
+    ) -> Result<(), Stop> {
+        let name = self.name();
+        publish(
+            dead_letters,
+            self.config,
+            name,
+            delivery,
+            Some(event),
+            failure,
+        )
+        .await?;
+        let ledger = self.settlement.ledger.clone();
+        let Some(at) = self
+            .until_ok("parking the aggregate", || {
+                ledger.park(name, event, failure)
+            })
+            .await
+        else {
+            return Ok(());
+        };
+        self.parked.insert(aggregate_key(event), at);
+        metrics::gauge!("projector_parked_aggregates", "projection" => name)
+            .set(self.parked.len() as f64);
+        delivery.ack(BasicAckOptions::default()).await?;
+        self.dead_lettered(delivery, Some(event), failure);
+        Ok(())
+    }
+
+    /// Whether the event must wait behind a parked event of its aggregate:
+    /// `Some(Some(at))` parked, `Some(None)` free, `None` on shutdown.
+    async fn parked_behind(&mut self, event: &StoredEvent) -> Option<Option<ParkedAt>> {
+        let key = aggregate_key(event);
+        let Some(&at) = self.parked.get(&key) else {
+            return Some(None);
+        };
+        // Earlier events (duplicates) go through: they change nothing.
+        if event.sequence < at.sequence {
+            return Some(None);
+        }
+        let ledger = self.settlement.ledger.clone();
+        let name = self.name();
+        let current = self
+            .until_ok("checking a parked aggregate", || {
+                ledger.parked_one(name, &key)
+            })
+            .await?;
+        match current {
+            Some(at) => {
+                self.parked.insert(key, at);
+                Some(Some(at).filter(|at| event.sequence >= at.sequence))
+            }
+            None => {
+                self.parked.remove(&key);
+                metrics::gauge!("projector_parked_aggregates", "projection" => name)
+                    .set(self.parked.len() as f64);
+                Some(None)
+            }
+        }
+    }
+
+    /// Dead-letters an event of a parked aggregate, or drops the parked
+    /// event itself when it comes back (it is already in the queue: it was
+    /// dead-lettered, then the projector stopped before acknowledging).
+    async fn park_behind(
+        &mut self,
+        dead_letters: &Channel,
+        delivery: &Delivery,
+        event: &StoredEvent,
+        at: ParkedAt,
+    ) -> Result<(), Stop> {
+        if event.event_id == at.event_id {
+            delivery.ack(BasicAckOptions::default()).await?;
+            return Ok(());
+        }
+        let mut failure = failure_now(
+            Reason::ParkedBehind,
+            "parked",
+            format!("parked behind sequence {}", at.sequence),
+            0,
+        );
+        failure.parked_behind = Some(at.sequence);
+        publish(
+            dead_letters,
+            self.config,
+            self.name(),
+            delivery,
+            Some(event),
+            &failure,
+        )
+        .await?;
+        delivery.ack(BasicAckOptions::default()).await?;
+        self.dead_lettered(delivery, Some(event), &failure);
+        Ok(())
+    }
+
+    /// Dead-letters a delivery that parks nothing (its body is no event).
+    async fn dead_letter(
+        &mut self,
+        dead_letters: &Channel,
+        delivery: &Delivery,
+        event: Option<&StoredEvent>,
+        failure: &Failure,
+    ) -> Result<(), Stop> {
+        publish(
+            dead_letters,
+            self.config,
+            self.name(),
+            delivery,
+            event,
+            failure,
+        )
+        .await?;
+        delivery.ack(BasicAckOptions::default()).await?;
+        self.dead_lettered(delivery, event, failure);
+        Ok(())
+    }
+
+    fn dead_lettered(&self, delivery: &Delivery, event: Option<&StoredEvent>, failure: &Failure) {
+        let name = self.name();
+        metrics::counter!("projector_dead_letters_total", "projection" => name, "reason" => failure.reason.as_str())
+            .increment(1);
+        metrics::counter!("events_projected_total", "projection" => name, "outcome" => "dead_lettered")
+            .increment(1);
+        tracing::error!(
+            projection = name,
+            reason = failure.reason.as_str(),
+            error_kind = %failure.error_kind,
+            error = %failure.error,
+            attempts = failure.attempts,
+            aggregate_type = event.map_or("", |e| e.aggregate_type.as_str()),
+            aggregate_id = event.map_or("", |e| e.aggregate_id.as_str()),
+            sequence = event.map_or(0, |e| e.sequence),
+            routing_key = delivery.routing_key.as_str(),
+            "event dead-lettered"
+        );
+    }
+
+    /// Waits until every dependency answers; false on shutdown.
+    async fn dependencies_answer(&mut self) -> bool {
+        let mut failures = 0u32;
+        loop {
+            let mut down = None;
+            for dependency in &self.settlement.dependencies {
+                if let Err(error) = dependency.check().await {
+                    down = Some((dependency.name(), error));
+                    break;
+                }
+            }
+            let Some((dependency, error)) = down else {
+                return true;
+            };
+            failures += 1;
+            if failures == 1 || failures.is_multiple_of(10) {
+                tracing::warn!(projection = self.name(), dependency, %error, "waiting for a dependency before trying again");
+            }
+            if !self.pause(backoff(failures)).await {
+                return false;
+            }
+        }
+    }
+
+    /// Retries `operation` with backoff until it succeeds; `None` on
+    /// shutdown. For the ledger's own reads and writes, which must not be
+    /// skipped: the database they need is the one being waited for.
+    async fn until_ok<T, F, Fut>(&mut self, what: &'static str, mut operation: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut failures = 0u32;
+        loop {
+            match operation().await {
+                Ok(value) => return Some(value),
+                Err(error) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_multiple_of(10) {
+                        tracing::warn!(projection = self.name(), what, %error, failures, "the read database failed; retrying");
+                    }
+                    if !self.pause(backoff(failures)).await {
+                        return None;
                     }
                 }
             }
         }
     }
-    // `requeue: false` routes it to the dead-letter exchange.
-    delivery
-        .reject(BasicRejectOptions { requeue: false })
-        .await?;
-    metrics::counter!("projector_dead_letters_total", "projection" => name).increment(1);
-    metrics::counter!("events_projected_total", "projection" => name, "outcome" => "dead_lettered")
-        .increment(1);
-    tracing::error!(
-        projection = name,
-        message_id = delivery.properties.message_id().as_ref().map(|m| m.as_str()).unwrap_or(""),
-        routing_key = delivery.routing_key.as_str(),
-        error = %last_error,
-        "event dead-lettered"
-    );
-    Ok(())
+
+    /// Sleeps, unless shutdown is asked first; false on shutdown.
+    async fn pause(&mut self, wait: Duration) -> bool {
+        if self.stopping() {
+            return false;
+        }
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = shutdown.changed() => !self.stopping(),
+        }
+    }
 }
 
-/// Applies, retrying transient failures (a database or Redis outage, an
-/// embedding provider's bad minute) until they pass or shutdown is asked;
-/// returns poison and fatal errors at once.
-async fn apply_until_settled(
-    projection: &dyn Projection,
-    events: &[StoredEvent],
-    shutdown: &watch::Receiver<bool>,
-) -> Result<Applied, ProjectionError> {
-    let mut failures = 0;
-    loop {
-        match projection.apply(events).await {
-            Err(ProjectionError::Transient(error)) if !*shutdown.borrow() => {
-                failures += 1;
-                metrics::counter!("projector_transient_errors_total", "projection" => projection.name()).increment(1);
-                tracing::warn!(projection = projection.name(), %error, failures, "transient failure; retrying");
-                tokio::time::sleep(backoff(failures)).await;
-            }
-            other => return other,
-        }
+fn failure_now(reason: Reason, kind: &str, error: String, attempts: u32) -> Failure {
+    let now = chrono::Utc::now();
+    Failure {
+        reason,
+        error_kind: kind.to_owned(),
+        error,
+        attempts,
+        first_failed_at: now,
+        last_failed_at: now,
+        parked_behind: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The binary's subcommands. `serve` is the default.
 
+use crate::dead_letters::{DeadLetterQueue, Ledger, Selection};
 use crate::embedding_cache::CachedEmbedder;
 use crate::projection::documents::Keys;
 use crate::rebuild::{Rebuild, Targets};
@@ -58,12 +59,58 @@ pub enum Command {
     /// Compare the read models with the fold of the event store; exit 1 on
     /// any difference.
     Verify,
+    /// What failed and is parked: the dead-letter queue and the aggregates
+    /// waiting behind a dead-lettered event.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
     /// Probe the running projector's health endpoint; exit 0 when it answers
     /// 2xx (for container health checks: the image has no curl).
     Healthcheck(service_kit::healthcheck::HealthcheckArgs),
     /// Print the environment variables this binary reads, one per line.
     #[command(hide = true)]
     EnvVars,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List the dead letters (projection, aggregate, sequence, event type,
+    /// reason, attempts, when) and the parked aggregates; the queue is left
+    /// as it was.
+    List {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Un-park the selected aggregates, then send their dead letters back to
+    /// the queues they came from, in order. The projector fills any gap from
+    /// the event store and skips what it already applied, so a retry is
+    /// always safe; an event that still fails is parked again.
+    Retry(SelectionArgs),
+    /// Drop the selected dead letters and un-park their aggregates. The read
+    /// model then misses those events until the aggregate's next event,
+    /// which fills the gap from the event store (`verify` lists what is
+    /// missing meanwhile; `rebuild-projections` restores everything at once).
+    Purge(SelectionArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct SelectionArgs {
+    /// Only this aggregate's dead letters (its id), in every projection.
+    #[arg(long)]
+    aggregate: Option<String>,
+    /// Every dead letter, and every parked aggregate.
+    #[arg(long)]
+    all: bool,
+}
+
+impl SelectionArgs {
+    fn selection(&self) -> Selection {
+        match &self.aggregate {
+            Some(id) if !self.all => Selection::Aggregate(id.clone()),
+            _ => Selection::All,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,6 +138,84 @@ struct TopologySettings {
 
 fn default_partitions() -> u32 {
     1
+}
+
+/// What `dead-letters` needs: the broker and the read database.
+#[derive(Debug, Deserialize)]
+struct DeadLetterSettings {
+    read_database_url: SecretString,
+    rabbitmq_url: SecretString,
+    #[serde(default = "default_queue_prefix")]
+    projector_queue_prefix: String,
+}
+
+async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let settings: DeadLetterSettings = service_kit::settings::from_env()
+        .context("reading SB_READ_DATABASE_URL, SB_RABBITMQ_URL and SB_PROJECTOR_QUEUE_PREFIX")?;
+    let config = crate::broker::ConsumerConfig {
+        url: settings.rabbitmq_url.clone(),
+        exchange: default_exchange(),
+        queue_prefix: settings.projector_queue_prefix,
+        prefetch: 1,
+        batch_size: 1,
+        max_attempts: 1,
+        partitions: 1,
+        partition: 0,
+    };
+    let ledger = Ledger::new(pool(&settings.read_database_url, 1)?);
+    let queue = DeadLetterQueue::open(settings.rabbitmq_url.expose_secret(), &config)
+        .await
+        .context("opening the dead-letter queue")?;
+    match command {
+        DeadLetterCommand::List { json } => {
+            let letters = queue
+                .list()
+                .await
+                .context("reading the dead-letter queue")?;
+            let parked = ledger
+                .all_parked()
+                .await
+                .context("reading the parked aggregates")?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "dead_letters": letters,
+                        "parked_aggregates": parked,
+                    }))?
+                );
+            } else {
+                print!("{}", crate::dead_letters::tables(&letters, &parked));
+            }
+        }
+        DeadLetterCommand::Retry(selection) => {
+            let outcome = queue.retry(&ledger, &selection.selection()).await?;
+            eprintln!(
+                "sent back {} dead letters, un-parked {} aggregates{}",
+                outcome.messages,
+                outcome.unparked,
+                skipped(outcome.skipped)
+            );
+        }
+        DeadLetterCommand::Purge(selection) => {
+            let outcome = queue.purge(&ledger, &selection.selection()).await?;
+            eprintln!(
+                "dropped {} dead letters, un-parked {} aggregates (their next event fills the gap \
+                 from the event store; `projector verify` lists what is missing meanwhile)",
+                outcome.messages, outcome.unparked
+            );
+        }
+    }
+    Ok(())
+}
+
+fn skipped(count: usize) -> String {
+    if count == 0 {
+        String::new()
+    } else {
+        format!("; {count} left in the queue: they name no queue to go back to")
+    }
 }
 
 fn default_exchange() -> String {
@@ -154,6 +279,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 variables::<Settings>(),
                 variables::<ReadSettings>(),
                 variables::<TopologySettings>(),
+                variables::<DeadLetterSettings>(),
                 variables::<EmbeddingSettings>(),
             ]);
             Ok(())
@@ -244,6 +370,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::DeadLetters(command) => dead_letters(command).await,
         Command::Verify => {
             let settings = Settings::from_env().context("invalid settings")?;
             let read_pool = pool(&settings.read_database_url, 2)?;

@@ -2,7 +2,7 @@
 //! twice, across revisions, redeliveries, replays and rebuilds.
 
 use crate::projection::ProjectionError;
-use embeddings::Embedder;
+use embeddings::{EmbedError, Embedder};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -64,16 +64,14 @@ impl CachedEmbedder {
             metrics::counter!("embedding_cache_misses_total").increment(missing.len() as u64);
             let started = Instant::now();
             let fresh_texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
-            let vectors = self
-                .inner
-                .embed(&fresh_texts)
-                .await
-                .map_err(|e| ProjectionError::Transient(format!("embedding: {e}")))?;
+            let vectors = self.inner.embed(&fresh_texts).await.map_err(classify)?;
             metrics::histogram!("embedding_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
             if vectors.len() != missing.len() || vectors.iter().any(|v| v.len() != self.dimension())
             {
-                return Err(ProjectionError::Transient(format!(
+                // The provider's answer, not this event: wait for it to mend
+                // rather than park every event it answers badly.
+                return Err(ProjectionError::Unavailable(format!(
                     "the embedder returned {} vectors for {} texts, or of the wrong dimension",
                     vectors.len(),
                     missing.len()
@@ -100,5 +98,33 @@ impl CachedEmbedder {
                 })
             })
             .collect()
+    }
+}
+
+/// How an embedding failure is settled. Only a refusal of the text itself
+/// (a provider's 400, 413 or 422, or a tokenizer that cannot take it) is the
+/// event's fault: it is poison and dead-lettered at once. A failed forward
+/// pass counts as an attempt. Everything else is the provider's state or its
+/// configuration (unreachable, 429, 5xx after the client's own retries, 401,
+/// 403, 404, a malformed answer): waited for, never counted, so an outage or
+/// a wrong key parks nothing.
+fn classify(error: EmbedError) -> ProjectionError {
+    let text = format!(
+        "embedding: {}",
+        crate::projection::with_causes(&error as &(dyn std::error::Error + 'static))
+    );
+    if error.rejects_input() {
+        return ProjectionError::Poison(format!("the embedding provider refused the text: {text}"));
+    }
+    match error {
+        EmbedError::Tokenizer(_) => ProjectionError::Poison(text),
+        EmbedError::Inference(_) => ProjectionError::Transient(text),
+        EmbedError::Config { .. }
+        | EmbedError::ModelLoad { .. }
+        | EmbedError::Http { .. }
+        | EmbedError::Transport(_)
+        | EmbedError::RetriesExhausted { .. }
+        | EmbedError::DimensionMismatch { .. }
+        | EmbedError::BadResponse(_) => ProjectionError::Unavailable(text),
     }
 }

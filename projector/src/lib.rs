@@ -2,6 +2,8 @@
 //! builds the read models the query service serves.
 //!
 //! - [`broker`]: the queues and the consume → apply → acknowledge loop.
+//! - [`dead_letters`]: attempts counted per event, the dead-letter queue with
+//!   reasons, parked aggregates, and `projector dead-letters`.
 //! - [`projection`]: the read models, each idempotent and order-safe:
 //!   [`projection::search`] (Postgres + pgvector rows with embeddings and
 //!   full-text vectors) and [`projection::documents`] (Redis documents,
@@ -15,6 +17,7 @@
 
 pub mod broker;
 pub mod cli;
+pub mod dead_letters;
 pub mod embedding_cache;
 pub mod projection;
 pub mod rebuild;

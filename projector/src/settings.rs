@@ -35,7 +35,10 @@ pub struct Settings {
     /// `SB_PROJECTOR_BATCH_SIZE`: deliveries applied (and embedded) together.
     #[serde(default = "default_batch_size")]
     pub projector_batch_size: usize,
-    /// `SB_PROJECTOR_MAX_ATTEMPTS`: tries of one event before it is dead-lettered.
+    /// `SB_PROJECTOR_MAX_ATTEMPTS`: tries of one event (a database connection
+    /// dropping during it included) before it is dead-lettered and its
+    /// aggregate parked; an unavailable dependency is waited for and counts
+    /// no try (see [`crate::broker`]).
     #[serde(default = "default_max_attempts")]
     pub projector_max_attempts: u32,
     /// `SB_LOG_FORMAT`.

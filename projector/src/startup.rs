@@ -1,7 +1,8 @@
 //! Building and running the projector: connections, read-model generation
 //! check, one consumer per projection, and the health and metrics endpoints.
 
-use crate::broker::{self, ConsumerConfig, ConsumerError};
+use crate::broker::{self, ConsumerConfig, ConsumerError, Dependencies, Settlement};
+use crate::dead_letters::Ledger;
 use crate::embedding_cache::CachedEmbedder;
 use crate::projection::Projection;
 use crate::projection::documents::{DocumentProjection, Keys};
@@ -145,11 +146,29 @@ impl Application {
             partition: settings.projector_partition,
         };
         let (shutdown, stopped) = watch::channel(false);
-        let projections: [Arc<dyn Projection>; 2] = [parts.search.clone(), parts.documents.clone()];
+        let ledger = Ledger::new(parts.read_pool.clone());
+        let read: Arc<dyn ReadinessCheck> = Arc::new(parts.read_pool.clone());
+        let events: Arc<dyn ReadinessCheck> = Arc::new(parts.events.pool().clone());
+        let redis: Arc<dyn ReadinessCheck> = Arc::new(RedisCheck(parts.redis.clone()));
+        // Each projection waits for what it writes and reads (the read
+        // database also keeps every projection's attempts and parks).
+        let projections: [(Arc<dyn Projection>, Dependencies); 2] = [
+            (parts.search.clone(), vec![read.clone(), events.clone()]),
+            (parts.documents.clone(), vec![read, events, redis]),
+        ];
         let consumers = projections
             .into_iter()
-            .map(|projection| {
-                tokio::spawn(broker::run(projection, config.clone(), stopped.clone()))
+            .map(|(projection, dependencies)| {
+                let settlement = Settlement {
+                    ledger: ledger.clone(),
+                    dependencies,
+                };
+                tokio::spawn(broker::run(
+                    projection,
+                    config.clone(),
+                    settlement,
+                    stopped.clone(),
+                ))
             })
             .collect();
 

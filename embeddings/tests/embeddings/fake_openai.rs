@@ -27,6 +27,9 @@ pub struct Behaviour {
     pub first_call_delay: Option<Duration>,
     /// Answer with this many dimensions whatever was asked.
     pub ignore_requested_dimensions: Option<usize>,
+    /// Answer this status to any request with an input containing the text,
+    /// as a provider refuses an input it cannot take.
+    pub refuse_inputs_containing: Option<(String, u16)>,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +37,7 @@ pub struct Recorded {
     calls: AtomicUsize,
     batch_sizes: Mutex<Vec<usize>>,
     requested_dimensions: Mutex<Vec<Option<u64>>>,
+    input_chars: Mutex<Vec<usize>>,
 }
 
 #[derive(Debug)]
@@ -55,6 +59,11 @@ impl FakeOpenAi {
 
     pub fn requested_dimensions(&self) -> Vec<Option<u64>> {
         self.recorded.requested_dimensions.lock().unwrap().clone()
+    }
+
+    /// The length in characters of every input received, in order.
+    pub fn input_chars(&self) -> Vec<usize> {
+        self.recorded.input_chars.lock().unwrap().clone()
     }
 }
 
@@ -157,6 +166,20 @@ async fn embeddings(
         .saturating_add(behaviour.failing_calls);
     if call <= failing_until {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "The server had an error");
+    }
+    state
+        .recorded
+        .input_chars
+        .lock()
+        .unwrap()
+        .extend(inputs.iter().map(|i| i.chars().count()));
+    if let Some((marker, status)) = &behaviour.refuse_inputs_containing
+        && inputs.iter().any(|i| i.contains(marker.as_str()))
+    {
+        return error(
+            StatusCode::from_u16(*status).unwrap(),
+            "This input cannot be processed",
+        );
     }
     if behaviour.bad_request {
         return error(

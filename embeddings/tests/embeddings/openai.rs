@@ -14,6 +14,7 @@ fn config(server: &FakeOpenAi) -> EmbedderConfig {
         max_batch: 32,
         timeout: Duration::from_secs(5),
         max_retries: 5,
+        max_input_chars: embeddings::openai::DEFAULT_MAX_INPUT_CHARS,
     }
 }
 
@@ -149,6 +150,58 @@ async fn a_bad_request_fails_at_once_without_retry() {
         EmbedError::Http { status: 400, body } => assert!(body.contains("maximum context length")),
         other => panic!("expected a 400, got {other:?}"),
     }
+    assert!(err.rejects_input());
+}
+
+#[tokio::test]
+async fn a_413_or_422_for_one_input_rejects_that_input_at_once() {
+    for status in [413, 422] {
+        let server = fake_openai::spawn(Behaviour {
+            refuse_inputs_containing: Some(("REFUSE-ME".to_owned(), status)),
+            ..Behaviour::default()
+        });
+        let embedder = embeddings::build(&config(&server)).await.unwrap();
+
+        let err = embedder
+            .embed(&["a fine text".to_owned(), "REFUSE-ME please".to_owned()])
+            .await
+            .unwrap_err();
+
+        assert_eq!(server.calls(), 1, "{status}: not retried");
+        assert!(
+            matches!(err, EmbedError::Http { status: s, .. } if s == status),
+            "{err:?}"
+        );
+        assert!(err.rejects_input(), "{status}");
+        // The other texts are fine on their own.
+        assert_eq!(embedder.embed(&texts(2)).await.unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn long_inputs_are_cut_to_the_limit_before_they_are_sent() {
+    let server = fake_openai::spawn(Behaviour::default());
+    let config = with(config(&server), |c| {
+        if let EmbedderConfig::OpenAi {
+            max_input_chars, ..
+        } = c
+        {
+            *max_input_chars = 50;
+        }
+    });
+    let embedder = embeddings::build(&config).await.unwrap();
+    let long = "é".repeat(120);
+    let inputs = vec!["short".to_owned(), long.clone()];
+
+    let vectors = embedder.embed(&inputs).await.unwrap();
+
+    assert_eq!(server.input_chars(), vec![5, 50]);
+    // The vector is the one of the text's first 50 characters.
+    let cut: String = long.chars().take(50).collect();
+    let expected = normalised(fake_vector(&cut, DEFAULT_DIMENSION));
+    for (a, b) in vectors[1].iter().zip(&expected) {
+        assert!((a - b).abs() < 1e-6);
+    }
 }
 
 #[tokio::test]
@@ -167,6 +220,8 @@ async fn a_wrong_key_fails_without_the_key_in_the_error() {
         matches!(err, EmbedError::Http { status: 401, .. }),
         "{err:?}"
     );
+    // Configuration, not the input's fault.
+    assert!(!err.rejects_input());
     assert_eq!(server.calls(), 1);
     assert!(!format!("{err} {err:?} {embedder:?}").contains("sk-wrong-key"));
 }
@@ -249,11 +304,13 @@ async fn an_unreachable_server_is_retried_then_reported() {
         max_batch: 32,
         timeout: Duration::from_secs(2),
         max_retries: 1,
+        max_input_chars: 100,
     };
     let embedder = embeddings::build(&config).await.unwrap();
 
     let err = embedder.embed(&texts(1)).await.unwrap_err();
 
+    assert!(!err.rejects_input());
     match err {
         EmbedError::RetriesExhausted { attempts: 2, last } => {
             assert!(matches!(*last, EmbedError::Transport(_)), "{last:?}");

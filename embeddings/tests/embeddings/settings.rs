@@ -120,6 +120,7 @@ fn openai_settings_are_read_from_flattened_variables() {
         ("SB_OPENAI_DIMENSIONS", "384"),
         ("SB_OPENAI_TIMEOUT_SECONDS", "7"),
         ("SB_OPENAI_MAX_RETRIES", "2"),
+        ("SB_OPENAI_MAX_INPUT_CHARS", "2000"),
     ])
     .embedding;
     assert!(!format!("{settings:?}").contains("sk-secret"));
@@ -132,6 +133,7 @@ fn openai_settings_are_read_from_flattened_variables() {
             max_batch,
             timeout,
             max_retries,
+            max_input_chars,
         } => {
             assert_eq!(base_url.as_str(), "https://api.openai.com/v1");
             assert_eq!(model, "text-embedding-3-small");
@@ -140,6 +142,7 @@ fn openai_settings_are_read_from_flattened_variables() {
             assert_eq!(max_batch, 64);
             assert_eq!(timeout, Duration::from_secs(7));
             assert_eq!(max_retries, 2);
+            assert_eq!(max_input_chars, 2000);
         }
         other => panic!("{other:?}"),
     }
@@ -207,4 +210,37 @@ fn an_empty_dimensions_variable_means_unset_and_zero_batches_are_rejected() {
     ])
     .embedding;
     assert!(zero.to_config().is_err());
+}
+
+#[test]
+fn openai_inputs_are_cut_at_8191_characters_unless_set_and_never_at_zero() {
+    let openai = [
+        ("SB_EMBEDDING_PROVIDER", "openai"),
+        ("SB_OPENAI_BASE_URL", "http://127.0.0.1:11434"),
+        ("SB_OPENAI_MODEL", "nomic-embed-text"),
+    ];
+    let default = read(&openai).embedding.to_config().unwrap();
+    assert!(
+        matches!(
+            default,
+            EmbedderConfig::OpenAi {
+                max_input_chars: 8191,
+                ..
+            }
+        ),
+        "{default:?}"
+    );
+    let mut zero = openai.to_vec();
+    zero.push(("SB_OPENAI_MAX_INPUT_CHARS", "0"));
+    let err = read(&zero).embedding.to_config().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EmbedError::Config {
+                name: "OPENAI_MAX_INPUT_CHARS",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

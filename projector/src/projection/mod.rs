@@ -17,30 +17,111 @@ use event_schema::{
     EventEnvelope, MemoryEvent, MemoryState, SessionEvent, SessionState, StoredEvent,
 };
 
-/// Why a batch could not be applied.
+/// Why a batch could not be applied. The consumer settles each kind its own
+/// way (see [`crate::broker`]): poison is dead-lettered at once, a transient
+/// failure is an attempt that counts towards `SB_PROJECTOR_MAX_ATTEMPTS`, an
+/// unavailable dependency is waited for without counting, fatal stops.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
     /// This event cannot be applied, and trying again will not change that.
     #[error("unprocessable event: {0}")]
     Poison(String),
-    /// A dependency failed (database, Redis, embedder); try again later.
+    /// The attempt failed while applying (a statement failed, the database
+    /// connection dropped, Redis refused a write); trying again may pass, but
+    /// an event that fails this way every time is parked after the last try.
     #[error("transient failure: {0}")]
     Transient(String),
+    /// A dependency could not be reached, so the event was not really tried
+    /// (no database connection to be had, the embedding provider down or
+    /// rate-limiting): wait for it, however long, and count nothing.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
     /// The projector is misconfigured for this read model; it must stop.
     #[error("{0}")]
     Fatal(String),
 }
 
+impl ProjectionError {
+    /// The kind as a short stable word: dead-letter headers and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Poison(_) => "poison",
+            Self::Transient(_) => "transient",
+            Self::Unavailable(_) => "unavailable",
+            Self::Fatal(_) => "fatal",
+        }
+    }
+
+    /// The message without the kind's prefix.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Poison(m) | Self::Transient(m) | Self::Unavailable(m) | Self::Fatal(m) => m,
+        }
+    }
+}
+
 impl From<sqlx::Error> for ProjectionError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Transient(format!("database: {error}"))
+        let text = format!("database: {}", sqlx_text(&error));
+        let unavailable = match &error {
+            // No connection could be had: the event was never sent.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+            // Out of connections, memory or disk (class 53), or the server
+            // still starting up (57P03): nothing about this event.
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("53") || code == "57P03"),
+            // A connection that drops during the event (I/O error, or 57P01
+            // "terminating connection" from a restart or a crash) counts as
+            // an attempt: an event that kills its connection every time is
+            // poison, and the consumer only tries once the database answers.
+            _ => false,
+        };
+        if unavailable {
+            Self::Unavailable(text)
+        } else {
+            Self::Transient(text)
+        }
     }
 }
 
 impl From<redis::RedisError> for ProjectionError {
     fn from(error: redis::RedisError) -> Self {
-        Self::Transient(format!("redis: {error}"))
+        let text = format!("redis: {}", with_causes(&error));
+        if error.is_connection_refusal() {
+            Self::Unavailable(text)
+        } else {
+            Self::Transient(text)
+        }
     }
+}
+
+/// A database error with its SQLSTATE (the error's kind, stable across
+/// server languages) and its causes.
+fn sqlx_text(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => format!(
+            "error {} from the database: {}",
+            db.code().as_deref().unwrap_or("?????"),
+            db.message()
+        ),
+        other => with_causes(other),
+    }
+}
+
+/// `error`, then each cause not already spelled out in the text before it.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// What a batch did.

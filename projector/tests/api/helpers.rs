@@ -7,6 +7,8 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use projector::broker::ConsumerConfig;
+use projector::dead_letters::{DeadLetter, DeadLetterQueue, Ledger};
 use projector::projection::documents::{Keys, active_generation};
 use projector::settings::Settings;
 use projector::source::EventSource;
@@ -240,7 +242,12 @@ impl Stack {
 
     /// Starts a projector in this process (its consumers declare the queues).
     pub async fn start_projector(&mut self) {
-        let app = ProjectorApp::build(&self.settings(), local_embedder().await)
+        self.start_projector_with(local_embedder().await).await;
+    }
+
+    /// Starts a projector in this process with this embedder.
+    pub async fn start_projector_with(&mut self, embedder: Arc<dyn Embedder>) {
+        let app = ProjectorApp::build(&self.settings(), embedder)
             .await
             .unwrap();
         self.projector_port = Some(app.port());
@@ -456,6 +463,49 @@ impl Stack {
         connection.close(200, "done".into()).await.ok();
     }
 
+    /// The consumer settings `dead-letters` needs to find this test's queues.
+    pub fn consumer_config(&self) -> ConsumerConfig {
+        ConsumerConfig {
+            url: SecretString::from(rabbitmq_url()),
+            exchange: self.exchange.clone(),
+            queue_prefix: self.queue_prefix.clone(),
+            prefetch: 1,
+            batch_size: 1,
+            max_attempts: 1,
+            partitions: 1,
+            partition: 0,
+        }
+    }
+
+    /// `projector dead-letters`' view of the dead-letter queue, left as it was.
+    pub async fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead_letter_queue().await.list().await.unwrap()
+    }
+
+    pub async fn dead_letter_queue(&self) -> DeadLetterQueue {
+        DeadLetterQueue::open(&rabbitmq_url(), &self.consumer_config())
+            .await
+            .unwrap()
+    }
+
+    /// The attempts and parked aggregates in this test's read database.
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(self.read_pool.clone())
+    }
+
+    /// The projector's metrics, as Prometheus scrapes them.
+    pub async fn metrics(&self) -> String {
+        let port = self.projector_port.expect("a projector runs in-process");
+        self.client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Messages ready in a queue (not counting unacknowledged ones).
     pub async fn ready_in(&self, queue: &str) -> u32 {
         let connection = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
@@ -559,9 +609,33 @@ impl Drop for Stack {
 /// remote provider: deterministic unit vectors of `dimension` from each
 /// text's hash. Returns its base URL.
 pub async fn fake_openai(dimension: usize) -> String {
+    spawn_fake_openai(dimension, Faults::default()).await.0
+}
+
+/// What a [`spawn_fake_openai`] server gets wrong on purpose.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Answer this status to any request with an input containing the text,
+    /// as a provider refuses a text it cannot take.
+    pub refuse: Option<(String, u16)>,
+    /// Answer 503 to the first this many requests, as a provider in an outage.
+    pub unavailable_first: usize,
+}
+
+/// What a [`spawn_fake_openai`] server received: every input, in order.
+pub type Inputs = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`fake_openai`] with `faults`.
+pub async fn spawn_fake_openai(dimension: usize, faults: Faults) -> (String, Inputs) {
     use actix_web::{App, HttpResponse, HttpServer, web};
     use sha2::{Digest, Sha256};
-    async fn embeddings(body: web::Json<Value>, dimension: web::Data<usize>) -> HttpResponse {
+    struct Fake {
+        dimension: usize,
+        faults: Faults,
+        inputs: Inputs,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+    async fn embeddings(body: web::Json<Value>, fake: web::Data<Fake>) -> HttpResponse {
         let inputs: Vec<String> = body["input"]
             .as_array()
             .map(|a| {
@@ -570,21 +644,41 @@ pub async fn fake_openai(dimension: usize) -> String {
                     .collect()
             })
             .unwrap_or_default();
+        fake.inputs.lock().unwrap().extend(inputs.iter().cloned());
+        let call = fake.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if call < fake.faults.unavailable_first {
+            return HttpResponse::ServiceUnavailable().json(
+                json!({"error": {"message": "The server is overloaded", "type": "server_error"}}),
+            );
+        }
+        if let Some((marker, status)) = &fake.faults.refuse
+            && inputs.iter().any(|i| i.contains(marker.as_str()))
+        {
+            return HttpResponse::build(actix_web::http::StatusCode::from_u16(*status).unwrap())
+                .json(json!({"error": {"message": "This input cannot be processed", "type": "invalid_request_error"}}));
+        }
         let data: Vec<Value> = inputs
             .iter()
             .enumerate()
             .map(|(index, text)| {
                 let digest = Sha256::digest(text.as_bytes());
-                let raw: Vec<f32> = (0..**dimension).map(|i| f32::from(digest[i % 32]) - 127.5).collect();
+                let raw: Vec<f32> = (0..fake.dimension).map(|i| f32::from(digest[i % 32]) - 127.5).collect();
                 let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
                 json!({"object": "embedding", "index": index, "embedding": raw.iter().map(|x| x / norm).collect::<Vec<_>>()})
             })
             .collect();
         HttpResponse::Ok().json(json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 0, "total_tokens": 0}}))
     }
+    let received = Inputs::default();
+    let fake = web::Data::new(Fake {
+        dimension,
+        faults,
+        inputs: received.clone(),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(web::Data::new(dimension))
+            .app_data(fake.clone())
             .route("/v1/embeddings", web::post().to(embeddings))
     })
     .workers(1)
@@ -592,7 +686,7 @@ pub async fn fake_openai(dimension: usize) -> String {
     .unwrap();
     let port = server.addrs()[0].port();
     tokio::spawn(server.run());
-    format!("http://127.0.0.1:{port}")
+    (format!("http://127.0.0.1:{port}"), received)
 }
 
 /// An embedder of `dimension` against [`fake_openai`].
@@ -605,6 +699,7 @@ pub async fn openai_embedder(dimension: usize) -> Arc<dyn Embedder> {
         max_batch: 64,
         timeout: Duration::from_secs(10),
         max_retries: 2,
+        max_input_chars: embeddings::openai::DEFAULT_MAX_INPUT_CHARS,
     };
     embeddings::build(&config).await.unwrap()
 }

@@ -8,6 +8,7 @@
 
 mod broker;
 mod crash;
+mod dead_letters;
 mod deliveries;
 mod helpers;
 mod operations;
