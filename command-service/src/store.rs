@@ -534,7 +534,7 @@ fn store_error<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E
     match error {
         AggregateError::UserError(e) => CommandError::Domain(e),
         AggregateError::DatabaseConnectionError(cause) | AggregateError::UnexpectedError(cause)
-            if cause.downcast_ref::<sqlx::Error>().is_some_and(unavailable) =>
+            if unreachable_cause(cause.as_ref()) =>
         {
             CommandError::Unavailable(cause.to_string())
         }
@@ -550,13 +550,27 @@ fn sqlx_error<E: std::error::Error>(error: &sqlx::Error) -> CommandError<E> {
     }
 }
 
+/// Whether a store error comes from not reaching the database, wherever in
+/// its cause chain the driver's error sits (postgres-es wraps it in errors
+/// of its own, depending on the call).
+fn unreachable_cause(cause: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(cause), |e| e.source()).any(|e| {
+        e.downcast_ref::<sqlx::Error>().is_some_and(unavailable) || e.is::<std::io::Error>()
+    })
+}
+
 /// A failure to reach the database, as opposed to one a statement caused:
 /// a retry later may succeed, so the client is told so (503).
 fn unavailable(error: &sqlx::Error) -> bool {
     pg::connection_lost(error)
         || matches!(
             error,
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+            sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                // A server going down mid-handshake or mid-message.
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed
         )
 }
 

@@ -544,6 +544,24 @@ impl Documents {
     }
 }
 
+/// Runs a read once more when Redis dropped its connection under it (a Redis
+/// restart, `CLIENT KILL`, a proxy's idle timeout): the failed connection is
+/// gone by then (a worker's is forgotten, the shared manager reconnects by
+/// itself), so the second try runs on a fresh one and the request does not
+/// fail for a loss it could not see coming. A second loss is a real outage.
+async fn retry_once_on_lost_connection<T>(
+    mut read: impl AsyncFnMut() -> Result<T, DocumentError>,
+) -> Result<T, DocumentError> {
+    match read().await {
+        Err(DocumentError::Redis(e)) if e.is_io_error() || e.is_connection_dropped() => {
+            tracing::debug!(error = %e, "redis connection lost under a read; trying once more");
+            metrics::counter!("redis_connection_lost_retries_total").increment(1);
+            read().await
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,23 +684,5 @@ mod tests {
         large.json = "x".repeat(MAX_CACHED_DOCUMENT_BYTES + 1);
         cache.put(keys.memory(1, a), &Stored::Found(large), 0);
         assert!(cache.get(&keys.memory(1, a), None).is_none());
-    }
-}
-
-/// Runs a read once more when Redis dropped its connection under it (a Redis
-/// restart, `CLIENT KILL`, a proxy's idle timeout): the failed connection is
-/// gone by then (a worker's is forgotten, the shared manager reconnects by
-/// itself), so the second try runs on a fresh one and the request does not
-/// fail for a loss it could not see coming. A second loss is a real outage.
-async fn retry_once_on_lost_connection<T>(
-    mut read: impl AsyncFnMut() -> Result<T, DocumentError>,
-) -> Result<T, DocumentError> {
-    match read().await {
-        Err(DocumentError::Redis(e)) if e.is_io_error() || e.is_connection_dropped() => {
-            tracing::debug!(error = %e, "redis connection lost under a read; trying once more");
-            metrics::counter!("redis_connection_lost_retries_total").increment(1);
-            read().await
-        }
-        other => other,
     }
 }
