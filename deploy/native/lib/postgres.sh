@@ -426,3 +426,9 @@ stop_postgres() {
 		log "Postgres: ours is not running"
 	fi
 }
+
+# The portable pgvector build ensure_postgres installs (ADR 8); sourced here
+# so that every script that sources this file (the stack, the benchmarks)
+# has it.
+# shellcheck source=pgvector.sh
+source "$SB_NATIVE_DIR/lib/pgvector.sh"
