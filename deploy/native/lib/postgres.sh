@@ -353,7 +353,9 @@ pg_ensure_databases() {
 	# (the SET hides the "already exists, skipping" notices of a second run)
 	sb_psql second_brain_read -c 'SET client_min_messages = warning' \
 		-c 'CREATE EXTENSION IF NOT EXISTS vector' -c 'CREATE EXTENSION IF NOT EXISTS pg_trgm'
-	SB_PGVECTOR_VERSION=$(sb_psql second_brain_read -Atc "select extversion from pg_extension where extname = 'vector'")
+	# The library's version (its control file), not the SQL version a database
+	# created under an earlier build recorded (ADR 8).
+	SB_PGVECTOR_VERSION=$(sb_psql second_brain_read -Atc "select default_version from pg_available_extensions where name = 'vector'")
 	export SB_PGVECTOR_VERSION
 	pg_self_test
 }
