@@ -361,27 +361,14 @@ pg_ensure_databases() {
 }
 
 # pg_self_test: prove pgvector and pg_trgm work on this CPU before any
-# service starts, in a throwaway database: an insert into an HNSW-indexed
-# table and a cosine-ordered index scan run exactly the code that crashes
-# where the library needs instructions the CPU lacks. On failure, stop
+# service starts, in a throwaway database (pgvector/self-test.sql). On failure, stop
 # Postgres (it would otherwise restart into the same crash for every
 # client) and name the missing CPU flags.
 pg_self_test() {
 	local db=sb_self_test_$$ out
 	sb_psql postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-	if out=$(sb_psql "$db" -At 2>&1 <<'SQL'
-SET client_min_messages = warning;
-CREATE EXTENSION vector;
-CREATE EXTENSION pg_trgm;
-CREATE TABLE t (id int PRIMARY KEY, v vector(8));
-CREATE INDEX ON t USING hnsw (v vector_cosine_ops);
-INSERT INTO t SELECT i, array_fill(i::real, ARRAY[7]) || ARRAY[(i % 3)::real] FROM generate_series(1, 64) i;
-SET enable_seqscan = off;
-SELECT (SELECT count(*) FROM (SELECT id FROM t ORDER BY v <=> array_fill(1::real, ARRAY[8])::vector LIMIT 5) s)
-       || ' ' || ('[1,2,3]'::vector <-> '[1,2,5]'::vector)
-       || ' ' || similarity('second brain', 'second brian')::numeric(4,2);
-SQL
-	) && [[ "$out" == "5 2 0.53" ]]; then
+	if out=$(sb_psql "$db" -At -f "$SB_NATIVE_DIR/pgvector/self-test.sql" 2>&1) &&
+		[[ "$out" == "5 2 0.53" ]]; then
 		sb_psql postgres -c "DROP DATABASE $db" >/dev/null
 		return 0
 	fi
