@@ -5,7 +5,8 @@
 //! - the relay's durable topic exchange;
 //! - per projection, a durable queue `<prefix>.<projection>` bound with `#`,
 //!   dead-lettering to the fanout exchange `<prefix>.dead_letter`, whose queue
-//!   of the same name keeps what could not be projected for inspection;
+//!   of the same name keeps references to what could not be projected, up to
+//!   a length limit (see [`crate::dead_letters::queue`]);
 //! - or, with `SB_PROJECTOR_PARTITIONS` = P > 1, per projection P queues
 //!   `<prefix>.<projection>.p<i>` bound with `#.p<i>`: the relay (with
 //!   `SB_RELAY_PARTITIONS` = P) suffixes each routing key with the partition
@@ -25,12 +26,17 @@
 //! unavailable dependency is waited for and counts nothing. A dead-lettered
 //! event parks its aggregate: its later events go to the dead-letter queue
 //! behind it, never applied out of order, while other aggregates flow on.
-//! See [`crate::dead_letters`].
+//! A dead letter the full dead-letter queue refuses is waited for like an
+//! unavailable dependency: the delivery stays unacknowledged. Error messages
+//! are redacted of the events' texts as soon as they are made
+//! ([`crate::redact`]). See [`crate::dead_letters`].
 
+use crate::dead_letters::queue::Declared;
 use crate::dead_letters::{
-    AggregateKey, Failure, Ledger, ParkedAt, Reason, aggregate_key, publish,
+    AggregateKey, Failure, Ledger, ParkedAt, PublishError, Reason, aggregate_key, publish,
 };
 use crate::projection::{Applied, Projection, ProjectionError};
+use crate::redact::Redactor;
 use event_schema::StoredEvent;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -57,6 +63,8 @@ pub struct ConsumerConfig {
     pub prefetch: u16,
     pub batch_size: usize,
     pub max_attempts: u32,
+    /// The most messages the dead-letter queue holds.
+    pub dead_letter_max_length: u32,
     /// How many partitions the events are split into, and which one this
     /// projector consumes.
     pub partitions: u32,
@@ -96,50 +104,32 @@ impl ConsumerConfig {
 }
 
 /// Declares the exchange, the dead-letter exchange and queue, and the
-/// projection's queue with its binding.
+/// projection's queue with its binding; says how the dead-letter queue was
+/// found.
 pub async fn declare(
+    connection: &Connection,
     channel: &Channel,
     config: &ConsumerConfig,
     projection: &str,
-) -> Result<(), lapin::Error> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
+) -> Result<Declared, lapin::Error> {
+    let declared = crate::dead_letters::queue::declare(connection, config).await?;
     channel
         .exchange_declare(
             config.exchange.as_str().into(),
             ExchangeKind::Topic,
-            durable,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;
     let dead_letter = config.dead_letter();
-    channel
-        .exchange_declare(
-            dead_letter.as_str().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(
-            dead_letter.as_str().into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            dead_letter.as_str().into(),
-            dead_letter.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
     let queue = config.queue(projection);
+    // RabbitMQ's own dead-lettering stays as the queues were declared (a
+    // declaration cannot change): the projector never rejects a delivery,
+    // so only an operator's policy (a message TTL, say) would use it, and
+    // `projector migrate` turns what it leaves into references.
     let mut arguments = FieldTable::default();
     arguments.insert(
         "x-dead-letter-exchange".into(),
@@ -161,7 +151,7 @@ pub async fn declare(
             FieldTable::default(),
         )
         .await?;
-    Ok(())
+    Ok(declared)
 }
 
 /// What a consumer needs to settle failures: where attempts and parked
@@ -298,7 +288,16 @@ impl Consumer<'_> {
         channel
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await?;
-        declare(&channel, config, name).await?;
+        if declare(&connection, &channel, config, name).await? == Declared::Otherwise {
+            tracing::warn!(
+                projection = name,
+                queue = %config.dead_letter(),
+                max_length = config.dead_letter_max_length,
+                "the dead-letter queue exists without this length limit (declared by an earlier \
+                 release, or with another SB_PROJECTOR_DEAD_LETTER_MAX_LENGTH) and is used as it \
+                 is; run `projector migrate` to apply the limit"
+            );
+        }
         // Dead letters go out on their own channel, in confirm mode: a
         // delivery is acknowledged only once its dead letter is safe.
         let dead_letters = connection.create_channel().await?;
@@ -384,10 +383,12 @@ impl Consumer<'_> {
             match serde_json::from_slice::<StoredEvent>(&delivery.data) {
                 Ok(event) => items.push((delivery, event)),
                 Err(error) => {
+                    // serde quotes what it could not take: not kept.
                     let failure = failure_now(
                         Reason::Undecodable,
                         "undecodable",
-                        format!("the message body is not an event: {error}"),
+                        Redactor::default()
+                            .redact(&format!("the message body is not an event: {error}")),
                         0,
                     );
                     self.dead_letter(dead_letters, &delivery, None, &failure)
@@ -415,9 +416,15 @@ impl Consumer<'_> {
             return self.one_by_one(dead_letters, fresh, None).await;
         }
         let events: Vec<StoredEvent> = fresh.iter().map(|(_, event)| event.clone()).collect();
+        let redactor = Redactor::of_events(&events);
         let mut unavailable = 0u32;
         loop {
-            match self.projection.apply(&events).await {
+            match self
+                .projection
+                .apply(&events)
+                .await
+                .map_err(|e| e.redacted(&redactor))
+            {
                 Ok(applied) => {
                     record(self.name(), applied, events.last());
                     if let Some((last, _)) = fresh.last() {
@@ -529,7 +536,12 @@ impl Consumer<'_> {
                     continue;
                 }
             };
-            match self.projection.apply(std::slice::from_ref(event)).await {
+            match self
+                .projection
+                .apply(std::slice::from_ref(event))
+                .await
+                .map_err(|e| e.redacted(&Redactor::of_events([event])))
+            {
                 Ok(applied) => {
                     record(name, applied, Some(event));
                     if let Err(error) = ledger.clear(name, event).await {
@@ -621,15 +633,12 @@ impl Consumer<'_> {
         failure: &Failure,
     ) -> Result<(), Stop> {
         let name = self.name();
-        publish(
-            dead_letters,
-            self.config,
-            name,
-            delivery,
-            Some(event),
-            failure,
-        )
-        .await?;
+        if !self
+            .publish_dead_letter(dead_letters, delivery, Some(event), failure)
+            .await?
+        {
+            return Ok(());
+        }
         let ledger = self.settlement.ledger.clone();
         let Some(at) = self
             .until_ok("parking the aggregate", || {
@@ -700,15 +709,12 @@ impl Consumer<'_> {
             0,
         );
         failure.parked_behind = Some(at.sequence);
-        publish(
-            dead_letters,
-            self.config,
-            self.name(),
-            delivery,
-            Some(event),
-            &failure,
-        )
-        .await?;
+        if !self
+            .publish_dead_letter(dead_letters, delivery, Some(event), &failure)
+            .await?
+        {
+            return Ok(());
+        }
         delivery.ack(BasicAckOptions::default()).await?;
         self.dead_lettered(delivery, Some(event), &failure);
         Ok(())
@@ -722,18 +728,63 @@ impl Consumer<'_> {
         event: Option<&StoredEvent>,
         failure: &Failure,
     ) -> Result<(), Stop> {
-        publish(
-            dead_letters,
-            self.config,
-            self.name(),
-            delivery,
-            event,
-            failure,
-        )
-        .await?;
+        if !self
+            .publish_dead_letter(dead_letters, delivery, event, failure)
+            .await?
+        {
+            return Ok(());
+        }
         delivery.ack(BasicAckOptions::default()).await?;
         self.dead_lettered(delivery, event, failure);
         Ok(())
+    }
+
+    /// Publishes a dead letter, waiting with backoff while the dead-letter
+    /// queue refuses it (full, or being declared again by `migrate`). The
+    /// delivery stays unacknowledged meanwhile, so nothing is lost, and the
+    /// projection waits as for an outage, loudly. False on shutdown.
+    async fn publish_dead_letter(
+        &mut self,
+        dead_letters: &Channel,
+        delivery: &Delivery,
+        event: Option<&StoredEvent>,
+        failure: &Failure,
+    ) -> Result<bool, Stop> {
+        let name = self.name();
+        let mut refusals = 0u32;
+        loop {
+            match publish(dead_letters, self.config, name, delivery, event, failure).await {
+                Ok(()) => {
+                    if refusals > 0 {
+                        tracing::info!(
+                            projection = name,
+                            refusals,
+                            "the dead-letter queue takes dead letters again"
+                        );
+                    }
+                    return Ok(true);
+                }
+                Err(PublishError::Broker(error)) => return Err(Stop::Broker(error)),
+                Err(PublishError::Refused(why)) => {
+                    refusals += 1;
+                    metrics::counter!("projector_dead_letters_refused_total", "projection" => name)
+                        .increment(1);
+                    if refusals == 1 || refusals.is_multiple_of(10) {
+                        tracing::error!(
+                            projection = name,
+                            queue = %self.config.dead_letter(),
+                            why,
+                            refusals,
+                            "a dead letter was refused; this projection waits until `projector \
+                             dead-letters retry` or `purge` makes room"
+                        );
+                    }
+                    if !self.pause(backoff(refusals)).await {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
     }
 
     fn dead_lettered(&self, delivery: &Delivery, event: Option<&StoredEvent>, failure: &Failure) {
