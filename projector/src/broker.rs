@@ -427,6 +427,9 @@ impl Consumer<'_> {
             {
                 Ok(applied) => {
                     record(self.name(), applied, events.last());
+                    if !self.unpark_erased(&events).await {
+                        return Ok(());
+                    }
                     if let Some((last, _)) = fresh.last() {
                         last.ack(BasicAckOptions { multiple: true }).await?;
                     }
@@ -483,6 +486,7 @@ impl Consumer<'_> {
             // An earlier event of this batch may just have parked it.
             if let Some(&at) = self.parked.get(&aggregate_key(&event))
                 && event.sequence >= at.sequence
+                && !is_erase(&event)
             {
                 self.park_behind(dead_letters, &delivery, &event, at)
                     .await?;
@@ -548,6 +552,9 @@ impl Consumer<'_> {
                         // Harmless: a later redelivery is a duplicate, and
                         // the row goes when the event is next settled.
                         tracing::warn!(projection = name, %error, "cannot clear the attempts of an applied event");
+                    }
+                    if !self.unpark_erased(std::slice::from_ref(event)).await {
+                        return Ok(());
                     }
                     delivery.ack(BasicAckOptions::default()).await?;
                     return Ok(());
@@ -663,8 +670,9 @@ impl Consumer<'_> {
         let Some(&at) = self.parked.get(&key) else {
             return Some(None);
         };
-        // Earlier events (duplicates) go through: they change nothing.
-        if event.sequence < at.sequence {
+        // Earlier events (duplicates) go through: they change nothing. An
+        // erase goes through too (see [`is_erase`]).
+        if event.sequence < at.sequence || is_erase(event) {
             return Some(None);
         }
         let ledger = self.settlement.ledger.clone();
@@ -686,6 +694,35 @@ impl Consumer<'_> {
                 Some(None)
             }
         }
+    }
+
+    /// Ends the park of every memory an applied erase among `events` removed
+    /// from this projection: nothing of it is left to apply. Its dead letters
+    /// stay (references, no text), and a retry finds them applied. False on
+    /// shutdown.
+    async fn unpark_erased(&mut self, events: &[StoredEvent]) -> bool {
+        let name = self.name();
+        let ledger = self.settlement.ledger.clone();
+        for event in events.iter().filter(|e| is_erase(e)) {
+            let key = aggregate_key(event);
+            if !self.parked.contains_key(&key) {
+                continue;
+            }
+            if self
+                .until_ok("un-parking an erased memory", || {
+                    ledger.unpark_in(name, &key)
+                })
+                .await
+                .is_none()
+            {
+                return false;
+            }
+            self.parked.remove(&key);
+            metrics::gauge!("projector_parked_aggregates", "projection" => name)
+                .set(self.parked.len() as f64);
+            tracing::info!(projection = name, aggregate_id = %event.aggregate_id, "an erase ended the park of its memory");
+        }
+        true
     }
 
     /// Dead-letters an event of a parked aggregate, or drops the parked
@@ -867,6 +904,16 @@ impl Consumer<'_> {
             _ = shutdown.changed() => !self.stopping(),
         }
     }
+}
+
+/// Whether `event` erases a memory. An erase is never held behind a park: it
+/// must reach every read model whatever failed before it, and it can. The
+/// events it skips are filled in from the store, where the erase has
+/// redacted them, and an erased memory needs nothing of them (no text to
+/// embed or index). One that still fails is settled like any event.
+fn is_erase(event: &StoredEvent) -> bool {
+    event.aggregate_type == event_schema::memory::AGGREGATE_TYPE
+        && event.event_type == event_schema::MemoryEvent::MemoryErased {}.event_type()
 }
 
 fn failure_now(reason: Reason, kind: &str, error: String, attempts: u32) -> Failure {

@@ -439,6 +439,24 @@ impl Ledger {
         Ok(done.rows_affected())
     }
 
+    /// Un-parks one aggregate in `projection`.
+    pub async fn unpark_in(
+        &self,
+        projection: &str,
+        key: &AggregateKey,
+    ) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(
+            "DELETE FROM parked_aggregates
+              WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3",
+        )
+        .bind(projection)
+        .bind(&key.0)
+        .bind(&key.1)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// How many aggregates `projection` has parked.
     pub async fn parked_count(&self, projection: &str) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT count(*) FROM parked_aggregates WHERE projection = $1")
