@@ -21,14 +21,14 @@
 //! queue without one. The queue keeps its name (the operator's tools and
 //! runbooks know it); a consumer that finds it declared otherwise uses it as
 //! it is and warns. `migrate` declares it again: it moves every message into
-//! a staging queue, `<queue>.migrating`, deletes the queue, declares it with
-//! the limit, and moves the messages back, turning any whole message into a
-//! reference on the way. A crash at any point leaves the messages in one of
-//! the two queues, and the next `migrate` carries on from the staging queue.
-//! The same path applies a changed limit. While the queue is gone, dead
-//! letters come back to the projector unroutable (they are published
-//! mandatory) and wait like refused ones. Moves are at least once: a crash
-//! between a publish and its acknowledgement can leave a duplicate, which a
+//! a staging queue, `<queue>.migrating`, bound to the dead-letter exchange
+//! meanwhile, deletes the queue, declares it with the limit, unbinds the
+//! staging queue and moves the messages back, turning any whole message into
+//! a reference on the way. A crash at any point leaves the messages in one
+//! of the two queues, and the next `migrate` carries on from the staging
+//! queue. The same path applies a changed limit. Moves are at least once: a
+//! crash between a publish and its acknowledgement, or a dead letter
+//! published while both queues are bound, can leave a duplicate, which a
 //! retry skips like any duplicate.
 
 use super::{Found, PublishError, converted, settled};
@@ -202,22 +202,23 @@ pub async fn migrate(
                 FieldTable::default(),
             )
             .await?;
-        let mut deleted = false;
-        for _ in 0..EMPTYING_ROUNDS {
-            let (moved, converted) = move_all(&channel, &queue, &staging)
-                .await
-                .map_err(|e| full_or_broker(e, config, 0))?;
-            migration.moved += moved;
-            migration.converted += converted;
-            if delete_if_empty(connection, &queue).await? {
-                deleted = true;
-                break;
-            }
-        }
-        if !deleted {
-            return Err(MigrationError::Busy(queue));
-        }
+        // Bound while the queue is gone: a dead letter published meanwhile
+        // by a projector of an earlier release (which does not publish
+        // mandatory) lands here instead of nowhere. One published while both
+        // are bound lands in both, a duplicate.
+        channel
+            .queue_bind(
+                staging.as_str().into(),
+                queue.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let (moved, converted) = empty_into(connection, &channel, &queue, &staging, config).await?;
         let _ = channel.close(200, "moved out".into()).await;
+        migration.moved = moved;
+        migration.converted = converted;
         if declare(connection, config).await? == Declared::Otherwise {
             // Declared in between by a projector with another limit.
             return Err(MigrationError::Busy(queue));
@@ -226,25 +227,53 @@ pub async fn migrate(
     }
     if interrupted || migration.redeclared {
         let channel = confirm_channel(connection).await?;
-        let result = move_all(&channel, &staging, &queue).await;
+        channel
+            .queue_unbind(
+                staging.as_str().into(),
+                queue.as_str().into(),
+                "".into(),
+                FieldTable::default(),
+            )
+            .await?;
+        let result = empty_into(connection, &channel, &staging, &queue, config).await;
         let _ = channel.close(200, "moved back".into()).await;
-        let (back, converted) = match result {
-            Ok(counts) => counts,
-            Err(error) => {
-                let left = ready(connection, &staging).await?.unwrap_or(0);
-                return Err(full_or_broker(error, config, left));
-            }
-        };
+        let (back, converted) = result?;
         // What this run moved out was converted on the way; what an
         // interrupted run left may not have been.
         migration.moved = migration.moved.max(back);
         migration.converted += converted;
-        if !delete_if_empty(connection, &staging).await? {
-            return Err(MigrationError::Busy(staging));
-        }
     }
     migration.converted += convert_in_place(connection, &queue).await?;
     Ok(migration)
+}
+
+/// Moves every message of `from` into `to` and deletes `from`, emptying it
+/// again while dead letters still arrive; returns how many moved and how
+/// many of them held a whole message.
+async fn empty_into(
+    connection: &Connection,
+    channel: &Channel,
+    from: &str,
+    to: &str,
+    config: &ConsumerConfig,
+) -> Result<(usize, usize), MigrationError> {
+    let (mut moved, mut converted) = (0, 0);
+    for _ in 0..EMPTYING_ROUNDS {
+        match move_all(channel, from, to).await {
+            Ok((m, c)) => {
+                moved += m;
+                converted += c;
+            }
+            Err(error) => {
+                let left = ready(connection, from).await?.unwrap_or(0);
+                return Err(full_or_broker(error, config, left));
+            }
+        }
+        if delete_if_empty(connection, from).await? {
+            return Ok((moved, converted));
+        }
+    }
+    Err(MigrationError::Busy(from.to_owned()))
 }
 
 fn full_or_broker(error: PublishError, config: &ConsumerConfig, left: u32) -> MigrationError {
