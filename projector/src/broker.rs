@@ -393,6 +393,11 @@ impl Consumer<'_> {
                     );
                     self.dead_letter(dead_letters, &delivery, None, &failure)
                         .await?;
+                    // Stopped while the dead-letter queue refused it: the
+                    // batch's acknowledgement (multiple) must not cover it.
+                    if self.stopping() {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -403,7 +408,10 @@ impl Consumer<'_> {
                 Some(None) => fresh.push((delivery, event)),
                 Some(Some(at)) => {
                     self.park_behind(dead_letters, &delivery, &event, at)
-                        .await?
+                        .await?;
+                    if self.stopping() {
+                        return Ok(());
+                    }
                 }
             }
         }
