@@ -5,7 +5,8 @@
 //! - the relay's durable topic exchange;
 //! - per projection, a durable queue `<prefix>.<projection>` bound with `#`,
 //!   dead-lettering to the fanout exchange `<prefix>.dead_letter`, whose queue
-//!   of the same name keeps what could not be projected for inspection;
+//!   of the same name keeps references to what could not be projected, up to
+//!   a length limit (see [`crate::dead_letters::queue`]);
 //! - or, with `SB_PROJECTOR_PARTITIONS` = P > 1, per projection P queues
 //!   `<prefix>.<projection>.p<i>` bound with `#.p<i>`: the relay (with
 //!   `SB_RELAY_PARTITIONS` = P) suffixes each routing key with the partition
@@ -25,12 +26,17 @@
 //! unavailable dependency is waited for and counts nothing. A dead-lettered
 //! event parks its aggregate: its later events go to the dead-letter queue
 //! behind it, never applied out of order, while other aggregates flow on.
-//! See [`crate::dead_letters`].
+//! A dead letter the full dead-letter queue refuses is waited for like an
+//! unavailable dependency: the delivery stays unacknowledged. Error messages
+//! are redacted of the events' texts as soon as they are made
+//! ([`crate::redact`]). See [`crate::dead_letters`].
 
+use crate::dead_letters::queue::Declared;
 use crate::dead_letters::{
-    AggregateKey, Failure, Ledger, ParkedAt, Reason, aggregate_key, publish,
+    AggregateKey, Failure, Ledger, ParkedAt, PublishError, Reason, aggregate_key, publish,
 };
 use crate::projection::{Applied, Projection, ProjectionError};
+use crate::redact::Redactor;
 use event_schema::StoredEvent;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -57,6 +63,8 @@ pub struct ConsumerConfig {
     pub prefetch: u16,
     pub batch_size: usize,
     pub max_attempts: u32,
+    /// The most messages the dead-letter queue holds.
+    pub dead_letter_max_length: u32,
     /// How many partitions the events are split into, and which one this
     /// projector consumes.
     pub partitions: u32,
@@ -96,50 +104,32 @@ impl ConsumerConfig {
 }
 
 /// Declares the exchange, the dead-letter exchange and queue, and the
-/// projection's queue with its binding.
+/// projection's queue with its binding; says how the dead-letter queue was
+/// found.
 pub async fn declare(
+    connection: &Connection,
     channel: &Channel,
     config: &ConsumerConfig,
     projection: &str,
-) -> Result<(), lapin::Error> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
+) -> Result<Declared, lapin::Error> {
+    let declared = crate::dead_letters::queue::declare(connection, config).await?;
     channel
         .exchange_declare(
             config.exchange.as_str().into(),
             ExchangeKind::Topic,
-            durable,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;
     let dead_letter = config.dead_letter();
-    channel
-        .exchange_declare(
-            dead_letter.as_str().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_declare(
-            dead_letter.as_str().into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            dead_letter.as_str().into(),
-            dead_letter.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
     let queue = config.queue(projection);
+    // RabbitMQ's own dead-lettering stays as the queues were declared (a
+    // declaration cannot change): the projector never rejects a delivery,
+    // so only an operator's policy (a message TTL, say) would use it, and
+    // `projector migrate` turns what it leaves into references.
     let mut arguments = FieldTable::default();
     arguments.insert(
         "x-dead-letter-exchange".into(),
@@ -161,7 +151,7 @@ pub async fn declare(
             FieldTable::default(),
         )
         .await?;
-    Ok(())
+    Ok(declared)
 }
 
 /// What a consumer needs to settle failures: where attempts and parked
@@ -298,7 +288,16 @@ impl Consumer<'_> {
         channel
             .basic_qos(config.prefetch, BasicQosOptions::default())
             .await?;
-        declare(&channel, config, name).await?;
+        if declare(&connection, &channel, config, name).await? == Declared::Otherwise {
+            tracing::warn!(
+                projection = name,
+                queue = %config.dead_letter(),
+                max_length = config.dead_letter_max_length,
+                "the dead-letter queue exists without this length limit (declared by an earlier \
+                 release, or with another SB_PROJECTOR_DEAD_LETTER_MAX_LENGTH) and is used as it \
+                 is; run `projector migrate` to apply the limit"
+            );
+        }
         // Dead letters go out on their own channel, in confirm mode: a
         // delivery is acknowledged only once its dead letter is safe.
         let dead_letters = connection.create_channel().await?;
@@ -384,14 +383,21 @@ impl Consumer<'_> {
             match serde_json::from_slice::<StoredEvent>(&delivery.data) {
                 Ok(event) => items.push((delivery, event)),
                 Err(error) => {
+                    // serde quotes what it could not take: not kept.
                     let failure = failure_now(
                         Reason::Undecodable,
                         "undecodable",
-                        format!("the message body is not an event: {error}"),
+                        Redactor::default()
+                            .redact(&format!("the message body is not an event: {error}")),
                         0,
                     );
                     self.dead_letter(dead_letters, &delivery, None, &failure)
                         .await?;
+                    // Stopped while the dead-letter queue refused it: the
+                    // batch's acknowledgement (multiple) must not cover it.
+                    if self.stopping() {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -402,7 +408,10 @@ impl Consumer<'_> {
                 Some(None) => fresh.push((delivery, event)),
                 Some(Some(at)) => {
                     self.park_behind(dead_letters, &delivery, &event, at)
-                        .await?
+                        .await?;
+                    if self.stopping() {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -415,11 +424,20 @@ impl Consumer<'_> {
             return self.one_by_one(dead_letters, fresh, None).await;
         }
         let events: Vec<StoredEvent> = fresh.iter().map(|(_, event)| event.clone()).collect();
+        let redactor = Redactor::of_events(&events);
         let mut unavailable = 0u32;
         loop {
-            match self.projection.apply(&events).await {
+            match self
+                .projection
+                .apply(&events)
+                .await
+                .map_err(|e| e.redacted(&redactor))
+            {
                 Ok(applied) => {
                     record(self.name(), applied, events.last());
+                    if !self.unpark_erased(&events).await {
+                        return Ok(());
+                    }
                     if let Some((last, _)) = fresh.last() {
                         last.ack(BasicAckOptions { multiple: true }).await?;
                     }
@@ -476,6 +494,7 @@ impl Consumer<'_> {
             // An earlier event of this batch may just have parked it.
             if let Some(&at) = self.parked.get(&aggregate_key(&event))
                 && event.sequence >= at.sequence
+                && !is_erase(&event)
             {
                 self.park_behind(dead_letters, &delivery, &event, at)
                     .await?;
@@ -529,13 +548,21 @@ impl Consumer<'_> {
                     continue;
                 }
             };
-            match self.projection.apply(std::slice::from_ref(event)).await {
+            match self
+                .projection
+                .apply(std::slice::from_ref(event))
+                .await
+                .map_err(|e| e.redacted(&Redactor::of_events([event])))
+            {
                 Ok(applied) => {
                     record(name, applied, Some(event));
                     if let Err(error) = ledger.clear(name, event).await {
                         // Harmless: a later redelivery is a duplicate, and
                         // the row goes when the event is next settled.
                         tracing::warn!(projection = name, %error, "cannot clear the attempts of an applied event");
+                    }
+                    if !self.unpark_erased(std::slice::from_ref(event)).await {
+                        return Ok(());
                     }
                     delivery.ack(BasicAckOptions::default()).await?;
                     return Ok(());
@@ -621,15 +648,12 @@ impl Consumer<'_> {
         failure: &Failure,
     ) -> Result<(), Stop> {
         let name = self.name();
-        publish(
-            dead_letters,
-            self.config,
-            name,
-            delivery,
-            Some(event),
-            failure,
-        )
-        .await?;
+        if !self
+            .publish_dead_letter(dead_letters, delivery, Some(event), failure)
+            .await?
+        {
+            return Ok(());
+        }
         let ledger = self.settlement.ledger.clone();
         let Some(at) = self
             .until_ok("parking the aggregate", || {
@@ -654,8 +678,9 @@ impl Consumer<'_> {
         let Some(&at) = self.parked.get(&key) else {
             return Some(None);
         };
-        // Earlier events (duplicates) go through: they change nothing.
-        if event.sequence < at.sequence {
+        // Earlier events (duplicates) go through: they change nothing. An
+        // erase goes through too (see [`is_erase`]).
+        if event.sequence < at.sequence || is_erase(event) {
             return Some(None);
         }
         let ledger = self.settlement.ledger.clone();
@@ -679,6 +704,35 @@ impl Consumer<'_> {
         }
     }
 
+    /// Ends the park of every memory an applied erase among `events` removed
+    /// from this projection: nothing of it is left to apply. Its dead letters
+    /// stay (references, no text), and a retry finds them applied. False on
+    /// shutdown.
+    async fn unpark_erased(&mut self, events: &[StoredEvent]) -> bool {
+        let name = self.name();
+        let ledger = self.settlement.ledger.clone();
+        for event in events.iter().filter(|e| is_erase(e)) {
+            let key = aggregate_key(event);
+            if !self.parked.contains_key(&key) {
+                continue;
+            }
+            if self
+                .until_ok("un-parking an erased memory", || {
+                    ledger.unpark_in(name, &key)
+                })
+                .await
+                .is_none()
+            {
+                return false;
+            }
+            self.parked.remove(&key);
+            metrics::gauge!("projector_parked_aggregates", "projection" => name)
+                .set(self.parked.len() as f64);
+            tracing::info!(projection = name, aggregate_id = %event.aggregate_id, "an erase ended the park of its memory");
+        }
+        true
+    }
+
     /// Dead-letters an event of a parked aggregate, or drops the parked
     /// event itself when it comes back (it is already in the queue: it was
     /// dead-lettered, then the projector stopped before acknowledging).
@@ -700,15 +754,12 @@ impl Consumer<'_> {
             0,
         );
         failure.parked_behind = Some(at.sequence);
-        publish(
-            dead_letters,
-            self.config,
-            self.name(),
-            delivery,
-            Some(event),
-            &failure,
-        )
-        .await?;
+        if !self
+            .publish_dead_letter(dead_letters, delivery, Some(event), &failure)
+            .await?
+        {
+            return Ok(());
+        }
         delivery.ack(BasicAckOptions::default()).await?;
         self.dead_lettered(delivery, Some(event), &failure);
         Ok(())
@@ -722,18 +773,63 @@ impl Consumer<'_> {
         event: Option<&StoredEvent>,
         failure: &Failure,
     ) -> Result<(), Stop> {
-        publish(
-            dead_letters,
-            self.config,
-            self.name(),
-            delivery,
-            event,
-            failure,
-        )
-        .await?;
+        if !self
+            .publish_dead_letter(dead_letters, delivery, event, failure)
+            .await?
+        {
+            return Ok(());
+        }
         delivery.ack(BasicAckOptions::default()).await?;
         self.dead_lettered(delivery, event, failure);
         Ok(())
+    }
+
+    /// Publishes a dead letter, waiting with backoff while the dead-letter
+    /// queue refuses it (full, or being declared again by `migrate`). The
+    /// delivery stays unacknowledged meanwhile, so nothing is lost, and the
+    /// projection waits as for an outage, loudly. False on shutdown.
+    async fn publish_dead_letter(
+        &mut self,
+        dead_letters: &Channel,
+        delivery: &Delivery,
+        event: Option<&StoredEvent>,
+        failure: &Failure,
+    ) -> Result<bool, Stop> {
+        let name = self.name();
+        let mut refusals = 0u32;
+        loop {
+            match publish(dead_letters, self.config, name, delivery, event, failure).await {
+                Ok(()) => {
+                    if refusals > 0 {
+                        tracing::info!(
+                            projection = name,
+                            refusals,
+                            "the dead-letter queue takes dead letters again"
+                        );
+                    }
+                    return Ok(true);
+                }
+                Err(PublishError::Broker(error)) => return Err(Stop::Broker(error)),
+                Err(PublishError::Refused(why)) => {
+                    refusals += 1;
+                    metrics::counter!("projector_dead_letters_refused_total", "projection" => name)
+                        .increment(1);
+                    if refusals == 1 || refusals.is_multiple_of(10) {
+                        tracing::error!(
+                            projection = name,
+                            queue = %self.config.dead_letter(),
+                            why,
+                            refusals,
+                            "a dead letter was refused; this projection waits until `projector \
+                             dead-letters retry` or `purge` makes room"
+                        );
+                    }
+                    if !self.pause(backoff(refusals)).await {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
     }
 
     fn dead_lettered(&self, delivery: &Delivery, event: Option<&StoredEvent>, failure: &Failure) {
@@ -816,6 +912,16 @@ impl Consumer<'_> {
             _ = shutdown.changed() => !self.stopping(),
         }
     }
+}
+
+/// Whether `event` erases a memory. An erase is never held behind a park: it
+/// must reach every read model whatever failed before it, and it can. The
+/// events it skips are filled in from the store, where the erase has
+/// redacted them, and an erased memory needs nothing of them (no text to
+/// embed or index). One that still fails is settled like any event.
+fn is_erase(event: &StoredEvent) -> bool {
+    event.aggregate_type == event_schema::memory::AGGREGATE_TYPE
+        && event.event_type == event_schema::MemoryEvent::MemoryErased {}.event_type()
 }
 
 fn failure_now(reason: Reason, kind: &str, error: String, attempts: u32) -> Failure {

@@ -38,7 +38,10 @@ pub enum ProjectionName {
 pub enum Command {
     /// Consume events and keep the read models up to date (the default).
     Serve,
-    /// Apply the read-model migrations and declare the queues; safe to run again.
+    /// Apply the read-model migrations and declare the queues, the
+    /// dead-letter queue with its length limit (moving its messages out and
+    /// back when it was declared otherwise, and turning any that still hold
+    /// a whole message into references); safe to run again.
     Migrate,
     /// Replay the event store into fresh read models, then switch over.
     RebuildProjections {
@@ -81,10 +84,12 @@ pub enum DeadLetterCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Un-park the selected aggregates, then send their dead letters back to
-    /// the queues they came from, in order. The projector fills any gap from
-    /// the event store and skips what it already applied, so a retry is
-    /// always safe; an event that still fails is parked again.
+    /// Un-park the selected aggregates, then send their dead letters' events,
+    /// read again from the event store as they are now, back to the queues
+    /// they came from, in order. The projector fills any gap from the event
+    /// store and skips what it already applied, so a retry is always safe;
+    /// an event that still fails is parked again. A dead letter of a message
+    /// that was no event holds only its fingerprint and stays.
     Retry(SelectionArgs),
     /// Drop the selected dead letters and un-park their aggregates. The read
     /// model then misses those events until the aggregate's next event,
@@ -134,17 +139,21 @@ struct TopologySettings {
     projector_queue_prefix: String,
     #[serde(default = "default_partitions")]
     projector_partitions: u32,
+    #[serde(default = "crate::settings::default_dead_letter_max_length")]
+    projector_dead_letter_max_length: u32,
 }
 
 fn default_partitions() -> u32 {
     1
 }
 
-/// What `dead-letters` needs: the broker and the read database.
+/// What `dead-letters` needs: the broker and the read database, and for
+/// `retry` the event store, where the dead letters' events are read again.
 #[derive(Debug, Deserialize)]
 struct DeadLetterSettings {
     read_database_url: SecretString,
     rabbitmq_url: SecretString,
+    event_store_url: Option<SecretString>,
     #[serde(default = "default_queue_prefix")]
     projector_queue_prefix: String,
 }
@@ -160,6 +169,7 @@ async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<()> {
         prefetch: 1,
         batch_size: 1,
         max_attempts: 1,
+        dead_letter_max_length: crate::settings::default_dead_letter_max_length(),
         partitions: 1,
         partition: 0,
     };
@@ -190,12 +200,18 @@ async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<()> {
             }
         }
         DeadLetterCommand::Retry(selection) => {
-            let outcome = queue.retry(&ledger, &selection.selection()).await?;
+            let store = settings
+                .event_store_url
+                .context("`dead-letters retry` reads the events from the event store: set SB_EVENT_STORE_URL")?;
+            let source = EventSource::new(pool(&store, 1)?);
+            let outcome = queue
+                .retry(&ledger, &source, &selection.selection())
+                .await?;
             eprintln!(
                 "sent back {} dead letters, un-parked {} aggregates{}",
                 outcome.messages,
                 outcome.unparked,
-                skipped(outcome.skipped)
+                left(&outcome)
             );
         }
         DeadLetterCommand::Purge(selection) => {
@@ -210,12 +226,30 @@ async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn skipped(count: usize) -> String {
-    if count == 0 {
-        String::new()
-    } else {
-        format!("; {count} left in the queue: they name no queue to go back to")
+/// What `retry` left in the queue, and why.
+fn left(outcome: &crate::dead_letters::Outcome) -> String {
+    let mut out = String::new();
+    if outcome.skipped > 0 {
+        out.push_str(&format!(
+            "; {} left in the queue: they name no queue to go back to",
+            outcome.skipped
+        ));
     }
+    if outcome.undecodable > 0 {
+        out.push_str(&format!(
+            "; {} left in the queue: the message was no event and only its SHA-256 is kept, \
+             so there is nothing to send back (`dead-letters purge` drops them)",
+            outcome.undecodable
+        ));
+    }
+    if outcome.missing > 0 {
+        out.push_str(&format!(
+            "; {} left in the queue: the event store has no such event (is SB_EVENT_STORE_URL \
+             the store these events came from?)",
+            outcome.missing
+        ));
+    }
+    out
 }
 
 fn default_exchange() -> String {
@@ -227,18 +261,20 @@ fn default_queue_prefix() -> String {
 }
 
 /// Declares the exchange and every projection's queue, so events the relay
-/// publishes before the projector first runs are kept, not routed nowhere.
+/// publishes before the projector first runs are kept, not routed nowhere;
+/// and the dead-letter queue with its limit (see
+/// [`crate::dead_letters::queue::migrate`]).
 async fn declare_topology(settings: TopologySettings) -> anyhow::Result<()> {
     use secrecy::ExposeSecret;
     let Some(url) = settings.rabbitmq_url else {
         eprintln!("SB_RABBITMQ_URL is not set: queues will be declared when the projector starts");
         return Ok(());
     };
+    crate::settings::validate_dead_letter_max_length(settings.projector_dead_letter_max_length)?;
     let connection =
         lapin::Connection::connect(url.expose_secret(), lapin::ConnectionProperties::default())
             .await
             .context("connecting to RabbitMQ")?;
-    let channel = connection.create_channel().await?;
     let config = crate::broker::ConsumerConfig {
         url,
         exchange: settings.rabbitmq_exchange,
@@ -246,9 +282,28 @@ async fn declare_topology(settings: TopologySettings) -> anyhow::Result<()> {
         prefetch: 1,
         batch_size: 1,
         max_attempts: 1,
+        dead_letter_max_length: settings.projector_dead_letter_max_length,
         partitions: settings.projector_partitions.max(1),
         partition: 0,
     };
+    let migration = crate::dead_letters::queue::migrate(&connection, &config)
+        .await
+        .context("declaring the dead-letter queue")?;
+    if migration.redeclared {
+        eprintln!(
+            "dead-letter queue {} declared again with at most {} messages ({} dead letters moved out and back)",
+            config.dead_letter(),
+            config.dead_letter_max_length,
+            migration.moved
+        );
+    }
+    if migration.converted > 0 {
+        eprintln!(
+            "{} dead letters that held their whole message now hold a reference to it",
+            migration.converted
+        );
+    }
+    let channel = connection.create_channel().await?;
     // Every partition's queues: the relay's messages for a partition whose
     // projector has not started yet wait in its queue.
     for partition in 0..config.partitions {
@@ -256,7 +311,13 @@ async fn declare_topology(settings: TopologySettings) -> anyhow::Result<()> {
             crate::projection::search::NAME,
             crate::projection::documents::NAME,
         ] {
-            crate::broker::declare(&channel, &config.for_partition(partition), projection).await?;
+            crate::broker::declare(
+                &connection,
+                &channel,
+                &config.for_partition(partition),
+                projection,
+            )
+            .await?;
         }
     }
     connection.close(200, "declared".into()).await.ok();

@@ -19,15 +19,29 @@
 //! exchange before the delivery is acknowledged: at least once, so a crash in
 //! between can leave a duplicate in the queue, which a retry skips like any
 //! duplicate delivery.
+//!
+//! A dead letter never holds memory text: its body is a [`Body`], a
+//! reference to the event in the event store (or, for a message that is no
+//! event, a fingerprint of it), and `retry` reads the event again from the
+//! store. An erase redacts the store in place, so it has nothing to chase in
+//! the queue, and a retry after it sends the redacted event. Error messages
+//! are redacted before they get here ([`crate::redact`]). The queue has a
+//! length limit; see [`queue`].
+
+pub mod queue;
 
 use crate::broker::ConsumerConfig;
+use crate::redact::{Redactor, bounded};
+use crate::source::EventSource;
+use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 use event_schema::StoredEvent;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -425,6 +439,24 @@ impl Ledger {
         Ok(done.rows_affected())
     }
 
+    /// Un-parks one aggregate in `projection`.
+    pub async fn unpark_in(
+        &self,
+        projection: &str,
+        key: &AggregateKey,
+    ) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(
+            "DELETE FROM parked_aggregates
+              WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3",
+        )
+        .bind(projection)
+        .bind(&key.0)
+        .bind(&key.1)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// How many aggregates `projection` has parked.
     pub async fn parked_count(&self, projection: &str) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT count(*) FROM parked_aggregates WHERE projection = $1")
@@ -442,9 +474,169 @@ fn time(at: DateTime<Utc>) -> AMQPValue {
     text(at.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-/// Publishes `delivery` to the dead-letter exchange with `failure` in its
-/// headers and waits for the broker's confirm. `channel` must be in confirm
-/// mode.
+/// The most of an error message a dead letter carries. With a body that is
+/// a reference, this bounds the size of every dead letter, so the queue's
+/// length limit bounds what it holds.
+pub const MAX_ERROR_BYTES: usize = 2048;
+
+/// What a dead letter's body holds in place of the message: never memory
+/// text. An event is kept as its place in the event store, which `retry`
+/// reads again; a message that is no event cannot be read again, so only a
+/// fingerprint of it is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "dead_letter", rename_all = "snake_case")]
+pub enum Body {
+    Event {
+        aggregate_type: String,
+        aggregate_id: String,
+        sequence: i64,
+        event_id: Uuid,
+        event_type: String,
+    },
+    Undecodable {
+        /// SHA-256 of the message, in hex.
+        sha256: String,
+        /// Its length in bytes.
+        length: u64,
+    },
+}
+
+impl Body {
+    pub fn of_event(event: &StoredEvent) -> Self {
+        Self::Event {
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence,
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+        }
+    }
+
+    pub fn fingerprint(data: &[u8]) -> Self {
+        Self::Undecodable {
+            sha256: hex::encode(Sha256::digest(data)),
+            length: data.len() as u64,
+        }
+    }
+
+    /// What the body `data` of a delivery or of a dead letter becomes: a
+    /// reference stays as it is, an event becomes its reference, anything
+    /// else its fingerprint.
+    pub fn of_message(data: &[u8]) -> Self {
+        match Found::of(data) {
+            Found::Reference(body) => body,
+            Found::Event(event) => Self::of_event(&event),
+            Found::Message => Self::fingerprint(data),
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        // Strings and numbers only: serialising cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Puts what the body says in the headers too, where `list` (and an
+    /// operator's tools) read it.
+    fn stamp(&self, headers: &mut FieldTable) {
+        let mut put = |name: &str, value: AMQPValue| {
+            headers.insert(ShortString::from(format!("{HEADER_PREFIX}{name}")), value);
+        };
+        match self {
+            Self::Event {
+                aggregate_type,
+                aggregate_id,
+                sequence,
+                event_id,
+                event_type,
+            } => {
+                put("aggregate-type", text(aggregate_type.as_str()));
+                put("aggregate-id", text(aggregate_id.as_str()));
+                put("sequence", AMQPValue::LongLongInt(*sequence));
+                put("event-type", text(event_type.as_str()));
+                put("event-id", text(event_id.to_string()));
+            }
+            Self::Undecodable { sha256, length } => {
+                put("body-sha256", text(sha256.as_str()));
+                put(
+                    "body-length",
+                    AMQPValue::LongLongInt(i64::try_from(*length).unwrap_or(i64::MAX)),
+                );
+            }
+        }
+    }
+}
+
+/// A dead letter's body as found: a [`Body`], or what a projector from before
+/// references left (or RabbitMQ itself, dead-lettering from a projection
+/// queue): the whole message.
+#[derive(Debug)]
+enum Found {
+    Reference(Body),
+    Event(Box<StoredEvent>),
+    Message,
+}
+
+impl Found {
+    fn of(data: &[u8]) -> Self {
+        if let Ok(body) = serde_json::from_slice::<Body>(data) {
+            Self::Reference(body)
+        } else if let Ok(event) = serde_json::from_slice::<StoredEvent>(data) {
+            Self::Event(Box::new(event))
+        } else {
+            Self::Message
+        }
+    }
+
+    fn held(&self) -> Held {
+        match self {
+            Self::Reference(Body::Event { .. }) => Held::Reference,
+            Self::Reference(Body::Undecodable { .. }) => Held::Fingerprint,
+            Self::Event(_) => Held::Event,
+            Self::Message => Held::Message,
+        }
+    }
+}
+
+/// What a dead letter's body holds, as `list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Held {
+    /// A reference to the event in the event store.
+    Reference,
+    /// The SHA-256 and length of a message that was no event; the message
+    /// itself is not kept, so there is nothing to retry.
+    Fingerprint,
+    /// The whole event, memory text included, as dead letters were before
+    /// references: `projector migrate` turns it into a reference.
+    Event,
+    /// The whole message that is no event: `projector migrate` turns it into
+    /// a fingerprint.
+    Message,
+}
+
+impl Held {
+    /// Whether the body still holds a whole message (text, perhaps).
+    pub fn is_whole(self) -> bool {
+        matches!(self, Self::Event | Self::Message)
+    }
+}
+
+/// Why a dead letter was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("publishing the dead letter: {0}")]
+    Broker(#[from] lapin::Error),
+    /// The broker took the message but no queue kept it: the dead-letter
+    /// queue is full (it refuses the overflow) or missing. Nothing is lost
+    /// while the delivery waits, unacknowledged.
+    #[error("the dead letter was refused: {0}")]
+    Refused(&'static str),
+}
+
+/// Publishes the dead letter of `delivery` (a reference to `event`, or a
+/// fingerprint of a body that is no event) to the dead-letter exchange with
+/// `failure` in its headers, and waits for the broker's confirm. `channel`
+/// must be in confirm mode.
 pub async fn publish(
     channel: &Channel,
     config: &ConsumerConfig,
@@ -452,7 +644,8 @@ pub async fn publish(
     delivery: &Delivery,
     event: Option<&StoredEvent>,
     failure: &Failure,
-) -> Result<(), lapin::Error> {
+) -> Result<(), PublishError> {
+    let body = event.map_or_else(|| Body::of_message(&delivery.data), Body::of_event);
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     let mut put = |name: &str, value: AMQPValue| {
         headers.insert(ShortString::from(format!("{HEADER_PREFIX}{name}")), value);
@@ -461,7 +654,7 @@ pub async fn publish(
     put("queue", text(config.queue(projection)));
     put("reason", text(failure.reason.as_str()));
     put("error-kind", text(failure.error_kind.as_str()));
-    put("error", text(failure.error.as_str()));
+    put("error", text(bounded(&failure.error, MAX_ERROR_BYTES)));
     put(
         "attempts",
         AMQPValue::LongLongInt(i64::from(failure.attempts)),
@@ -472,33 +665,45 @@ pub async fn publish(
     if let Some(sequence) = failure.parked_behind {
         put("parked-behind", AMQPValue::LongLongInt(sequence));
     }
-    if let Some(event) = event {
-        put("aggregate-type", text(event.aggregate_type.as_str()));
-        put("aggregate-id", text(event.aggregate_id.as_str()));
-        put("sequence", AMQPValue::LongLongInt(event.sequence));
-        put("event-type", text(event.event_type.as_str()));
-        put("event-id", text(event.event_id.to_string()));
-    }
+    body.stamp(&mut headers);
     let properties = delivery
         .properties
         .clone()
         .with_headers(headers)
+        .with_content_type("application/json".into())
         .with_delivery_mode(2);
     let confirmation = channel
         .basic_publish(
             config.dead_letter().as_str().into(),
             delivery.routing_key.clone(),
-            BasicPublishOptions::default(),
-            &delivery.data,
+            // Mandatory: with no queue bound (the queue deleted, or being
+            // redeclared by `migrate`) the message comes back instead of
+            // vanishing, and the delivery waits.
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            &body.to_vec(),
             properties,
         )
         .await?
         .await?;
+    settled(confirmation)
+}
+
+/// A publisher confirm as a result: stored, or refused and why.
+fn settled(confirmation: Confirmation) -> Result<(), PublishError> {
     match confirmation {
-        Confirmation::Ack(_) => Ok(()),
-        Confirmation::Nack(_) | Confirmation::NotRequested => Err(lapin::Error::from(
-            std::io::Error::other("the broker did not confirm the dead letter"),
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(PublishError::Refused(
+            "no queue is bound to the dead-letter exchange",
         )),
+        Confirmation::Nack(_) => Err(PublishError::Refused(
+            "the dead-letter queue is full (SB_PROJECTOR_DEAD_LETTER_MAX_LENGTH)",
+        )),
+        Confirmation::NotRequested => Err(PublishError::Broker(lapin::Error::from(
+            std::io::Error::other("the channel is not in confirm mode"),
+        ))),
     }
 }
 
@@ -524,6 +729,13 @@ impl Selection {
 /// whose body is not an event).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
+    /// What its body holds: a reference, a fingerprint, or (from before
+    /// references) the whole message.
+    pub body: Held,
+    /// For a message that was no event: the SHA-256 of the message and its
+    /// length in bytes, all that is kept of it.
+    pub body_sha256: Option<String>,
+    pub body_length: Option<i64>,
     pub projection: Option<String>,
     /// The queue it came from, and goes back to on retry.
     pub queue: Option<String>,
@@ -578,9 +790,41 @@ impl DeadLetter {
         let headers = delivery.properties.headers().clone().unwrap_or_default();
         let own = |name: &str| header_text(&headers, &format!("{HEADER_PREFIX}{name}"));
         let own_int = |name: &str| header_int(&headers, &format!("{HEADER_PREFIX}{name}"));
-        let event: Option<StoredEvent> = serde_json::from_slice(&delivery.data).ok();
+        let found = Found::of(&delivery.data);
+        let held = found.held();
+        // What the body says, for letters whose headers do not.
+        let body = match found {
+            Found::Reference(body) => body,
+            Found::Event(event) => Body::of_event(&event),
+            Found::Message => Body::fingerprint(&delivery.data),
+        };
+        let (event, fingerprint) = match body {
+            Body::Event {
+                aggregate_type,
+                aggregate_id,
+                sequence,
+                event_id,
+                event_type,
+            } => (
+                Some((
+                    aggregate_type,
+                    aggregate_id,
+                    sequence,
+                    event_id.to_string(),
+                    event_type,
+                )),
+                None,
+            ),
+            Body::Undecodable { sha256, length } => (
+                None,
+                Some((sha256, i64::try_from(length).unwrap_or(i64::MAX))),
+            ),
+        };
         let queue = own("queue").or_else(|| death_queue(&headers));
         Self {
+            body: held,
+            body_sha256: own("body-sha256").or_else(|| fingerprint.as_ref().map(|f| f.0.clone())),
+            body_length: own_int("body-length").or_else(|| fingerprint.as_ref().map(|f| f.1)),
             projection: own("projection").or_else(|| {
                 queue
                     .as_deref()
@@ -588,13 +832,11 @@ impl DeadLetter {
                     .map(str::to_owned)
             }),
             queue,
-            aggregate_type: own("aggregate-type")
-                .or_else(|| event.as_ref().map(|e| e.aggregate_type.clone())),
-            aggregate_id: own("aggregate-id")
-                .or_else(|| event.as_ref().map(|e| e.aggregate_id.clone())),
-            sequence: own_int("sequence").or_else(|| event.as_ref().map(|e| e.sequence)),
-            event_type: own("event-type").or_else(|| event.as_ref().map(|e| e.event_type.clone())),
-            event_id: own("event-id").or_else(|| event.as_ref().map(|e| e.event_id.to_string())),
+            aggregate_type: own("aggregate-type").or_else(|| event.as_ref().map(|e| e.0.clone())),
+            aggregate_id: own("aggregate-id").or_else(|| event.as_ref().map(|e| e.1.clone())),
+            sequence: own_int("sequence").or_else(|| event.as_ref().map(|e| e.2)),
+            event_id: own("event-id").or_else(|| event.as_ref().map(|e| e.3.clone())),
+            event_type: own("event-type").or_else(|| event.as_ref().map(|e| e.4.clone())),
             reason: own("reason"),
             error_kind: own("error-kind"),
             error: own("error"),
@@ -605,6 +847,68 @@ impl DeadLetter {
             dead_lettered_at: own("dead-lettered-at"),
         }
     }
+
+    /// Where its event is in the event store; `None` for a message that was
+    /// no event.
+    fn event_key(&self) -> Option<(&str, &str, i64)> {
+        Some((
+            self.aggregate_type.as_deref()?,
+            self.aggregate_id.as_deref()?,
+            self.sequence?,
+        ))
+    }
+}
+
+/// A dead letter's message as `migrate` keeps it: the same properties and
+/// headers, the body turned into a [`Body`] (and said in the headers too),
+/// and the error redacted of the texts of a whole event, as a projector from
+/// before redaction may have left them there.
+pub fn converted(delivery: &Delivery) -> (BasicProperties, Vec<u8>) {
+    let (body, redactor) = match Found::of(&delivery.data) {
+        Found::Reference(body) => (body, Redactor::default()),
+        Found::Event(event) => (
+            Body::of_event(&event),
+            Redactor::of_events([event.as_ref()]),
+        ),
+        Found::Message => (Body::fingerprint(&delivery.data), Redactor::default()),
+    };
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let error = format!("{HEADER_PREFIX}error");
+    if let Some(message) = header_text(&headers, &error) {
+        headers.insert(
+            error.as_str().into(),
+            text(bounded(&redactor.redact(&message), MAX_ERROR_BYTES)),
+        );
+    }
+    body.stamp(&mut headers);
+    let properties = delivery
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2);
+    (properties, body.to_vec())
+}
+
+/// The properties of a dead letter's event sent back to its queue: the
+/// relay's, without what dead-lettering added.
+fn resent_properties(delivery: &Delivery) -> BasicProperties {
+    let headers = delivery
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_default()
+        .inner()
+        .iter()
+        .filter(|(name, _)| !name.as_str().starts_with(HEADER_PREFIX) && name.as_str() != "x-death")
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect::<std::collections::BTreeMap<_, _>>();
+    delivery
+        .properties
+        .clone()
+        .with_headers(FieldTable::from(headers))
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
 }
 
 /// `p3`, the suffix of a partition's queue.
@@ -616,13 +920,19 @@ fn is_partition(part: &str) -> bool {
 /// What `retry` or `purge` did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Outcome {
-    /// Dead letters republished (retry) or dropped (purge).
+    /// Dead letters whose event was sent back (retry) or dropped (purge).
     pub messages: usize,
     /// Aggregates un-parked.
     pub unparked: u64,
     /// Selected dead letters left in the queue: no queue is known to send
     /// them back to.
     pub skipped: usize,
+    /// Selected dead letters left in the queue: the message was no event,
+    /// and only its fingerprint is kept.
+    pub undecodable: usize,
+    /// Selected dead letters left in the queue: the event store has no such
+    /// event (the wrong store?).
+    pub missing: usize,
 }
 
 /// The dead-letter queue, read without consuming: every message is taken
@@ -677,55 +987,69 @@ impl DeadLetterQueue {
         Ok(letters)
     }
 
-    /// Un-parks the selected aggregates, then sends their dead letters back
-    /// to the queues they came from, in order. Un-parking comes first, so the
-    /// projector applies what comes back instead of parking it again; a live
-    /// event that arrives in between fills its gap from the event store, and
-    /// the returning ones are then skipped as duplicates.
-    pub async fn retry(self, ledger: &Ledger, selection: &Selection) -> anyhow::Result<Outcome> {
+    /// Un-parks the selected aggregates, then sends their dead letters'
+    /// events, read again from the event store as they are now (redacted,
+    /// if the memory was erased since), back to the queues they came from,
+    /// in order. The events are read first, so a store that cannot be read
+    /// changes nothing. Un-parking comes before sending, so the projector
+    /// applies what comes back instead of parking it again; a live event
+    /// that arrives in between fills its gap from the event store, and the
+    /// returning ones are then skipped as duplicates.
+    pub async fn retry(
+        self,
+        ledger: &Ledger,
+        source: &EventSource,
+        selection: &Selection,
+    ) -> anyhow::Result<Outcome> {
         let taken = self.take_all().await?;
-        let mut outcome = Outcome {
-            unparked: ledger.unpark(selection).await?,
-            ..Outcome::default()
-        };
+        let mut outcome = Outcome::default();
+        let mut resend = Vec::new();
         for delivery in &taken {
             let letter = DeadLetter::of(delivery);
             if !selection.covers(&letter) {
                 continue;
             }
-            let Some(queue) = letter.queue.as_deref() else {
+            let Some(queue) = letter.queue.clone() else {
                 outcome.skipped += 1;
                 continue;
             };
-            let headers = delivery
-                .properties
-                .headers()
-                .clone()
-                .unwrap_or_default()
-                .inner()
-                .iter()
-                .filter(|(name, _)| {
-                    !name.as_str().starts_with(HEADER_PREFIX) && name.as_str() != "x-death"
-                })
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect::<std::collections::BTreeMap<_, _>>();
-            let properties: BasicProperties = delivery
-                .properties
-                .clone()
-                .with_headers(FieldTable::from(headers));
+            let Some((aggregate_type, aggregate_id, sequence)) = letter.event_key() else {
+                outcome.undecodable += 1;
+                continue;
+            };
+            let event = source
+                .at(aggregate_type, aggregate_id, sequence)
+                .await
+                .context("reading the dead letters' events from the event store")?
+                .filter(|event| {
+                    letter
+                        .event_id
+                        .as_deref()
+                        .is_none_or(|id| id == event.event_id.to_string())
+                });
+            match event {
+                Some(event) => resend.push((delivery, queue, event)),
+                None => outcome.missing += 1,
+            }
+        }
+        outcome.unparked = ledger.unpark(selection).await?;
+        for (delivery, queue, event) in resend {
             let confirmation = self
                 .channel
                 .basic_publish(
                     "".into(),
-                    queue.into(),
-                    BasicPublishOptions::default(),
-                    &delivery.data,
-                    properties,
+                    queue.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &serde_json::to_vec(&event)?,
+                    resent_properties(delivery),
                 )
                 .await?
                 .await?;
-            if !matches!(confirmation, Confirmation::Ack(_)) {
-                anyhow::bail!("the broker did not confirm the message sent back to {queue}");
+            if !matches!(confirmation, Confirmation::Ack(None)) {
+                anyhow::bail!("the broker did not take the event sent back to {queue}");
             }
             delivery.ack(BasicAckOptions::default()).await?;
             outcome.messages += 1;
@@ -779,6 +1103,7 @@ pub fn tables(letters: &[DeadLetter], parked: &[ParkedAggregate]) -> String {
                     or_dash(l.reason.clone()),
                     or_dash(l.attempts.map(|a| a.to_string())),
                     or_dash(l.dead_lettered_at.clone()),
+                    body_cell(l),
                     match (&l.error_kind, &l.error) {
                         (Some(kind), Some(error)) => format!("{kind}: {error}"),
                         (_, error) => or_dash(error.clone()),
@@ -795,10 +1120,29 @@ pub fn tables(letters: &[DeadLetter], parked: &[ParkedAggregate]) -> String {
                 "REASON",
                 "ATTEMPTS",
                 "DEAD-LETTERED AT",
+                "BODY",
                 "ERROR",
             ],
             &rows,
         ));
+        let undecodable = letters
+            .iter()
+            .filter(|l| l.body == Held::Fingerprint)
+            .count();
+        if undecodable > 0 {
+            out.push_str(&format!(
+                "{undecodable} dead letters were no event: only a SHA-256 of the message and its \
+                 length are kept, so `retry` has nothing to send back; `purge` drops them\n"
+            ));
+        }
+        let whole = letters.iter().filter(|l| l.body.is_whole()).count();
+        if whole > 0 {
+            out.push_str(&format!(
+                "{whole} dead letters still hold their whole message, memory text included \
+                 (from before dead letters held references, or dead-lettered by RabbitMQ \
+                 itself): `projector migrate` turns them into references\n"
+            ));
+        }
     }
     out.push_str(&format!("\n{} parked aggregates\n", parked.len()));
     if !parked.is_empty() {
@@ -828,6 +1172,23 @@ pub fn tables(letters: &[DeadLetter], parked: &[ParkedAggregate]) -> String {
         ));
     }
     out
+}
+
+/// What a dead letter's body holds, in a few words.
+fn body_cell(letter: &DeadLetter) -> String {
+    match letter.body {
+        Held::Reference => "reference".to_owned(),
+        Held::Fingerprint => format!(
+            "sha256:{}… {} bytes, not kept",
+            letter
+                .body_sha256
+                .as_deref()
+                .map_or("?", |h| h.get(..12).unwrap_or(h)),
+            letter.body_length.unwrap_or(0)
+        ),
+        Held::Event => "whole event".to_owned(),
+        Held::Message => "whole message".to_owned(),
+    }
 }
 
 /// Left-aligned columns, two spaces apart; the last column is not padded.
@@ -880,6 +1241,52 @@ mod tests {
         assert!(!is_partition("p"));
         assert!(!is_partition("projector"));
         assert!(!is_partition("search"));
+    }
+
+    fn event() -> StoredEvent {
+        StoredEvent {
+            event_id: Uuid::now_v7(),
+            aggregate_type: "Memory".into(),
+            aggregate_id: "m-1".into(),
+            sequence: 3,
+            global_position: 9,
+            event_type: "MemoryRevised".into(),
+            event_version: "1".into(),
+            recorded_at: Utc::now(),
+            payload: serde_json::json!({"MemoryRevised": {"content": "okapi secret"}}),
+            metadata: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn an_event_becomes_a_reference_without_its_text_and_a_reference_stays_one() {
+        let event = event();
+        let body = Body::of_message(&serde_json::to_vec(&event).unwrap());
+        assert_eq!(body, Body::of_event(&event));
+        let bytes = body.to_vec();
+        assert!(!String::from_utf8_lossy(&bytes).contains("okapi"));
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""dead_letter":"event""#));
+        assert_eq!(Body::of_message(&bytes), body);
+        assert_eq!(Found::of(&bytes).held(), Held::Reference);
+        assert_eq!(
+            Found::of(&serde_json::to_vec(&event).unwrap()).held(),
+            Held::Event
+        );
+    }
+
+    #[test]
+    fn a_message_that_is_no_event_becomes_its_fingerprint() {
+        let body = Body::of_message(b"abc");
+        assert_eq!(
+            body,
+            Body::Undecodable {
+                sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(),
+                length: 3,
+            }
+        );
+        assert_eq!(Found::of(b"abc").held(), Held::Message);
+        assert_eq!(Found::of(&body.to_vec()).held(), Held::Fingerprint);
+        assert_eq!(Body::of_message(&body.to_vec()), body);
     }
 
     fn attempts(last_error_attempt: Option<u32>) -> Attempts {

@@ -2,6 +2,7 @@
 //! twice, across revisions, redeliveries, replays and rebuilds.
 
 use crate::projection::ProjectionError;
+use crate::redact::Redactor;
 use embeddings::{EmbedError, Embedder};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -64,7 +65,11 @@ impl CachedEmbedder {
             metrics::counter!("embedding_cache_misses_total").increment(missing.len() as u64);
             let started = Instant::now();
             let fresh_texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
-            let vectors = self.inner.embed(&fresh_texts).await.map_err(classify)?;
+            // A provider may echo the input it refuses (pydantic's 422s
+            // do): the texts sent never reach the error's message.
+            let vectors = self.inner.embed(&fresh_texts).await.map_err(|error| {
+                classify(error).redacted(&Redactor::default().with(fresh_texts.iter().cloned()))
+            })?;
             metrics::histogram!("embedding_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
             if vectors.len() != missing.len() || vectors.iter().any(|v| v.len() != self.dimension())

@@ -2,13 +2,16 @@
 //! builds the read models the query service serves.
 //!
 //! - [`broker`]: the queues and the consume → apply → acknowledge loop.
-//! - [`dead_letters`]: attempts counted per event, the dead-letter queue with
-//!   reasons, parked aggregates, and `projector dead-letters`.
+//! - [`dead_letters`]: attempts counted per event, the bounded dead-letter
+//!   queue of references with reasons, parked aggregates, and `projector
+//!   dead-letters`.
 //! - [`projection`]: the read models, each idempotent and order-safe:
 //!   [`projection::search`] (Postgres + pgvector rows with embeddings and
 //!   full-text vectors) and [`projection::documents`] (Redis documents,
 //!   timelines and indexes).
 //! - [`embedding_cache`]: embeddings by model and content hash.
+//! - [`redact`]: memory text kept out of error messages, which outlive an
+//!   erase in logs, the ledger and dead letters.
 //! - [`source`]: the event store, read to fill gaps, rebuild and verify.
 //! - [`rebuild`]: `rebuild-projections`, a replay into a fresh generation
 //!   with an atomic switch.
@@ -21,6 +24,7 @@ pub mod dead_letters;
 pub mod embedding_cache;
 pub mod projection;
 pub mod rebuild;
+pub mod redact;
 pub mod settings;
 pub mod source;
 pub mod startup;

@@ -13,7 +13,8 @@ pub struct Settings {
     pub projector_http_addr: SocketAddr,
     /// `SB_READ_DATABASE_URL`: the read-model database.
     pub read_database_url: SecretString,
-    /// `SB_EVENT_STORE_URL`: the event store, read to fill gaps, rebuild and verify.
+    /// `SB_EVENT_STORE_URL`: the event store, read to fill gaps, rebuild,
+    /// verify and retry dead letters.
     pub event_store_url: SecretString,
     /// `SB_RABBITMQ_URL`.
     pub rabbitmq_url: SecretString,
@@ -41,7 +42,11 @@ pub struct Settings {
     /// no try (see [`crate::broker`]).
     #[serde(default = "default_max_attempts")]
     pub projector_max_attempts: u32,
-    /// `SB_LOG_FORMAT`.
+    /// `SB_PROJECTOR_DEAD_LETTER_MAX_LENGTH`: the most messages the
+    /// dead-letter queue holds; past it the queue refuses dead letters and
+    /// the projection waits (see [`crate::dead_letters::queue`]).
+    #[serde(default = "default_dead_letter_max_length")]
+    pub projector_dead_letter_max_length: u32,
     /// `SB_PROJECTOR_PARTITIONS`: how many partitions the relay splits the
     /// events into (its `SB_RELAY_PARTITIONS`); 1, the default, is one queue
     /// per projection.
@@ -51,6 +56,7 @@ pub struct Settings {
     /// 0 to partitions − 1 (in Kubernetes, the StatefulSet pod's ordinal).
     #[serde(default)]
     pub projector_partition: u32,
+    /// `SB_LOG_FORMAT`.
     #[serde(default)]
     pub log_format: LogFormat,
 }
@@ -86,6 +92,11 @@ fn default_partitions() -> u32 {
 fn default_max_attempts() -> u32 {
     5
 }
+/// Enough for a bad hour at a busy rate; with references of about a
+/// kilobyte of headers each, about 100 MB of broker storage at worst.
+pub fn default_dead_letter_max_length() -> u32 {
+    100_000
+}
 
 impl Settings {
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -112,6 +123,7 @@ impl Settings {
         if self.projector_max_attempts == 0 {
             return invalid("PROJECTOR_MAX_ATTEMPTS", "must be at least 1");
         }
+        validate_dead_letter_max_length(self.projector_dead_letter_max_length)?;
         if !(1..=1024).contains(&self.projector_partitions) {
             return invalid("PROJECTOR_PARTITIONS", "must be between 1 and 1024");
         }
@@ -123,4 +135,16 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// The dead-letter queue's limit: at least one message. `migrate` checks it
+/// too, since it declares the queue.
+pub fn validate_dead_letter_max_length(max_length: u32) -> Result<(), SettingsError> {
+    if max_length == 0 {
+        return Err(SettingsError::Invalid {
+            name: "PROJECTOR_DEAD_LETTER_MAX_LENGTH",
+            reason: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
-//! Reading the event store: the events a gap is missing, and everything for a
-//! rebuild or a verification. The projector never writes there.
+//! Reading the event store: the events a gap is missing, the event a dead
+//! letter refers to, and everything for a rebuild or a verification. The
+//! projector never writes there.
 
 use chrono::{DateTime, Utc};
 use event_schema::StoredEvent;
@@ -72,6 +73,25 @@ impl EventSource {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(stored).collect()
+    }
+
+    /// The event of one aggregate at `sequence`, if the store has it: what a
+    /// dead letter refers to.
+    pub async fn at(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        sequence: i64,
+    ) -> Result<Option<StoredEvent>, sqlx::Error> {
+        Ok(self
+            .between(
+                aggregate_type,
+                aggregate_id,
+                sequence.saturating_sub(1),
+                sequence.saturating_add(1),
+            )
+            .await?
+            .pop())
     }
 
     /// Every event committed before the snapshot of `tx`, in global order.

@@ -142,6 +142,7 @@ impl Application {
             prefetch: settings.projector_prefetch,
             batch_size: settings.projector_batch_size,
             max_attempts: settings.projector_max_attempts,
+            dead_letter_max_length: settings.projector_dead_letter_max_length,
             partitions: settings.projector_partitions,
             partition: settings.projector_partition,
         };

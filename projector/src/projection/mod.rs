@@ -12,6 +12,7 @@
 pub mod documents;
 pub mod search;
 
+use crate::redact::Redactor;
 use crate::source::EventSource;
 use event_schema::{
     EventEnvelope, MemoryEvent, MemoryState, SessionEvent, SessionState, StoredEvent,
@@ -56,6 +57,18 @@ impl ProjectionError {
     pub fn message(&self) -> &str {
         match self {
             Self::Poison(m) | Self::Transient(m) | Self::Unavailable(m) | Self::Fatal(m) => m,
+        }
+    }
+
+    /// The same error with `redactor`'s texts taken out of its message,
+    /// before it is logged, counted in the ledger or put on a dead letter.
+    #[must_use]
+    pub fn redacted(self, redactor: &Redactor) -> Self {
+        match self {
+            Self::Poison(m) => Self::Poison(redactor.redact(&m)),
+            Self::Transient(m) => Self::Transient(redactor.redact(&m)),
+            Self::Unavailable(m) => Self::Unavailable(redactor.redact(&m)),
+            Self::Fatal(m) => Self::Fatal(redactor.redact(&m)),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! other aggregates flow on; then `dead-letters retry` and `purge`.
 
 use crate::helpers::{DEADLINE, Faults, Options, Stack, spawn_fake_openai, spawn_stack};
-use projector::dead_letters::{DeadLetter, Selection};
+use projector::dead_letters::{DeadLetter, Held, Selection};
 use reqwest::Method;
 use serde_json::json;
 use sqlx::{Connection as _, Executor as _, PgConnection};
@@ -17,7 +17,7 @@ use uuid::Uuid;
 /// `SB_PROJECTOR_MAX_ATTEMPTS` in the test stack.
 const MAX_ATTEMPTS: i64 = 3;
 
-fn of(letters: &[DeadLetter], aggregate: Uuid) -> Vec<DeadLetter> {
+pub(crate) fn of(letters: &[DeadLetter], aggregate: Uuid) -> Vec<DeadLetter> {
     let id = aggregate.to_string();
     letters
         .iter()
@@ -27,7 +27,11 @@ fn of(letters: &[DeadLetter], aggregate: Uuid) -> Vec<DeadLetter> {
 }
 
 /// Polls the dead-letter queue until `aggregate` has `count` dead letters.
-async fn dead_letters_of(stack: &Stack, aggregate: Uuid, count: usize) -> Vec<DeadLetter> {
+pub(crate) async fn dead_letters_of(
+    stack: &Stack,
+    aggregate: Uuid,
+    count: usize,
+) -> Vec<DeadLetter> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let letters = of(&stack.dead_letters().await, aggregate);
@@ -45,27 +49,14 @@ async fn dead_letters_of(stack: &Stack, aggregate: Uuid, count: usize) -> Vec<De
 
 /// Runs `projector dead-letters <args>` as an operator would, with the
 /// test's settings; returns (success, stdout, stderr).
-async fn dead_letters_command(stack: &Stack, args: &[&str]) -> (bool, String, String) {
-    let vars = stack.projector_vars.clone();
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
-            .arg("dead-letters")
-            .args(&args)
-            .envs(vars)
-            .output()
-            .expect("the projector binary runs");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+pub(crate) async fn dead_letters_command(stack: &Stack, args: &[&str]) -> (bool, String, String) {
+    let args: Vec<&str> = std::iter::once("dead-letters")
+        .chain(args.iter().copied())
+        .collect();
+    stack.projector_command(&args, &[]).await
 }
 
-async fn revise(stack: &Stack, id: Uuid, content: &str) -> u64 {
+pub(crate) async fn revise(stack: &Stack, id: Uuid, content: &str) -> u64 {
     stack
         .ok(
             Method::PATCH,
@@ -76,15 +67,46 @@ async fn revise(stack: &Stack, id: Uuid, content: &str) -> u64 {
         .await
 }
 
-async fn search_version(stack: &Stack, id: Uuid) -> Option<i64> {
+pub(crate) async fn search_version(stack: &Stack, id: Uuid) -> Option<i64> {
     stack.search_row(id).await.map(|(version, ..)| version)
 }
 
-async fn fault_hits(stack: &Stack) -> i64 {
+pub(crate) async fn fault_hits(stack: &Stack) -> i64 {
     sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM test_fault_hits")
         .fetch_one(&stack.read_pool)
         .await
         .unwrap()
+}
+
+/// A real fault for one aggregate only: the search table refuses its rows
+/// (a trigger). The sequence `test_fault_hits` counts the tries; it is not
+/// rolled back with them. `DELETE FROM test_faults` lifts it.
+pub(crate) async fn refuse_search_rows(stack: &Stack, id: Uuid) {
+    stack
+        .read_pool
+        .execute(
+            r#"
+            CREATE TABLE test_faults (id uuid PRIMARY KEY);
+            CREATE SEQUENCE test_fault_hits;
+            CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF EXISTS (SELECT 1 FROM test_faults WHERE id = NEW.id) THEN
+                    PERFORM nextval('test_fault_hits');
+                    RAISE EXCEPTION 'injected fault for memory %', NEW.id;
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_fault BEFORE INSERT OR UPDATE ON memories_g1
+                FOR EACH ROW EXECUTE FUNCTION test_fault();
+            "#,
+        )
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO test_faults (id) VALUES ($1)")
+        .bind(id)
+        .execute(&stack.read_pool)
+        .await
+        .unwrap();
 }
 
 async fn stored_event_type(stack: &Stack, id: Uuid, sequence: i64) -> String {
@@ -107,33 +129,7 @@ async fn an_event_that_fails_every_time_is_dead_lettered_after_max_attempts_and_
     let other = stack.capture("alice", json!({"content": "fine"})).await;
     stack.wait_until_verified().await;
 
-    // A real fault for one aggregate only: the search table refuses its
-    // rows. The sequence counts the tries; it is not rolled back with them.
-    stack
-        .read_pool
-        .execute(
-            r#"
-            CREATE TABLE test_faults (id uuid PRIMARY KEY);
-            CREATE SEQUENCE test_fault_hits;
-            CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF EXISTS (SELECT 1 FROM test_faults WHERE id = NEW.id) THEN
-                    PERFORM nextval('test_fault_hits');
-                    RAISE EXCEPTION 'injected fault for memory %', NEW.id;
-                END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_fault BEFORE INSERT OR UPDATE ON memories_g1
-                FOR EACH ROW EXECUTE FUNCTION test_fault();
-            "#,
-        )
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO test_faults (id) VALUES ($1)")
-        .bind(faulty)
-        .execute(&stack.read_pool)
-        .await
-        .unwrap();
+    refuse_search_rows(&stack, faulty).await;
 
     revise(&stack, faulty, "will fail, revised").await;
     // Once the first try failed, other aggregates' events arrive.
@@ -168,6 +164,12 @@ async fn an_event_that_fails_every_time_is_dead_lettered_after_max_attempts_and_
     assert_eq!(
         letter.queue.as_deref(),
         Some(stack.queue("search").as_str())
+    );
+    assert_eq!(letter.body, Held::Reference);
+    let queued = stack.dump_queue(&stack.dead_letter_queue_name()).await;
+    assert!(
+        queued.contains(&faulty.to_string()) && !queued.contains("will fail"),
+        "a reference to the event, without its text: {queued}"
     );
     assert_eq!(fault_hits(&stack).await, MAX_ATTEMPTS, "exactly N tries");
 
@@ -302,6 +304,11 @@ async fn an_openai_compatible_providers_refusal_of_one_text_dead_letters_that_ev
     assert_eq!(letters[0].attempts, Some(1), "not retried as transient");
     let error = letters[0].error.as_deref().unwrap();
     assert!(error.contains("422"), "{error}");
+    // The provider echoed the text it refused; the dead letter does not.
+    assert!(
+        error.contains("[redacted]") && !error.contains("the provider cannot take this"),
+        "{error}"
+    );
     stack
         .eventually("the other memories are embedded", || async {
             let fine = stack.search_row(fine).await;
@@ -348,7 +355,7 @@ async fn an_openai_compatible_providers_refusal_of_one_text_dead_letters_that_ev
 
 /// Starts the projector with the openai provider pointed at `url`,
 /// configured as an operator would.
-async fn start_openai_projector(stack: &mut Stack, url: String, extra: &[(&str, &str)]) {
+pub(crate) async fn start_openai_projector(stack: &mut Stack, url: String, extra: &[(&str, &str)]) {
     let mut vars = vec![
         ("SB_EMBEDDING_PROVIDER".to_owned(), "openai".to_owned()),
         ("SB_OPENAI_BASE_URL".to_owned(), url),
@@ -510,7 +517,7 @@ async fn a_connection_that_drops_during_one_event_every_time_parks_it_and_one_th
     let outcome = stack
         .dead_letter_queue()
         .await
-        .retry(&stack.ledger(), &Selection::All)
+        .retry(&stack.ledger(), &stack.source(), &Selection::All)
         .await
         .unwrap();
     assert_eq!((outcome.messages, outcome.unparked), (1, 1));

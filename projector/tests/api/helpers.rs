@@ -472,9 +472,73 @@ impl Stack {
             prefetch: 1,
             batch_size: 1,
             max_attempts: 1,
+            dead_letter_max_length: projector::settings::default_dead_letter_max_length(),
             partitions: 1,
             partition: 0,
         }
+    }
+
+    pub fn dead_letter_queue_name(&self) -> String {
+        self.consumer_config().dead_letter()
+    }
+
+    /// The events of the store as a projector's `retry` reads them.
+    pub fn source(&self) -> EventSource {
+        EventSource::new(self.event_pool.clone())
+    }
+
+    /// The bodies and headers of every message in `queue`, as text: what
+    /// anyone reading the broker would find. Taken unacknowledged, so
+    /// closing the channel puts them back.
+    pub async fn dump_queue(&self, queue: &str) -> String {
+        let connection = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let mut out = String::new();
+        while let Some(message) = channel
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: false },
+            )
+            .await
+            .unwrap()
+        {
+            out.push_str(&String::from_utf8_lossy(&message.delivery.data));
+            out.push_str(&format!("{:?}\n", message.delivery.properties));
+        }
+        connection.close(200, "dumped".into()).await.ok();
+        out
+    }
+
+    /// Runs the projector binary with `args` as an operator would, with the
+    /// test's settings and `extra` ones; returns (success, stdout, stderr).
+    pub async fn projector_command(
+        &self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> (bool, String, String) {
+        let mut vars = self.projector_vars.clone();
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
+                .args(&args)
+                .envs(vars)
+                .output()
+                .expect("the projector binary runs");
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap()
     }
 
     /// `projector dead-letters`' view of the dead-letter queue, left as it was.
@@ -538,10 +602,15 @@ impl Drop for Stack {
             let _ = child.wait();
         }
         let databases = std::mem::take(&mut self.databases);
-        let queues: Vec<String> = ["search", "documents", "dead_letter"]
-            .iter()
-            .map(|p| self.queue(p))
-            .collect();
+        let queues: Vec<String> = [
+            "search",
+            "documents",
+            "dead_letter",
+            "dead_letter.migrating",
+        ]
+        .iter()
+        .map(|p| self.queue(p))
+        .collect();
         let exchanges = vec![
             self.exchange.clone(),
             format!("{}.dead_letter", self.queue_prefix),
@@ -654,8 +723,13 @@ pub async fn spawn_fake_openai(dimension: usize, faults: Faults) -> (String, Inp
         if let Some((marker, status)) = &fake.faults.refuse
             && inputs.iter().any(|i| i.contains(marker.as_str()))
         {
+            // Echoing the input, as pydantic-based servers (vLLM, TEI's
+            // OpenAI routes) do in their validation errors.
             return HttpResponse::build(actix_web::http::StatusCode::from_u16(*status).unwrap())
-                .json(json!({"error": {"message": "This input cannot be processed", "type": "invalid_request_error"}}));
+                .json(json!({
+                    "error": {"message": "This input cannot be processed", "type": "invalid_request_error"},
+                    "detail": [{"type": "string_too_long", "loc": ["body", "input", 0], "input": inputs}],
+                }));
         }
         let data: Vec<Value> = inputs
             .iter()

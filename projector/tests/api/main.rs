@@ -8,6 +8,7 @@
 
 mod broker;
 mod crash;
+mod dead_letter_queue;
 mod dead_letters;
 mod deliveries;
 mod helpers;

@@ -1,15 +1,24 @@
 //! Erase reaches everywhere text can hide: after an erase and its
 //! projection, no secret of the memory is left in a dump of either
 //! database, in any Redis key of the stack, or in any message of its
-//! RabbitMQ queues (the dead-letter queue included).
+//! RabbitMQ queues, the dead-letter queue included, even when one of the
+//! memory's events was dead-lettered and its memory parked when the erase
+//! came, and again once that dead letter is retried.
 
-use crate::helpers::{Stack, admin_url, rabbitmq_url, spawn_stack};
+use crate::helpers::{DEADLINE, Stack, admin_url, rabbitmq_url, spawn_stack};
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
+use projector::broker::ConsumerConfig;
+use projector::dead_letters::{DeadLetter, DeadLetterQueue, Held, Ledger, Selection};
+use projector::source::EventSource;
 use redis::AsyncCommands;
 use reqwest::Method;
 use serde_json::json;
+use sqlx::Executor as _;
+use std::time::Duration;
+use tokio::time::Instant;
+use uuid::Uuid;
 
 const SECRETS: [&str; 8] = [
     "okapi-content-secret",
@@ -128,6 +137,77 @@ async fn rabbitmq_dump(stack: &Stack) -> String {
     out
 }
 
+/// The stack's dead-letter queue, as `projector dead-letters` opens it.
+fn dead_letter_config(stack: &Stack) -> ConsumerConfig {
+    let queue = stack
+        .queue_names()
+        .into_iter()
+        .find(|q| q.ends_with(".dead_letter"))
+        .unwrap();
+    ConsumerConfig {
+        url: rabbitmq_url().into(),
+        exchange: String::new(),
+        queue_prefix: queue.trim_end_matches(".dead_letter").to_owned(),
+        prefetch: 1,
+        batch_size: 1,
+        max_attempts: 1,
+        dead_letter_max_length: projector::settings::default_dead_letter_max_length(),
+        partitions: 1,
+        partition: 0,
+    }
+}
+
+async fn dead_letter_queue(stack: &Stack) -> DeadLetterQueue {
+    DeadLetterQueue::open(&rabbitmq_url(), &dead_letter_config(stack))
+        .await
+        .unwrap()
+}
+
+/// Polls until the memory has a dead letter.
+async fn dead_lettered(stack: &Stack, id: Uuid) -> DeadLetter {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let letters = dead_letter_queue(stack).await.list().await.unwrap();
+        if let Some(letter) = letters
+            .into_iter()
+            .find(|l| l.aggregate_id.as_deref() == Some(id.to_string().as_str()))
+        {
+            return letter;
+        }
+        assert!(Instant::now() < deadline, "{id} was never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The search projection refuses the memory's rows from now on (a trigger,
+/// as a database fault would): its next event is dead-lettered after
+/// `SB_PROJECTOR_MAX_ATTEMPTS` tries, and the memory parked there.
+async fn refuse_search_rows(stack: &Stack, id: Uuid) {
+    stack
+        .read_pool
+        .execute(
+            r#"
+            CREATE TABLE test_faults (id uuid PRIMARY KEY);
+            CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF EXISTS (SELECT 1 FROM test_faults WHERE id = NEW.id) THEN
+                    RAISE EXCEPTION 'injected fault for memory %', NEW.id;
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_fault BEFORE INSERT OR UPDATE ON memories_g1
+                FOR EACH ROW EXECUTE FUNCTION test_fault();
+            "#,
+        )
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO test_faults (id) VALUES ($1)")
+        .bind(id)
+        .execute(&stack.read_pool)
+        .await
+        .unwrap();
+}
+
 async fn everything(stack: &Stack) -> String {
     let [events, read] = stack.database_names() else {
         panic!("two databases")
@@ -164,6 +244,11 @@ async fn after_erase_no_text_of_the_memory_is_left_in_postgres_redis_or_rabbitmq
     assert!(response.status().is_success(), "{}", response.status());
     let body: serde_json::Value = response.json().await.unwrap();
     let id = body["id"].as_str().unwrap().to_owned();
+    let memory: Uuid = id.parse().unwrap();
+    stack.wait_until_projected().await;
+    // The revision cannot be projected into the search model: it is
+    // dead-lettered, and the memory parked there, when the erase comes.
+    refuse_search_rows(&stack, memory).await;
     stack
         .ok(
             Method::PATCH,
@@ -172,12 +257,17 @@ async fn after_erase_no_text_of_the_memory_is_left_in_postgres_redis_or_rabbitmq
             Some(json!({"content": "okapi-revised-secret, and okapi-session-note-secret"})),
         )
         .await;
+    let letter = dead_lettered(&stack, memory).await;
+    assert_eq!(
+        (letter.projection.as_deref(), letter.sequence, letter.body),
+        (Some("search"), Some(2), Held::Reference)
+    );
     let kept = stack
         .capture("alice", json!({"content": "okapi-kept-elsewhere"}))
         .await;
-    stack.wait_until_projected().await;
     let before = everything(&stack).await;
     for secret in [
+        "okapi-content-secret",
         "okapi-revised-secret",
         "okapi-tag-secret",
         "okapi-idempotency-secret",
@@ -208,5 +298,36 @@ async fn after_erase_no_text_of_the_memory_is_left_in_postgres_redis_or_rabbitmq
     assert!(
         after.contains("okapi-kept-elsewhere"),
         "another memory ({kept}) is untouched"
+    );
+
+    // The dead letter is still there, and a retry sends the event as the
+    // store has it now: still no text anywhere.
+    assert_eq!(dead_lettered(&stack, memory).await.sequence, Some(2));
+    let source = EventSource::new(stack.event_pool.clone());
+    let outcome = dead_letter_queue(&stack)
+        .await
+        .retry(
+            &Ledger::new(stack.read_pool.clone()),
+            &source,
+            &Selection::Aggregate(id.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.messages, 1);
+    stack.wait_until_projected().await;
+    let retried = everything(&stack).await;
+    for secret in SECRETS {
+        assert!(
+            !retried.contains(secret),
+            "{secret} came back with the retry:\n{retried}"
+        );
+    }
+    assert!(
+        dead_letter_queue(&stack)
+            .await
+            .list()
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
