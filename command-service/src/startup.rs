@@ -12,8 +12,8 @@ use secrecy::ExposeSecret;
 use service_kit::api_keys::{self, ApiKeyCache};
 use service_kit::auth::{ApiKeyStore, Authenticator};
 use service_kit::http::{
-    Readiness, health_routes, json_config, metrics_route, not_found, observe_requests, path_config,
-    problem_fallback, query_config,
+    AllowedMethods, Readiness, health_routes, json_config, metrics_route, not_found,
+    observe_requests, path_config, problem_fallback, query_config,
 };
 use service_kit::pg;
 use service_kit::rate_limit::{RateLimiter, rate_limit};
@@ -92,6 +92,9 @@ impl Application {
         let state = web::Data::new(AppState {
             events: EventStore::new(pool),
         });
+        let allowed_methods = web::Data::new(AllowedMethods::from_openapi(
+            &<crate::http::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(problem_fallback())
@@ -102,6 +105,7 @@ impl Application {
                 .wrap(from_fn(observe_requests))
                 .app_data(authenticator.clone())
                 .app_data(rate_limiter.clone())
+                .app_data(allowed_methods.clone())
                 .app_data(readiness.clone())
                 .app_data(state.clone())
                 .app_data(json_config(http::MAX_BODY_BYTES))

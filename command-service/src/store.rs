@@ -282,7 +282,9 @@ impl EventStore {
     /// brings the aggregate into being, which is the only kind allowed on an
     /// empty stream (the others answer not found, never the aggregate's own
     /// "does not exist", so missing and foreign ids look alike).
-    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, aggregate_id = %id), err(Display))]
+    // No `err`: a missing aggregate or a refused command is an answer, not a
+    // failure; store failures are logged where they become a problem (http::error).
+    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, aggregate_id = %id))]
     pub async fn execute<A>(
         &self,
         id: Uuid,

@@ -160,6 +160,19 @@ pub fn fold_memory_as_of<'a>(
     fold_memory_where(envelopes, |e| e.recorded_at > at)
 }
 
+/// The memory after the events at or below `version` that were recorded at
+/// or before `at`: both bounds apply, either may be absent, and with neither
+/// it is the memory now. `None` if it did not exist yet.
+pub fn fold_memory_at<'a>(
+    envelopes: impl IntoIterator<Item = &'a EventEnvelope<MemoryEvent>>,
+    version: Option<u64>,
+    at: Option<DateTime<Utc>>,
+) -> Result<Option<MemoryState>, FoldError> {
+    fold_memory_where(envelopes, |e| {
+        version.is_some_and(|v| e.sequence > v) || at.is_some_and(|t| e.recorded_at > t)
+    })
+}
+
 fn fold_memory_where<'a>(
     envelopes: impl IntoIterator<Item = &'a EventEnvelope<MemoryEvent>>,
     past_cutoff: impl Fn(&EventEnvelope<MemoryEvent>) -> bool,
@@ -194,6 +207,18 @@ pub fn fold_session_as_of<'a>(
     at: DateTime<Utc>,
 ) -> Result<Option<SessionState>, FoldError> {
     fold_session_where(envelopes, |e| e.recorded_at > at)
+}
+
+/// The session after the events at or below `version` that were recorded at
+/// or before `at`, as [`fold_memory_at`].
+pub fn fold_session_at<'a>(
+    envelopes: impl IntoIterator<Item = &'a EventEnvelope<SessionEvent>>,
+    version: Option<u64>,
+    at: Option<DateTime<Utc>>,
+) -> Result<Option<SessionState>, FoldError> {
+    fold_session_where(envelopes, |e| {
+        version.is_some_and(|v| e.sequence > v) || at.is_some_and(|t| e.recorded_at > t)
+    })
 }
 
 fn fold_session_where<'a>(

@@ -198,10 +198,7 @@ impl History {
         {
             return Ok(AsOf::Erased);
         }
-        let state = match at {
-            PointInTime::Version(v) => fold::fold_memory_until_version(&envelopes, v)?,
-            PointInTime::Time(t) => fold::fold_memory_as_of(&envelopes, t)?,
-        };
+        let state = fold::fold_memory_at(&envelopes, at.version, at.at)?;
         Ok(state.map_or(AsOf::NotYet, AsOf::State))
     }
 
@@ -220,20 +217,18 @@ impl History {
             .into_iter()
             .map(StoredEvent::decode::<SessionEvent>)
             .collect::<Result<Vec<_>, _>>()?;
-        let state = match at {
-            PointInTime::Version(v) => fold::fold_session_until_version(&envelopes, v)?,
-            PointInTime::Time(t) => fold::fold_session_as_of(&envelopes, t)?,
-        };
+        let state = fold::fold_session_at(&envelopes, at.version, at.at)?;
         Ok(state.map_or(AsOf::NotYet, AsOf::State))
     }
 }
 
-/// A version (the state after that many events) or a time (the state after
-/// every event recorded at or before it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PointInTime {
-    Version(u64),
-    Time(DateTime<Utc>),
+/// A point in an aggregate's past: after the events up to `version`, among
+/// those recorded at or before `at`. Both bounds apply; either may be absent;
+/// with neither it is now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PointInTime {
+    pub version: Option<u64>,
+    pub at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug)]

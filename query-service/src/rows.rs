@@ -69,7 +69,7 @@ impl Filters {
 }
 
 /// Newest first (the default) or oldest first.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
     #[default]
@@ -101,7 +101,6 @@ impl Order {
 pub struct Position {
     pub at: DateTime<Utc>,
     pub id: Uuid,
-    pub order: Order,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -181,7 +180,7 @@ impl From<SessionRow> for SessionState {
 }
 
 /// Session list filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionFilter {
     Open,

@@ -17,8 +17,8 @@ use secrecy::{ExposeSecret, SecretString};
 use service_kit::api_keys::{self, ApiKeyCache};
 use service_kit::auth::{ApiKeyStore, Authenticator};
 use service_kit::http::{
-    Readiness, health_routes, metrics_route, not_found, observe_requests, path_config,
-    problem_fallback, query_config,
+    AllowedMethods, Readiness, health_routes, metrics_route, not_found, observe_requests,
+    path_config, problem_fallback, query_config,
 };
 use service_kit::pg;
 use service_kit::rate_limit::{ConcurrencyCap, RateLimiter, rate_limit};
@@ -126,6 +126,9 @@ impl Application {
             consistency_timeout: settings.consistency_timeout(),
             min_version_waits: ConcurrencyCap::new(settings.query_min_version_waits_per_user),
         });
+        let allowed_methods = web::Data::new(AllowedMethods::from_openapi(
+            &<crate::http::openapi::ApiDoc as utoipa::OpenApi>::openapi(),
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(problem_fallback())
@@ -136,6 +139,7 @@ impl Application {
                 .wrap(from_fn(observe_requests))
                 .app_data(authenticator.clone())
                 .app_data(rate_limiter.clone())
+                .app_data(allowed_methods.clone())
                 .app_data(readiness.clone())
                 .app_data(state.clone())
                 .app_data(path_config())

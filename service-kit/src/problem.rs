@@ -24,10 +24,10 @@ pub struct FieldError {
 }
 
 /// An RFC 9457 problem document. Its `type` is `urn:second-brain:problem:<code>`.
-#[derive(Debug, Clone, utoipa::ToSchema)]
+/// Its OpenAPI schema is the wire form's (`http::openapi`).
+#[derive(Debug, Clone)]
 pub struct Problem {
     pub title: &'static str,
-    #[schema(value_type = u16)]
     pub status: StatusCode,
     /// Stable, machine-readable error code.
     pub code: &'static str,

@@ -5,6 +5,14 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Metadata(Map<String, Value>);
 
+/// A metadata key, at any depth: 1 to 128 characters, no control characters.
+/// The OpenAPI document states it as `propertyNames`.
+pub const METADATA_KEY_PATTERN: &str = r"^[^\x00-\x1F\x7F-\x9F]{1,128}$";
+
+/// A metadata string value: anything but U+0000, which Postgres' `jsonb`
+/// cannot hold.
+pub const METADATA_STRING_PATTERN: &str = r"^[^\x00]*$";
+
 impl Metadata {
     pub const MAX_BYTES: usize = 16 * 1024;
     pub const MAX_DEPTH: usize = 8;

@@ -7,28 +7,14 @@ use std::collections::HashSet;
 pub struct Tag(String);
 
 impl Tag {
-    pub const MAX_CHARS: usize = 64;
+    pub const MAX_CHARS: usize = event_schema::tag::MAX_TAG_CHARS;
 
+    /// A tag as sent, checked against `event_schema::tag::TAG_PATTERN` (the
+    /// pattern the OpenAPI document states) and normalised.
     pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
-        let text = event_schema::tag::normalize(raw);
-        if text.is_empty() {
-            return Err(Invalid::new(field, "tag_empty", "a tag must not be blank"));
-        }
-        if text.chars().count() > Self::MAX_CHARS {
-            return Err(Invalid::new(
-                field,
-                "tag_too_long",
-                format!("a tag is limited to {} characters", Self::MAX_CHARS),
-            ));
-        }
-        if !text.chars().all(event_schema::tag::is_tag_char) {
-            return Err(Invalid::new(
-                field,
-                "tag_invalid_character",
-                "a tag may contain letters, digits and - _ : / . only",
-            ));
-        }
-        Ok(Self(text))
+        event_schema::tag::parse(raw)
+            .map(Self)
+            .map_err(|e| Invalid::new(field, e.code(), e.message()))
     }
 
     pub fn as_str(&self) -> &str {

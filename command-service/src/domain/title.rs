@@ -1,37 +1,41 @@
-use super::{Invalid, has_forbidden_control};
+use super::{Invalid, TextError, TextRule};
 use unicode_normalization::UnicodeNormalization;
 
 /// A memory's or session's title: one trimmed line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Title(String);
 
+/// What a title may be, as sent: one line that is not blank, without control
+/// characters. The OpenAPI document states this pattern and
+/// [`Title::MAX_CHARS`] as the field's schema.
+pub const TITLE_PATTERN: &str =
+    r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$";
+
+static RULE: TextRule = TextRule::new(TITLE_PATTERN, Title::MAX_CHARS);
+
 impl Title {
+    /// In characters as sent, surrounding whitespace included.
     pub const MAX_CHARS: usize = 200;
 
     pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
-        let text: String = raw.trim().nfc().collect();
-        if text.is_empty() {
-            return Err(Invalid::new(
-                field,
-                "title_empty",
-                "a title must not be blank; send null to clear it",
-            ));
+        if let Err(why) = RULE.check(raw, &[]) {
+            let (code, message) = match why {
+                TextError::Blank => (
+                    "title_empty",
+                    "a title must not be blank; send null to clear it".to_owned(),
+                ),
+                TextError::TooLong => (
+                    "title_too_long",
+                    format!("a title is limited to {} characters", Self::MAX_CHARS),
+                ),
+                TextError::Control => (
+                    "title_control_character",
+                    "a title is one line without control characters".to_owned(),
+                ),
+            };
+            return Err(Invalid::new(field, code, message));
         }
-        if text.chars().count() > Self::MAX_CHARS {
-            return Err(Invalid::new(
-                field,
-                "title_too_long",
-                format!("a title is limited to {} characters", Self::MAX_CHARS),
-            ));
-        }
-        if has_forbidden_control(&text) || text.contains(['\n', '\r', '\t']) {
-            return Err(Invalid::new(
-                field,
-                "title_control_character",
-                "a title is one line without control characters",
-            ));
-        }
-        Ok(Self(text))
+        Ok(Self(raw.trim().nfc().collect()))
     }
 
     pub fn into_inner(self) -> String {

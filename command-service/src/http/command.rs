@@ -5,21 +5,51 @@ use crate::store::{Accepted, CommandError, CommandMeta, Idempotency};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload};
+use regex::Regex;
 use serde::Serialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
 use service_kit::http::RequestContext;
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
+use std::sync::OnceLock;
 use uuid::Uuid;
 
-/// The largest request body accepted. Content is limited to 64 KiB of UTF-8,
-/// which JSON escaping can inflate several times.
-pub const MAX_BODY_BYTES: usize = 512 * 1024;
+/// The largest request body accepted: room for every field at its limit
+/// however it is escaped. Content alone is 65,536 characters, which JSON's
+/// `\uXXXX\uXXXX` escapes inflate to 12 bytes each (768 KiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The 422 of every command, for the OpenAPI document.
+pub const REUSED_OR_INVALID: &str = "`idempotency_key_reused`: the `Idempotency-Key` was used for another request; \
+     for a body, `validation_failed` (`errors` names each field) or `invalid_body`";
+
+/// The 413 of a command whose body carries metadata.
+pub const TOO_LARGE: &str = "`body_too_large`: the body is over 1 MiB; or `metadata_too_large`: \
+     the metadata is over 16 KiB serialised";
+
+/// `Idempotency-Key`, as the OpenAPI document states it.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documentation only: `CommandHeaders` parses the headers
+pub struct IdempotencyHeader {
+    #[param(rename = "Idempotency-Key", schema_with = super::schemas::idempotency_key)]
+    pub idempotency_key: Option<String>,
+}
+
+/// `Idempotency-Key` and `If-Match`, as the OpenAPI document states them.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documentation only: `CommandHeaders` parses the headers
+pub struct VersionedHeaders {
+    #[param(rename = "Idempotency-Key", schema_with = super::schemas::idempotency_key)]
+    pub idempotency_key: Option<String>,
+    #[param(rename = "If-Match", schema_with = super::schemas::if_match)]
+    pub if_match: Option<String>,
+}
 
 /// The optional command headers, parsed.
 #[derive(Debug, Clone, Default)]
@@ -52,39 +82,46 @@ fn parse_headers(req: &HttpRequest) -> Result<CommandHeaders, Problem> {
     })
 }
 
-/// `If-Match: "3"` (the ETag a response carried) or a bare `3`; `*` asks for
-/// no particular version.
+/// `If-Match`: one version as the ETag carried it (`"3"`), or bare (`3`),
+/// or `*` for none in particular. The OpenAPI document states this pattern.
+pub const IF_MATCH_PATTERN: &str = r#"^[ \t]*(\*|[0-9]{1,19}|"[0-9]{1,19}")[ \t]*$"#;
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = r"^[!-~]{1,255}$";
+
+fn matches(pattern: &'static str, cell: &'static OnceLock<Regex>, text: &str) -> bool {
+    cell.get_or_init(|| Regex::new(pattern).expect("a valid pattern"))
+        .is_match(text)
+}
+
 fn parse_if_match(value: &HeaderValue) -> Result<Option<u64>, Problem> {
+    static RULE: OnceLock<Regex> = OnceLock::new();
     let invalid = || {
         Problem::bad_request(
             "invalid_if_match",
             "If-Match takes one version, as in \"3\"",
         )
     };
-    let text = value.to_str().map_err(|_| invalid())?.trim();
+    let text = value.to_str().map_err(|_| invalid())?;
+    if !matches(IF_MATCH_PATTERN, &RULE, text) {
+        return Err(invalid());
+    }
+    let text = text.trim_matches([' ', '\t', '"']);
     if text == "*" {
         return Ok(None);
     }
-    let unquoted = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
-    let version: u64 = unquoted.parse().map_err(|_| invalid())?;
-    Ok(Some(version))
+    // At most 19 digits: always within u64.
+    text.parse().map(Some).map_err(|_| invalid())
 }
 
 fn parse_idempotency_key(value: &HeaderValue) -> Result<String, Problem> {
-    let text = value.to_str().unwrap_or_default();
-    let ok = !text.is_empty()
-        && text.len() <= MAX_IDEMPOTENCY_KEY_LEN
-        && text.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(text.to_owned())
-    } else {
-        Err(Problem::bad_request(
+    static RULE: OnceLock<Regex> = OnceLock::new();
+    match value.to_str() {
+        Ok(text) if matches(IDEMPOTENCY_KEY_PATTERN, &RULE, text) => Ok(text.to_owned()),
+        _ => Err(Problem::bad_request(
             "invalid_idempotency_key",
-            format!("Idempotency-Key is 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
-        ))
+            "Idempotency-Key is 1 to 255 visible ASCII characters",
+        )),
     }
 }
 
@@ -212,7 +249,16 @@ mod tests {
             parse_if_match(&HeaderValue::from_static("*")).unwrap(),
             None
         );
-        assert!(parse_if_match(&HeaderValue::from_static("W/\"x\"")).is_err());
+        assert_eq!(
+            parse_if_match(&HeaderValue::from_static(" \"42\" ")).unwrap(),
+            Some(42)
+        );
+        for bad in ["W/\"x\"", "\"3", "null", "", "99999999999999999999", "3, 4"] {
+            assert!(
+                parse_if_match(&HeaderValue::from_static(bad)).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

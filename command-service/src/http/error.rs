@@ -9,14 +9,25 @@ use actix_web::http::StatusCode;
 use service_kit::Problem;
 use service_kit::problem::FieldError;
 
-/// Input outside the documented limits: 422 with one entry per field.
+/// Input outside the documented limits: 422 with one entry per field; 413
+/// when the only fault is metadata's size in bytes, the one limit a JSON
+/// Schema cannot state (a request its schema allows fails no other way).
 pub fn invalid(errors: Vec<Invalid>) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-        "The request has invalid fields",
-    )
-    .with_errors(
+    let too_large = !errors.is_empty() && errors.iter().all(|e| e.code == "metadata_too_large");
+    let problem = if too_large {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "metadata_too_large",
+            "Metadata too large",
+        )
+    } else {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "The request has invalid fields",
+        )
+    };
+    problem.with_errors(
         errors
             .into_iter()
             .map(|e| FieldError {
@@ -44,8 +55,13 @@ pub fn memory_problem(error: CommandError<MemoryError>) -> Problem {
                 MemoryError::Erased => {
                     Problem::new(StatusCode::GONE, "memory_erased", "Gone").with_detail(detail)
                 }
-                MemoryError::TooManyTags { .. } => unprocessable("too_many_tags", detail),
-                MemoryError::SessionNotFound => unprocessable("session_not_found", detail),
+                // Both depend on what is stored, not on the request's shape:
+                // the same request succeeds against another memory or session.
+                MemoryError::TooManyTags { .. } => conflict("too_many_tags", detail),
+                MemoryError::SessionNotFound => {
+                    Problem::new(StatusCode::NOT_FOUND, "session_not_found", "Not found")
+                        .with_detail(detail)
+                }
                 MemoryError::SessionEnded => conflict("session_ended", detail),
                 MemoryError::EmptyRevision => unprocessable("empty_revision", detail),
             }

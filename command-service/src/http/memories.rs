@@ -1,7 +1,11 @@
 //! `/v1/memories`: capture a memory and every change to it.
 
-use super::command::{CommandHeaders, CommandRequest, record_outcome, respond};
+use super::command::{
+    CommandHeaders, CommandRequest, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE,
+    VersionedHeaders, record_outcome, respond,
+};
 use super::error::{invalid, memory_problem, session_problem};
+use super::schemas;
 use crate::domain::{Content, Invalid, Metadata, TagSet, Title};
 use crate::memory::{Memory, MemoryCommand, TargetSession};
 use crate::startup::AppState;
@@ -34,48 +38,59 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureMemory {
-    /// 1 to 65,536 bytes of text.
+    #[schema(schema_with = schemas::content)]
     pub content: String,
+    /// Absent or `null`: no title.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schemas::nullable_title)]
     pub title: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = schemas::tags)]
     pub tags: Vec<String>,
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = schemas::metadata)]
     pub metadata: Map<String, Value>,
     /// A session of the caller's that is open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<Uuid>,
-    /// When the remembered thing happened, for imports; not in the future.
+    /// When the remembered thing happened (or will), e.g. for imports; the
+    /// time of capture when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
-/// New content and/or title; `"title": null` clears the title.
+/// New content and/or title; `"title": null` clears the title. At least one
+/// of them (`minProperties`, set by `schemas::AtLeastOneField`).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviseMemory {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
+    #[schema(schema_with = schemas::content)]
     pub content: Option<String>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "present"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = schemas::nullable_title)]
     pub title: Option<Option<String>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TagsBody {
+    #[schema(schema_with = schemas::tags)]
     pub tags: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataBody {
-    #[schema(value_type = Object)]
+    #[schema(schema_with = schemas::metadata)]
     pub metadata: Map<String, Value>,
 }
 
@@ -84,8 +99,13 @@ pub struct MetadataBody {
 #[serde(deny_unknown_fields)]
 pub struct MoveMemory {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Uuid>)]
+    #[schema(value_type = Option<Uuid>, required = true)]
     pub session_id: Option<Option<Uuid>>,
+}
+
+/// A field that may be absent but, when present, is not `null`.
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// A field that is present, possibly `null`: `Some(None)` is an explicit null.
@@ -94,9 +114,6 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
-
-/// Clock skew tolerated on `occurred_at` before it counts as the future.
-const FUTURE_TOLERANCE_SECONDS: i64 = 300;
 
 async fn target_session(
     state: &AppState,
@@ -138,9 +155,13 @@ async fn run(
 
 /// Capture a memory.
 #[utoipa::path(post, path = "/v1/memories", tag = "memories", request_body = CaptureMemory,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retry safely: the same key and body answer the first result")),
-    responses((status = 201, body = super::AcceptedBody, description = "Captured; Location names it"),
-              (status = 401, body = Problem), (status = 422, body = Problem)),
+    params(IdempotencyHeader),
+    responses((status = 201, body = super::AcceptedBody, description = "Captured; `Location` names it, `ETag` is its version",
+               headers(("Location" = String), ("ETag" = String))),
+              (status = 422, description = REUSED_OR_INVALID),
+              (status = 404, description = "`session_not_found`: `session_id` names no session of the caller's"),
+              (status = 413, description = TOO_LARGE),
+              (status = 409, description = "`session_ended`: the session is ended")),
     security(("bearer" = [])))]
 pub async fn capture(
     caller: Caller,
@@ -164,15 +185,6 @@ pub async fn capture(
     let metadata = Metadata::parse("metadata", body.metadata.clone())
         .map_err(|e| errors.push(e))
         .ok();
-    if let Some(at) = body.occurred_at
-        && at > Utc::now() + chrono::Duration::seconds(FUTURE_TOLERANCE_SECONDS)
-    {
-        errors.push(Invalid::new(
-            "occurred_at",
-            "occurred_at_in_future",
-            "occurred_at may not be in the future",
-        ));
-    }
     let (Some(content), Some(tags), Some(metadata), true) =
         (content, tags, metadata, errors.is_empty())
     else {
@@ -202,10 +214,12 @@ pub async fn capture(
 
 /// Revise a memory's content and/or title.
 #[utoipa::path(patch, path = "/v1/memories/{id}", tag = "memories", request_body = ReviseMemory,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The version you read, e.g. \"3\"")),
-    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem),
-              (status = 409, body = Problem), (status = 410, body = Problem), (status = 412, body = Problem),
-              (status = 422, body = Problem)),
+    params(("id" = Uuid, Path), VersionedHeaders),
+    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
+              (status = 422, description = REUSED_OR_INVALID),
+              (status = 409, description = "The memory's state does not allow it"),
+              (status = 410, description = "`memory_erased`: the memory was erased"),
+              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn revise(
     caller: Caller,
@@ -258,8 +272,12 @@ fn tags(body: &TagsBody) -> Result<TagSet, Problem> {
 
 /// Add tags.
 #[utoipa::path(post, path = "/v1/memories/{id}/tags", tag = "memories", request_body = TagsBody,
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 422, body = Problem)),
+    params(("id" = Uuid, Path), VersionedHeaders),
+    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
+              (status = 422, description = REUSED_OR_INVALID),
+              (status = 409, description = "The memory's state does not allow it"),
+              (status = 410, description = "`memory_erased`: the memory was erased"),
+              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn add_tags(
     caller: Caller,
@@ -282,8 +300,12 @@ pub async fn add_tags(
 
 /// Remove tags.
 #[utoipa::path(post, path = "/v1/memories/{id}/tags/remove", tag = "memories", request_body = TagsBody,
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 422, body = Problem)),
+    params(("id" = Uuid, Path), VersionedHeaders),
+    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
+              (status = 422, description = REUSED_OR_INVALID),
+              (status = 409, description = "The memory's state does not allow it"),
+              (status = 410, description = "`memory_erased`: the memory was erased"),
+              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn remove_tags(
     caller: Caller,
@@ -306,8 +328,13 @@ pub async fn remove_tags(
 
 /// Replace the metadata object.
 #[utoipa::path(put, path = "/v1/memories/{id}/metadata", tag = "memories", request_body = MetadataBody,
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 422, body = Problem)),
+    params(("id" = Uuid, Path), VersionedHeaders),
+    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
+              (status = 422, description = REUSED_OR_INVALID),
+              (status = 409, description = "The memory's state does not allow it"),
+              (status = 410, description = "`memory_erased`: the memory was erased"),
+              (status = 413, description = TOO_LARGE),
+              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn set_metadata(
     caller: Caller,
@@ -339,9 +366,12 @@ pub async fn set_metadata(
 
 /// Move into a session, or detach with `"session_id": null`.
 #[utoipa::path(post, path = "/v1/memories/{id}/move", tag = "memories", request_body = MoveMemory,
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 409, body = Problem),
-              (status = 422, body = Problem)),
+    params(("id" = Uuid, Path), VersionedHeaders),
+    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
+              (status = 422, description = REUSED_OR_INVALID),
+              (status = 409, description = "The memory's or the session's state does not allow it"),
+              (status = 410, description = "`memory_erased`: the memory was erased"),
+              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn move_memory(
     caller: Caller,
@@ -383,9 +413,12 @@ pub async fn move_memory(
 macro_rules! bodiless {
     ($name:ident, $method:ident, $path:literal, $command:expr, $doc:literal) => {
         #[doc = $doc]
-        #[utoipa::path($method, path = $path, tag = "memories", params(("id" = Uuid, Path)),
-            responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem),
-                      (status = 409, body = Problem), (status = 410, body = Problem), (status = 412, body = Problem)),
+        #[utoipa::path($method, path = $path, tag = "memories", params(("id" = Uuid, Path), VersionedHeaders),
+            responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
+              (status = 422, description = REUSED_OR_INVALID),
+                      (status = 409, description = "The memory's state does not allow it"),
+                      (status = 410, description = "`memory_erased`: the memory was erased"),
+                      (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
             security(("bearer" = [])))]
         pub async fn $name(
             caller: Caller,

@@ -5,6 +5,7 @@ mod command;
 mod error;
 mod memories;
 pub mod openapi;
+mod schemas;
 mod sessions;
 
 use actix_web::web;

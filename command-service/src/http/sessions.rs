@@ -1,7 +1,11 @@
 //! `/v1/sessions`: start, rename, end and reopen sessions.
 
-use super::command::{CommandHeaders, CommandRequest, record_outcome, respond};
+use super::command::{
+    CommandHeaders, CommandRequest, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE,
+    VersionedHeaders, record_outcome, respond,
+};
 use super::error::{invalid, session_problem};
+use super::schemas;
 use crate::domain::{Invalid, Metadata, Title};
 use crate::session::{Session, SessionCommand};
 use crate::startup::AppState;
@@ -27,15 +31,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartSession {
+    #[schema(schema_with = schemas::title)]
     pub title: String,
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = schemas::metadata)]
     pub metadata: Map<String, Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameSession {
+    #[schema(schema_with = schemas::title)]
     pub title: String,
 }
 
@@ -65,8 +71,11 @@ async fn run(
 
 /// Start a session.
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = StartSession,
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = super::AcceptedBody), (status = 401, body = Problem), (status = 422, body = Problem)),
+    params(IdempotencyHeader),
+    responses((status = 201, body = super::AcceptedBody, description = "Started; `Location` names it, `ETag` is its version",
+               headers(("Location" = String), ("ETag" = String))),
+              (status = 413, description = TOO_LARGE),
+              (status = 422, description = REUSED_OR_INVALID)),
     security(("bearer" = [])))]
 pub async fn start(
     caller: Caller,
@@ -105,9 +114,10 @@ pub async fn start(
 
 /// Rename a session.
 #[utoipa::path(patch, path = "/v1/sessions/{id}", tag = "sessions", request_body = RenameSession,
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 412, body = Problem),
-              (status = 422, body = Problem)),
+    params(("id" = Uuid, Path), VersionedHeaders),
+    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
+              (status = 422, description = REUSED_OR_INVALID),
+                           (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn rename(
     caller: Caller,
@@ -137,8 +147,11 @@ pub async fn rename(
 }
 
 /// End a session.
-#[utoipa::path(post, path = "/v1/sessions/{id}/end", tag = "sessions", params(("id" = Uuid, Path)),
-    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 409, body = Problem)),
+#[utoipa::path(post, path = "/v1/sessions/{id}/end", tag = "sessions", params(("id" = Uuid, Path), VersionedHeaders),
+    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
+              (status = 422, description = REUSED_OR_INVALID),
+              (status = 409, description = "The session is already ended"),
+              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn end(
     caller: Caller,
@@ -158,8 +171,11 @@ pub async fn end(
 }
 
 /// Reopen an ended session.
-#[utoipa::path(post, path = "/v1/sessions/{id}/reopen", tag = "sessions", params(("id" = Uuid, Path)),
-    responses((status = 200, body = super::AcceptedBody), (status = 404, body = Problem), (status = 409, body = Problem)),
+#[utoipa::path(post, path = "/v1/sessions/{id}/reopen", tag = "sessions", params(("id" = Uuid, Path), VersionedHeaders),
+    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
+              (status = 422, description = REUSED_OR_INVALID),
+              (status = 409, description = "The session is not ended"),
+              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn reopen(
     caller: Caller,

@@ -109,7 +109,7 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
             "oversized body",
             Method::POST,
             m,
-            Body::Json(json!({ "content": "x".repeat(600 * 1024) })),
+            Body::Json(json!({ "content": "x".repeat(1100 * 1024) })),
             413,
             "body_too_large",
         ),
@@ -184,9 +184,9 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
             "content_empty",
         ),
         invalid(
-            "content over 64 KiB",
+            "content over 65,536 characters",
             m,
-            json!({"content": "é".repeat(32_769)}),
+            json!({"content": "é".repeat(65_537)}),
             "content_too_long",
         ),
         invalid(
@@ -237,10 +237,13 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
             json!({"content": "x", "metadata": deep(9)}),
             "metadata_too_deep",
         ),
-        invalid(
+        // The one limit a JSON Schema cannot state: 413, not 422.
+        case(
             "metadata over 16 KiB",
+            Method::POST,
             m,
-            json!({"content": "x", "metadata": {"k": "v".repeat(17_000)}}),
+            Body::Json(json!({"content": "x", "metadata": {"k": "v".repeat(17_000)}})),
+            413,
             "metadata_too_large",
         ),
         invalid(
@@ -248,12 +251,6 @@ async fn malformed_requests_get_a_problem_with_their_code_and_write_nothing() {
             m,
             json!({"content": "x", "metadata": {"": 1}}),
             "metadata_invalid_key",
-        ),
-        invalid(
-            "occurred_at in the future",
-            m,
-            json!({"content": "x", "occurred_at": "2999-01-01T00:00:00Z"}),
-            "occurred_at_in_future",
         ),
         invalid(
             "move without session_id",

@@ -9,6 +9,7 @@ mod auth;
 mod bad_input;
 mod concurrency;
 mod connections;
+mod contract;
 mod erase;
 mod helpers;
 mod idempotency;

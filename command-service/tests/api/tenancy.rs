@@ -63,11 +63,11 @@ async fn another_users_memory_or_session_is_not_found_and_untouched() {
             .json(&json!({"session_id": session})),
         )
         .await;
-    answer.assert_problem(422, "session_not_found");
+    answer.assert_problem(404, "session_not_found");
     let answer = app
         .capture("bob", &json!({"content": "x", "session_id": session}))
         .await;
-    answer.assert_problem(422, "session_not_found");
+    answer.assert_problem(404, "session_not_found");
     assert_eq!(app.event_count().await, before_moves);
     assert_eq!(before_moves, before + 1);
 }

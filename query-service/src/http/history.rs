@@ -31,8 +31,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub struct HistoryParams {
     /// Entries after this version (0, the default, starts at the beginning).
     #[serde(default)]
+    #[param(maximum = 9223372036854775807_i64)]
     pub after: u64,
     /// Entries per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -40,9 +42,11 @@ pub struct HistoryParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AsOfParams {
-    /// The state after this many events. Give this or `at`.
+    /// The state after the events up to this version. With `at` too, both
+    /// bounds apply; with neither, the state now.
+    #[param(maximum = 9223372036854775807_i64)]
     pub version: Option<u64>,
-    /// The state as it was at this time (RFC 3339). Give this or `version`.
+    /// The state after the events recorded at or before this time (RFC 3339).
     pub at: Option<DateTime<Utc>>,
 }
 
@@ -94,15 +98,10 @@ async fn history(
     Ok(HttpResponse::Ok().json(HistoryPage { items, next_after }))
 }
 
-fn point_in_time(query: &AsOfParams) -> Result<PointInTime, Problem> {
-    match (query.version, query.at) {
-        (Some(version), None) => Ok(PointInTime::Version(version)),
-        (None, Some(at)) => Ok(PointInTime::Time(at)),
-        _ => {
-            let mut checks = Checks::default();
-            checks.fail("version", "one_of", "give exactly one of version and at");
-            Err(checks.into_problem())
-        }
+fn point_in_time(query: &AsOfParams) -> PointInTime {
+    PointInTime {
+        version: query.version,
+        at: query.at,
     }
 }
 
@@ -115,7 +114,7 @@ fn not_yet() -> Problem {
 #[utoipa::path(get, path = "/v1/memories/{id}/history", tag = "history",
     params(("id" = Uuid, Path), HistoryParams),
     responses((status = 200, description = "`{items, next_after}`: one entry per event", body = Object),
-              (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+              (status = 422, description = "`validation_failed`: `limit` is out of range")),
     security(("bearer" = [])))]
 pub async fn memory_history(
     caller: Caller,
@@ -137,7 +136,7 @@ pub async fn memory_history(
 #[utoipa::path(get, path = "/v1/sessions/{id}/history", tag = "history",
     params(("id" = Uuid, Path), HistoryParams),
     responses((status = 200, description = "`{items, next_after}`: one entry per event", body = Object),
-              (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+              (status = 422, description = "`validation_failed`: `limit` is out of range")),
     security(("bearer" = [])))]
 pub async fn session_history(
     caller: Caller,
@@ -159,9 +158,8 @@ pub async fn session_history(
 #[utoipa::path(get, path = "/v1/memories/{id}/as-of", tag = "history",
     params(("id" = Uuid, Path), AsOfParams),
     responses((status = 200, description = "The memory document as it was", body = Object),
-              (status = 401, body = Problem), (status = 404, body = Problem),
-              (status = 410, description = "`memory_erased`: an erased memory keeps no past", body = Problem),
-              (status = 422, body = Problem)),
+              (status = 404, description = "`not_found`, or `no_state_yet`: it did not exist yet at that point"),
+              (status = 410, description = "`memory_erased`: an erased memory keeps no past")),
     security(("bearer" = [])))]
 pub async fn memory_as_of(
     caller: Caller,
@@ -169,7 +167,7 @@ pub async fn memory_as_of(
     path: web::Path<Uuid>,
     query: web::Query<AsOfParams>,
 ) -> Result<HttpResponse, Problem> {
-    let at = point_in_time(&query)?;
+    let at = point_in_time(&query);
     match state
         .history
         .memory_as_of(caller.user_id.as_str(), path.into_inner(), at)
@@ -187,7 +185,7 @@ pub async fn memory_as_of(
 #[utoipa::path(get, path = "/v1/sessions/{id}/as-of", tag = "history",
     params(("id" = Uuid, Path), AsOfParams),
     responses((status = 200, description = "The session document as it was", body = Object),
-              (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+              (status = 404, description = "`not_found`, or `no_state_yet`: it did not exist yet at that point")),
     security(("bearer" = [])))]
 pub async fn session_as_of(
     caller: Caller,
@@ -195,7 +193,7 @@ pub async fn session_as_of(
     path: web::Path<Uuid>,
     query: web::Query<AsOfParams>,
 ) -> Result<HttpResponse, Problem> {
-    let at = point_in_time(&query)?;
+    let at = point_in_time(&query);
     match state
         .history
         .session_as_of(caller.user_id.as_str(), path.into_inner(), at)

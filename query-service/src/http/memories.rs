@@ -4,7 +4,7 @@ use super::params::{Checks, limit, position, with_filters};
 use super::{AppState, from_sqlx, not_yet_consistent};
 use crate::documents::{RawMemory, Stored};
 use crate::history::Aggregate;
-use crate::rows::{Order, Position};
+use crate::rows::Order;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use event_schema::MemoryStatus;
@@ -31,6 +31,7 @@ pub struct GetParams {
     pub include_deleted: bool,
     /// Read-your-writes: wait (boundedly) until the read model holds at least
     /// this version, the one a command returned.
+    #[param(maximum = 9223372036854775807_i64)]
     pub min_version: Option<u64>,
 }
 
@@ -41,11 +42,14 @@ with_filters! {
         pub include_deleted: bool,
         /// By creation time: `desc` (newest first, the default) or `asc`.
         #[serde(default)]
-        #[param(value_type = Option<String>)]
+        #[param(value_type = Option<Order>)]
         pub order: Order,
         /// Page size, 1 to 200 (default 50).
+        #[param(minimum = 1, maximum = 200)]
         pub limit: Option<u32>,
-        /// From the previous page's `next_cursor`.
+        /// From the previous page's `next_cursor`: the page after it, in
+        /// `order`.
+        #[param(schema_with = crate::cursor::schema)]
         pub cursor: Option<String>,
     }
 }
@@ -184,9 +188,11 @@ async fn lookup(
 /// Get one memory.
 #[utoipa::path(get, path = "/v1/memories/{id}", tag = "memories",
     params(("id" = Uuid, Path), GetParams),
-    responses((status = 200, description = "The memory document, with its version as the ETag", body = Object),
-              (status = 401, body = Problem), (status = 404, body = Problem),
-              (status = 503, description = "`not_yet_consistent`: `min_version` was not reached in time", body = Problem)),
+    responses((status = 200, description = "The memory document, with its version as the ETag", body = Object,
+               headers(("ETag" = String))),
+              (status = 404, description = "`not_found`: no memory of the caller's by this id, or a deleted one without `include_deleted`"),
+              (status = 429, description = "`rate_limited`: too many requests, or every one of the caller's `min_version` waits is taken"),
+              (status = 503, description = "`not_yet_consistent`: `min_version` was not reached in time; or `service_unavailable`")),
     security(("bearer" = [])))]
 pub async fn get(
     caller: Caller,
@@ -227,7 +233,7 @@ pub async fn get(
 #[utoipa::path(get, path = "/v1/memories", tag = "memories",
     params(ListParams),
     responses((status = 200, description = "`{items, next_cursor}` of memory documents", body = Object),
-              (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem)),
+              (status = 422, description = "`validation_failed`: a filter, `limit` or `cursor` is invalid")),
     security(("bearer" = [])))]
 pub async fn list(
     caller: Caller,
@@ -238,20 +244,17 @@ pub async fn list(
     let mut filters = query.filter_params().to_filters(&mut checks);
     filters.include_deleted = query.include_deleted;
     let limit = limit(query.limit, &mut checks);
-    let after = position(query.cursor.as_deref(), query.order, &mut checks);
+    let after = position(query.cursor.as_deref(), &mut checks);
     checks.finish()?;
     let (items, more) = state
         .rows
         .memories(caller.user_id.as_str(), &filters, query.order, after, limit)
         .await
         .map_err(from_sqlx)?;
-    let next_cursor = more.then(|| items.last()).flatten().map(|last| {
-        crate::cursor::encode(&Position {
-            at: last.created_at,
-            id: last.id,
-            order: query.order,
-        })
-    });
+    let next_cursor = more
+        .then(|| items.last())
+        .flatten()
+        .map(|last| crate::cursor::encode(last.created_at.timestamp_micros(), last.id));
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "items": items,
         "next_cursor": next_cursor,

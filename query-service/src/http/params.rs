@@ -2,7 +2,7 @@
 //! A value that does not parse is a 400 (`invalid_query`, from the extractor);
 //! one that parses but is out of bounds is a 422 naming the field.
 
-use crate::rows::{Filters, Order, Position};
+use crate::rows::{Filters, Position};
 use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use service_kit::Problem;
@@ -12,8 +12,6 @@ use uuid::Uuid;
 
 /// Most tags a filter may name.
 pub const MAX_FILTER_TAGS: usize = 32;
-/// Longest tag, as on the write side.
-const MAX_TAG_CHARS: usize = 64;
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;
 
@@ -73,11 +71,13 @@ macro_rules! with_filters {
         pub struct $name {
             /// Only memories in this session.
             pub session: Option<uuid::Uuid>,
-            /// Comma-separated, at most 32 (duplicates included): memories
-            /// with at least one of these tags.
+            /// Memories with at least one of these tags: comma-separated,
+            /// 1 to 32 (duplicates included).
+            #[param(schema_with = $crate::http::params::tag_list, style = Form, explode = false)]
             pub tags_any: Option<String>,
-            /// Comma-separated, at most 32 (duplicates included): memories
-            /// with every one of these tags.
+            /// Memories with every one of these tags: comma-separated, 1 to
+            /// 32 (duplicates included).
+            #[param(schema_with = $crate::http::params::tag_list, style = Form, explode = false)]
             pub tags_all: Option<String>,
             /// Created at or after (RFC 3339).
             pub created_after: Option<chrono::DateTime<chrono::Utc>>,
@@ -106,6 +106,22 @@ macro_rules! with_filters {
     };
 }
 pub(crate) use with_filters;
+
+/// A tag filter as the OpenAPI document states it: an array of tags that
+/// travels comma-separated (`style: form, explode: false`), each item the
+/// write side's tag pattern, so a filter can name only tags a memory can
+/// carry.
+pub fn tag_list() -> utoipa::openapi::schema::ArrayBuilder {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(event_schema::tag::TAG_PATTERN)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(MAX_FILTER_TAGS))
+}
 
 impl FilterParams {
     pub fn to_filters(&self, checks: &mut Checks) -> Filters {
@@ -139,24 +155,15 @@ fn tags(field: &str, raw: Option<&str>, checks: &mut Checks) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     for part in raw.split(',') {
-        let tag = event_schema::tag::normalize(part);
-        if tag.is_empty() {
-            checks.fail(field, "tag_empty", "a tag must not be blank");
-        } else if tag.chars().count() > MAX_TAG_CHARS {
-            checks.fail(
-                field,
-                "tag_too_long",
-                format!("a tag is limited to {MAX_TAG_CHARS} characters"),
-            );
-        } else if !tag.chars().all(event_schema::tag::is_tag_char) {
-            // As on the write side; a NUL here would also fail the query.
-            checks.fail(
-                field,
-                "tag_invalid_character",
-                "a tag may contain letters, digits and - _ : / . only",
-            );
-        } else if seen.insert(tag.clone()) {
-            tags.push(tag);
+        // As on the write side, so a filter names only tags a memory can
+        // carry (a NUL, say, never reaches the database).
+        match event_schema::tag::parse(part) {
+            Ok(tag) => {
+                if seen.insert(tag.clone()) {
+                    tags.push(tag);
+                }
+            }
+            Err(e) => checks.fail(field, e.code(), e.message()),
         }
     }
     tags
@@ -182,19 +189,20 @@ pub fn limit(raw: Option<u32>, checks: &mut Checks) -> u32 {
     }
 }
 
-/// A list cursor, which must have been issued for the same order.
-pub fn position(raw: Option<&str>, order: Order, checks: &mut Checks) -> Option<Position> {
+/// A list cursor: where the previous page ended, in whatever order this page
+/// is read.
+pub fn position(raw: Option<&str>, checks: &mut Checks) -> Option<Position> {
+    // Postgres' earliest timestamp (4714 BC). No item is older, so a cursor
+    // from further back is the same place in every order, and the query must
+    // not be asked about a time Postgres cannot hold.
+    const EARLIEST_MICROS: i64 = -210_866_803_200_000_000;
     let raw = raw?;
-    match crate::cursor::decode::<Position>(raw) {
-        Some(position) if position.order == order => Some(position),
-        Some(_) => {
-            checks.fail(
-                "cursor",
-                "cursor_order",
-                "the cursor belongs to the other order",
-            );
-            None
-        }
+    let Some((at, id)) = crate::cursor::decode(raw) else {
+        checks.fail("cursor", "invalid_cursor", "not a cursor this list issued");
+        return None;
+    };
+    match DateTime::<Utc>::from_timestamp_micros(at.max(EARLIEST_MICROS)) {
+        Some(at) => Some(Position { at, id }),
         None => {
             checks.fail("cursor", "invalid_cursor", "not a cursor this list issued");
             None

@@ -5,13 +5,34 @@ use super::AppState;
 use super::params::{Checks, text, with_filters};
 use crate::search::{Hit, Mode, SearchRequest};
 use actix_web::{HttpResponse, web};
+use regex::Regex;
 use serde::Serialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
+use std::sync::LazyLock;
 use utoipa::ToSchema;
 
-/// Longest query accepted, in characters.
+/// Longest query accepted, in characters as sent.
 pub const MAX_QUERY_CHARS: usize = 1000;
+
+/// What a query may be: not blank, and without U+0000, which Postgres text
+/// cannot hold. The OpenAPI document states this pattern.
+pub const QUERY_PATTERN: &str = r"^[^\x00]*[^\s\x00][^\x00]*$";
+
+static QUERY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(QUERY_PATTERN).expect("a valid pattern"));
+
+fn query_text() -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_QUERY_CHARS))
+        .pattern(Some(QUERY_PATTERN))
+        .description(Some(
+            "What to look for: words, a phrase in double quotes, `-word` to exclude, or a \
+             question in plain language; 1 to 1,000 characters, not blank",
+        ))
+}
 pub const DEFAULT_K: u32 = 10;
 pub const MAX_K: u32 = 100;
 
@@ -22,13 +43,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 with_filters! {
     pub struct SearchParams {
         /// What to look for: words, a phrase in double quotes, `-word` to
-        /// exclude, or a question in plain language.
-        pub q: Option<String>,
+        /// exclude, or a question in plain language; 1 to 1,000 characters,
+        /// not blank.
+        #[param(schema_with = query_text)]
+        pub q: String,
         /// `hybrid` (the default), `semantic` or `keyword`.
         #[serde(default)]
-        #[param(value_type = Option<String>)]
+        #[param(value_type = Option<Mode>)]
         pub mode: Mode,
         /// Hits to return, 1 to 100 (default 10).
+        #[param(minimum = 1, maximum = 100)]
         pub k: Option<u32>,
         /// Add each hit's rank and score in each ranking.
         #[serde(default)]
@@ -46,8 +70,8 @@ pub struct SearchResponse {
 #[utoipa::path(get, path = "/v1/search", tag = "search",
     params(SearchParams),
     responses((status = 200, body = SearchResponse),
-              (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem),
-              (status = 503, description = "the query could not be embedded, or the stored vectors are of another model", body = Problem)),
+              (status = 422, description = "`validation_failed`: `q`, `k` or a filter is invalid"),
+              (status = 503, description = "`service_unavailable`: the query could not be embedded, or the stored vectors are of another model")),
     security(("bearer" = [])))]
 pub async fn search(
     caller: Caller,
@@ -55,18 +79,21 @@ pub async fn search(
     query: web::Query<SearchParams>,
 ) -> Result<HttpResponse, Problem> {
     let mut checks = Checks::default();
-    let q = query.q.as_deref().map(str::trim).unwrap_or_default();
-    if q.is_empty() {
-        checks.fail("q", "required", "a query is required");
-    } else if q.chars().count() > MAX_QUERY_CHARS {
+    // Checked as sent, as the document states it; searched trimmed.
+    if query.q.chars().nth(MAX_QUERY_CHARS).is_some() {
         checks.fail(
             "q",
             "too_long",
             format!("at most {MAX_QUERY_CHARS} characters"),
         );
-    } else {
-        text("q", q, &mut checks);
+    } else if !QUERY.is_match(&query.q) {
+        if query.q.contains('\0') {
+            text("q", &query.q, &mut checks);
+        } else {
+            checks.fail("q", "required", "a query is required");
+        }
     }
+    let q = query.q.trim();
     let k = match query.k {
         None => DEFAULT_K,
         Some(k) if (1..=MAX_K).contains(&k) => k,

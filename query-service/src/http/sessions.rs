@@ -6,7 +6,7 @@ use super::params::{Checks, limit, position};
 use super::{AppState, from_sqlx};
 use crate::documents::TimelinePosition;
 use crate::history::Aggregate;
-use crate::rows::{Order, Position, SessionFilter};
+use crate::rows::{Order, SessionFilter};
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use event_schema::SessionState;
@@ -28,6 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub struct GetParams {
     /// Read-your-writes: wait (boundedly) until the read model holds at least
     /// this version.
+    #[param(maximum = 9223372036854775807_i64)]
     pub min_version: Option<u64>,
 }
 
@@ -36,14 +37,16 @@ pub struct GetParams {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `open` or `ended`; both when absent.
-    #[param(value_type = Option<String>)]
     pub status: Option<SessionFilter>,
     /// By start time: `desc` (the default) or `asc`.
     #[serde(default)]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<Order>)]
     pub order: Order,
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// From the previous page's `next_cursor`: the page after it, in `order`.
+    #[param(schema_with = crate::cursor::schema)]
     pub cursor: Option<String>,
 }
 
@@ -52,7 +55,10 @@ pub struct ListParams {
 #[into_params(parameter_in = Query)]
 pub struct TimelineParams {
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
+    /// From the previous page's `next_cursor`.
+    #[param(schema_with = crate::cursor::schema)]
     pub cursor: Option<String>,
 }
 
@@ -85,9 +91,11 @@ async fn lookup(state: &AppState, owner: &str, id: Uuid) -> Result<Found<Session
 /// Get one session.
 #[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions",
     params(("id" = Uuid, Path), GetParams),
-    responses((status = 200, description = "The session document, with its version as the ETag", body = Object),
-              (status = 401, body = Problem), (status = 404, body = Problem),
-              (status = 503, description = "`not_yet_consistent`", body = Problem)),
+    responses((status = 200, description = "The session document, with its version as the ETag", body = Object,
+               headers(("ETag" = String))),
+              (status = 404, description = "`not_found`: no session of the caller's by this id"),
+              (status = 429, description = "`rate_limited`: too many requests, or every one of the caller's `min_version` waits is taken"),
+              (status = 503, description = "`not_yet_consistent`: `min_version` was not reached in time; or `service_unavailable`")),
     security(("bearer" = [])))]
 pub async fn get(
     caller: Caller,
@@ -122,7 +130,7 @@ pub async fn get(
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions",
     params(ListParams),
     responses((status = 200, description = "`{items, next_cursor}` of session documents", body = Object),
-              (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem)),
+              (status = 422, description = "`validation_failed`: `limit` or `cursor` is invalid")),
     security(("bearer" = [])))]
 pub async fn list(
     caller: Caller,
@@ -131,7 +139,7 @@ pub async fn list(
 ) -> Result<HttpResponse, Problem> {
     let mut checks = Checks::default();
     let limit = limit(query.limit, &mut checks);
-    let after = position(query.cursor.as_deref(), query.order, &mut checks);
+    let after = position(query.cursor.as_deref(), &mut checks);
     checks.finish()?;
     let (items, more) = state
         .rows
@@ -144,13 +152,10 @@ pub async fn list(
         )
         .await
         .map_err(from_sqlx)?;
-    let next_cursor = more.then(|| items.last()).flatten().map(|last| {
-        crate::cursor::encode(&Position {
-            at: last.started_at,
-            id: last.id,
-            order: query.order,
-        })
-    });
+    let next_cursor = more
+        .then(|| items.last())
+        .flatten()
+        .map(|last| crate::cursor::encode(last.started_at.timestamp_micros(), last.id));
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "items": items,
         "next_cursor": next_cursor,
@@ -162,7 +167,8 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/sessions/{id}/timeline", tag = "sessions",
     params(("id" = Uuid, Path), TimelineParams),
     responses((status = 200, description = "`{items, next_cursor}` of memory documents", body = Object),
-              (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+              (status = 404, description = "`not_found`: no session of the caller's by this id"),
+              (status = 422, description = "`validation_failed`: `limit` or `cursor` is invalid")),
     security(("bearer" = [])))]
 pub async fn timeline(
     caller: Caller,
@@ -176,7 +182,8 @@ pub async fn timeline(
     let after = match query.cursor.as_deref() {
         None => None,
         Some(raw) => {
-            let decoded = crate::cursor::decode::<TimelinePosition>(raw);
+            let decoded =
+                crate::cursor::decode(raw).map(|(score, id)| TimelinePosition { score, id });
             if decoded.is_none() {
                 checks.fail(
                     "cursor",
@@ -201,6 +208,6 @@ pub async fn timeline(
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "items": items,
-        "next_cursor": next.map(|n| crate::cursor::encode(&n)),
+        "next_cursor": next.map(|n| crate::cursor::encode(n.score, n.id)),
     })))
 }

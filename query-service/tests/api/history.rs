@@ -117,6 +117,20 @@ async fn a_memory_edited_ten_times_has_eleven_entries_and_every_past_state() {
             .await;
         assert_eq!(past, seen[k - 1], "between versions {k} and {}", k + 1);
     }
+
+    // Both bounds apply: the earlier of the two wins, either way round; with
+    // neither, the memory now.
+    let at_five = times[4].to_rfc3339().replace('+', "%2B");
+    for (query, expected) in [
+        (format!("version=3&at={at_five}"), &seen[2]),
+        (format!("version=8&at={at_five}"), &seen[4]),
+        (String::new(), &seen[10]),
+    ] {
+        let past = stack
+            .get_ok(&format!("/v1/memories/{id}/as-of?{query}"), "alice")
+            .await;
+        assert_eq!(&past, expected, "as of {query:?}");
+    }
 }
 
 #[tokio::test]

@@ -45,6 +45,15 @@ async fn health_openapi_and_metrics_are_served_and_errors_are_problems() {
         missing.headers()["content-type"],
         "application/problem+json"
     );
+    // A method the path lacks: 405, naming the ones it has.
+    let wrong = stack
+        .client
+        .delete(format!("{}/v1/search", stack.query))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.headers()["allow"], "GET");
 
     // No credentials: 401 on every read.
     let anonymous = reqwest::get(format!("{}/v1/memories", stack.query))
@@ -80,8 +89,8 @@ async fn bad_input_is_a_4xx_problem_never_a_5xx() {
         "/v1/search?q=x&k=101",
         "/v1/search?q=x&mode=fuzzy",
         "/v1/search?q=x&explain=perhaps",
-        "/v1/memories/00000000-0000-0000-0000-000000000000/as-of",
-        "/v1/memories/00000000-0000-0000-0000-000000000000/as-of?version=1&at=2026-01-01T00:00:00Z",
+        "/v1/memories/00000000-0000-0000-0000-000000000000/as-of?version=-1",
+        "/v1/memories/00000000-0000-0000-0000-000000000000/as-of?at=2026-13-01T00:00:00Z",
         "/v1/memories/00000000-0000-0000-0000-000000000000/history?limit=0",
         "/v1/memories/00000000-0000-0000-0000-000000000000/history?after=-1",
     ];

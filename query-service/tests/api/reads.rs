@@ -362,6 +362,25 @@ async fn sessions_are_read_listed_and_their_timelines_run_in_time_order() {
         .await;
     assert_eq!(ids(&rest, "items"), vec![second]);
     assert!(rest["next_cursor"].is_null());
+    // A cursor is a place in the list, read in whatever order is asked:
+    // before the second session, newest first, is the first.
+    let newest = stack.get_ok("/v1/sessions?limit=1", "alice").await;
+    assert_eq!(ids(&newest, "items"), vec![second]);
+    let at_second = newest["next_cursor"].as_str().unwrap();
+    let back = stack
+        .get_ok(
+            &format!("/v1/sessions?order=desc&cursor={at_second}"),
+            "alice",
+        )
+        .await;
+    assert_eq!(ids(&back, "items"), vec![first]);
+    let on = stack
+        .get_ok(
+            &format!("/v1/sessions?order=asc&cursor={at_second}"),
+            "alice",
+        )
+        .await;
+    assert!(ids(&on, "items").is_empty(), "{on}");
 
     let timeline = stack
         .get_ok(&format!("/v1/sessions/{second}/timeline"), "alice")

@@ -72,18 +72,35 @@ pub fn query_config() -> web::QueryConfig {
     })
 }
 
-/// The default service: unknown paths get a problem, not an empty 404.
+/// The default service: unknown paths get a problem, not an empty 404; a
+/// known path asked with another method gets a 405 that says, in `Allow`,
+/// which methods it has (from [`super::AllowedMethods`] in the app data).
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    let problem = if req.match_pattern().is_some() {
-        Problem::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Method not allowed",
-        )
-    } else {
-        Problem::not_found().with_detail(format!("no route for {}", req.path()))
+    let Some(pattern) = req.match_pattern() else {
+        return Problem::not_found()
+            .with_detail(format!("no route for {}", req.path()))
+            .error_response();
     };
-    problem.error_response()
+    let mut response = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+    )
+    .error_response();
+    set_allow(&req, &pattern, &mut response);
+    response
+}
+
+fn set_allow<B>(req: &HttpRequest, pattern: &str, response: &mut HttpResponse<B>) {
+    let allow = req
+        .app_data::<web::Data<super::AllowedMethods>>()
+        .and_then(|methods| methods.for_pattern(pattern))
+        .and_then(|allow| actix_web::http::header::HeaderValue::from_str(&allow).ok());
+    if let Some(allow) = allow {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, allow);
+    }
 }
 
 /// A safety net for error responses the framework makes itself (a 405 from a
@@ -122,7 +139,14 @@ pub fn problem_fallback<B: actix_web::body::MessageBody + 'static>()
                 _ => Problem::internal(),
             };
             let (req, _) = res.into_parts();
-            let response = problem.error_response().map_into_right_body();
+            let mut response = problem.error_response();
+            // RFC 9110: a 405 says which methods the resource has.
+            if status == StatusCode::METHOD_NOT_ALLOWED
+                && let Some(pattern) = req.match_pattern()
+            {
+                set_allow(&req, &pattern, &mut response);
+            }
+            let response = response.map_into_right_body();
             Ok(ErrorHandlerResponse::Response(
                 actix_web::dev::ServiceResponse::new(req, response),
             ))
