@@ -13,9 +13,9 @@ SB_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/check-requirements.txt
 SB_API_CHECK_VENV=$SB_STATE_DIR/api-check-venv
 SB_API_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/api-check-requirements.txt
 
-# ensure_venv DIR REQUIREMENTS WHAT [PIP-ARGS...]: a venv at DIR with exactly
+# ensure_pinned_venv DIR REQUIREMENTS WHAT [PIP-ARGS...]: a venv at DIR with exactly
 # REQUIREMENTS installed, rebuilt only when the requirements file changes.
-ensure_venv() {
+ensure_pinned_venv() {
 	local dir=$1 requirements=$2 what=$3
 	shift 3
 	local stamp=$dir/.sb-requirements.sha256 want
@@ -35,7 +35,7 @@ ensure_venv() {
 }
 
 ensure_check_tools() {
-	ensure_venv "$SB_CHECK_VENV" "$SB_CHECK_REQUIREMENTS" \
+	ensure_pinned_venv "$SB_CHECK_VENV" "$SB_CHECK_REQUIREMENTS" \
 		"the artefact checkers (pinned: docker-compose, check-jsonschema, hadolint, kubernetes-validate)"
 	# caddy validates the Caddyfile; its package would start a server on :80,
 	# so install it without starting anything.
@@ -56,7 +56,7 @@ run_deploy_check() {
 # Runs deploy/api-check: schemathesis over both services' OpenAPI documents,
 # against the debug binaries `cargo test` built.
 run_api_check() {
-	ensure_venv "$SB_API_CHECK_VENV" "$SB_API_CHECK_REQUIREMENTS" \
+	ensure_pinned_venv "$SB_API_CHECK_VENV" "$SB_API_CHECK_REQUIREMENTS" \
 		"schemathesis (pinned, hash-checked)" --require-hashes
 	"$SB_API_CHECK_VENV/bin/python" "$SB_REPO_ROOT/deploy/api-check" \
 		--schemathesis "$SB_API_CHECK_VENV/bin/schemathesis" --bin "$CARGO_TARGET_DIR/debug"
