@@ -2,15 +2,16 @@
 
 use crate::dead_letters::{DeadLetterQueue, Ledger, Selection};
 use crate::embedding_cache::CachedEmbedder;
-use crate::projection::documents::Keys;
 use crate::rebuild::{Rebuild, Targets};
 use crate::settings::Settings;
 use crate::source::EventSource;
-use crate::startup::{Application, MIGRATOR, pool, redis};
+use crate::startup::{Application, pool};
 use crate::verify::{Expected, verify_documents, verify_search};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use embeddings::{Embedder, EmbeddingProvider, EmbeddingSettings};
+use read_model::MIGRATOR;
+use read_model::documents::Keys;
 use secrecy::SecretString;
 use serde::Deserialize;
 use service_kit::telemetry;
@@ -307,10 +308,7 @@ async fn declare_topology(settings: TopologySettings) -> anyhow::Result<()> {
     // Every partition's queues: the relay's messages for a partition whose
     // projector has not started yet wait in its queue.
     for partition in 0..config.partitions {
-        for projection in [
-            crate::projection::search::NAME,
-            crate::projection::documents::NAME,
-        ] {
+        for projection in read_model::PROJECTIONS {
             crate::broker::declare(
                 &connection,
                 &channel,
@@ -414,7 +412,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 source: &source,
                 read_pool: &read_pool,
                 embedder: &cached,
-                redis: redis(&settings.redis_url).await?,
+                redis: service_kit::redis::connect(&settings.redis_url).await?,
                 keys: Keys::new(settings.redis_key_prefix.clone()),
                 grace: Duration::from_secs(grace_seconds),
             };
@@ -436,7 +434,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::from_env().context("invalid settings")?;
             let read_pool = pool(&settings.read_database_url, 2)?;
             let source = EventSource::new(pool(&settings.event_store_url, 2)?);
-            let mut redis = redis(&settings.redis_url).await?;
+            let mut redis = service_kit::redis::connect(&settings.redis_url).await?;
             let keys = Keys::new(settings.redis_key_prefix.clone());
             let expected = Expected::fold(&source).await?;
             let mut differences = verify_search(&read_pool, &expected).await?;

@@ -1,5 +1,7 @@
 //! The Second Brain projector: consumes the events the relay publishes and
-//! builds the read models the query service serves.
+//! builds the read models the query service serves. What the read models
+//! are (keys, tables, rows, scores, migrations) is the `read_model` crate's;
+//! this crate applies events to them.
 //!
 //! - [`broker`]: the queues and the consume → apply → acknowledge loop.
 //! - [`dead_letters`]: attempts counted per event, the bounded dead-letter

@@ -16,12 +16,14 @@
 //!    resolved the old generation just before the switch).
 
 use crate::embedding_cache::CachedEmbedder;
-use crate::projection::documents::{DocumentProjection, Keys, Write, active_generation};
-use crate::projection::search::{self, SearchProjection};
+use crate::projection::documents::DocumentProjection;
+use crate::projection::search::SearchProjection;
 use crate::projection::{Projection, embedding_text, fold_memory, fold_session};
 use crate::source::{EventSource, snapshot_xmin};
 use event_schema::{MemoryState, MemoryStatus, SessionState, StoredEvent};
 use futures::TryStreamExt;
+use read_model::documents::{Keys, Write, active_generation};
+use read_model::tables::{Tables, session_status_text};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -200,11 +202,9 @@ impl Rebuild<'_> {
         memories: &HashMap<Uuid, MemoryState>,
         sessions: &HashMap<Uuid, SessionState>,
     ) -> anyhow::Result<(i32, Option<i32>)> {
-        let active: Option<i32> =
-            sqlx::query_scalar("SELECT generation FROM projection_state WHERE projection = $1")
-                .bind(search::NAME)
-                .fetch_optional(self.read_pool)
-                .await?;
+        let active = read_model::tables::active_generation(self.read_pool)
+            .await?
+            .map(|active| active.generation);
         let new = active.unwrap_or(0) + 1;
         let dimension = i32::try_from(self.embedder.dimension())?;
         // A rebuild that died half-way leaves its tables behind.
@@ -264,7 +264,7 @@ impl Rebuild<'_> {
         sqlx::query("RESET maintenance_work_mem")
             .execute(&mut *conn)
             .await?;
-        sqlx::query(&format!("ANALYZE memories_g{new}"))
+        sqlx::query(&format!("ANALYZE {}", Tables::of(new).memories))
             .execute(&mut *conn)
             .await?;
         drop(conn);
@@ -272,7 +272,7 @@ impl Rebuild<'_> {
         let mut tx = self.read_pool.begin().await?;
         // FOR UPDATE waits for live batches holding FOR SHARE to commit.
         sqlx::query("SELECT 1 FROM projection_state WHERE projection = $1 FOR UPDATE")
-            .bind(search::NAME)
+            .bind(read_model::SEARCH)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
@@ -281,7 +281,7 @@ impl Rebuild<'_> {
              ON CONFLICT (projection) DO UPDATE SET generation = EXCLUDED.generation,
                  embedding_model = EXCLUDED.embedding_model, dimension = EXCLUDED.dimension, updated_at = now()",
         )
-        .bind(search::NAME)
+        .bind(read_model::SEARCH)
         .bind(new)
         .bind(self.embedder.model_id())
         .bind(dimension)
@@ -392,8 +392,9 @@ async fn copy_memories(
 ) -> anyhow::Result<()> {
     let mut copy = conn
         .copy_in_raw(&format!(
-            "COPY memories_g{g} (id, owner_id, session_id, title, content, tags, metadata, occurred_at, created_at,
-                                 updated_at, deleted, version, embedding, embedding_model) FROM STDIN"
+            "COPY {} (id, owner_id, session_id, title, content, tags, metadata, occurred_at, created_at,
+                      updated_at, deleted, version, embedding, embedding_model) FROM STDIN",
+            Tables::of(g).memories
         ))
         .await?;
     let mut buffer = String::new();
@@ -433,7 +434,8 @@ async fn copy_memories(
 
     let mut copy = conn
         .copy_in_raw(&format!(
-            "COPY memory_tombstones_g{g} (id, version) FROM STDIN"
+            "COPY {} (id, version) FROM STDIN",
+            Tables::of(g).memory_tombstones
         ))
         .await?;
     let mut buffer = String::new();
@@ -455,7 +457,8 @@ async fn copy_sessions(
 ) -> anyhow::Result<()> {
     let mut copy = conn
         .copy_in_raw(&format!(
-            "COPY sessions_g{g} (id, owner_id, title, metadata, status, started_at, updated_at, ended_at, version) FROM STDIN"
+            "COPY {} (id, owner_id, title, metadata, status, started_at, updated_at, ended_at, version) FROM STDIN",
+            Tables::of(g).sessions
         ))
         .await?;
     let mut buffer = String::new();
@@ -465,7 +468,7 @@ async fn copy_sessions(
             text(&state.owner_id),
             text(&state.facts.title),
             text(&serde_json::Value::Object(state.facts.metadata.clone()).to_string()),
-            search::session_status_text(state.facts.status).to_owned(),
+            session_status_text(state.facts.status).to_owned(),
             state.started_at.to_rfc3339(),
             state.updated_at.to_rfc3339(),
             nullable(state.ended_at.map(|t| t.to_rfc3339())),

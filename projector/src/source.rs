@@ -2,42 +2,12 @@
 //! letter refers to, and everything for a rebuild or a verification. The
 //! projector never writes there.
 
-use chrono::{DateTime, Utc};
 use event_schema::StoredEvent;
 use futures::{Stream, StreamExt, TryStreamExt};
-use serde_json::Value;
+use read_model::events::stored;
+use read_model::select_events;
 use sqlx::PgPool;
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
-use uuid::Uuid;
-
-/// `SELECT <every column a StoredEvent needs> FROM events <rest>`, as a literal.
-macro_rules! select_events {
-    ($rest:literal) => {
-        concat!(
-            "SELECT event_id, aggregate_type, aggregate_id, sequence, global_position, event_type, ",
-            "event_version, recorded_at, payload, metadata FROM events ",
-            $rest
-        )
-    };
-}
-
-/// An event-store row as a [`StoredEvent`]: the columns `select_events!`
-/// names (also the query service's history reads).
-pub fn stored(row: &PgRow) -> Result<StoredEvent, sqlx::Error> {
-    Ok(StoredEvent {
-        event_id: row.try_get::<Uuid, _>("event_id")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        global_position: row.try_get("global_position")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
-        payload: row.try_get::<Value, _>("payload")?,
-        metadata: row.try_get::<Value, _>("metadata")?,
-    })
-}
+use sqlx::{Postgres, Transaction};
 
 /// The event store, read-only.
 #[derive(Debug, Clone)]

@@ -5,22 +5,22 @@ use crate::broker::{self, ConsumerConfig, ConsumerError, Dependencies, Settlemen
 use crate::dead_letters::Ledger;
 use crate::embedding_cache::CachedEmbedder;
 use crate::projection::Projection;
-use crate::projection::documents::{DocumentProjection, Keys};
+use crate::projection::documents::DocumentProjection;
 use crate::projection::search::{SearchProjection, ensure_generation};
 use crate::settings::Settings;
 use crate::source::EventSource;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use anyhow::Context;
 use embeddings::Embedder;
-use futures::future::BoxFuture;
+use read_model::documents::Keys;
 use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use service_kit::http::{
     Readiness, ReadinessCheck, health_routes, metrics_route, not_found, observe_requests,
     problem_fallback,
 };
+use service_kit::redis::RedisCheck;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use std::net::TcpListener;
@@ -29,44 +29,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The migrations of the read-model database, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/read-model");
-
 pub fn pool(url: &secrecy::SecretString, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy(url.expose_secret())
-}
-
-pub async fn redis(url: &secrecy::SecretString) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url.expose_secret()).context("invalid SB_REDIS_URL")?;
-    client
-        .get_connection_manager()
-        .await
-        .context("connecting to Redis")
-}
-
-/// Redis answers PING.
-#[derive(Clone)]
-#[allow(missing_debug_implementations)] // the connection manager has no Debug
-pub struct RedisCheck(pub ConnectionManager);
-
-impl ReadinessCheck for RedisCheck {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        let mut connection = self.0.clone();
-        Box::pin(async move {
-            redis::cmd("PING")
-                .query_async::<String>(&mut connection)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })
-    }
 }
 
 /// The connections and projections a projector process works with.
@@ -84,7 +51,7 @@ impl Parts {
     pub async fn connect(settings: &Settings, embedder: Arc<dyn Embedder>) -> anyhow::Result<Self> {
         let read_pool = pool(&settings.read_database_url, 8)?;
         let events = EventSource::new(pool(&settings.event_store_url, 4)?);
-        let redis = redis(&settings.redis_url).await?;
+        let redis = service_kit::redis::connect(&settings.redis_url).await?;
         let keys = Keys::new(settings.redis_key_prefix.clone());
         let embedder = CachedEmbedder::new(embedder, read_pool.clone());
         let search = Arc::new(SearchProjection::new(

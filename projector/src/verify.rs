@@ -1,15 +1,19 @@
 //! `verify`: recompute what every read model should hold from the event store
 //! (with the same fold the projections use) and list every difference.
 
-use crate::projection::documents::{Keys, LEGACY_USER_KEYS, active_generation};
-use crate::projection::search::{as_object as object, memory_from_row, session_status_text};
 use crate::projection::{fold_memory, fold_session};
 use crate::source::EventSource;
+use anyhow::Context;
 use event_schema::{MemoryState, MemoryStatus, SessionState, StoredEvent};
 use futures::TryStreamExt;
+use read_model::documents::{
+    Keys, LEGACY_USER_KEYS, active_generation, recency_score, session_score, timeline_score,
+};
+use read_model::tables::{MEMORY_COLUMNS, MemoryRow, SESSION_COLUMNS, SessionRow, Tables};
+use read_model::{DOCUMENTS, SEARCH};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool, Row};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use uuid::Uuid;
@@ -64,16 +68,12 @@ impl Expected {
         let id = Uuid::parse_str(&first.aggregate_id)?;
         match first.aggregate_type.as_str() {
             event_schema::memory::AGGREGATE_TYPE => {
-                if let Some(state) =
-                    fold_memory(None, &events).map_err(|e| anyhow::anyhow!("{e}"))?
-                {
+                if let Some(state) = fold_memory(None, &events)? {
                     self.memories.insert(id, state);
                 }
             }
             event_schema::session::AGGREGATE_TYPE => {
-                if let Some(state) =
-                    fold_session(None, &events).map_err(|e| anyhow::anyhow!("{e}"))?
-                {
+                if let Some(state) = fold_session(None, &events)? {
                     self.sessions.insert(id, state);
                 }
             }
@@ -98,128 +98,126 @@ fn difference(
 
 /// Compares the active search generation with `expected`.
 pub async fn verify_search(pool: &PgPool, expected: &Expected) -> anyhow::Result<Vec<Difference>> {
-    const P: &str = "search";
+    let generation = read_model::tables::active_generation(pool)
+        .await?
+        .context("the search read model has no generation")?;
+    let tables = Tables::of(generation.generation);
     let mut out = Vec::new();
-    let (g, dimension): (i32, Option<i32>) = sqlx::query_as(
-        "SELECT generation, dimension FROM projection_state WHERE projection = 'search'",
-    )
-    .fetch_one(pool)
-    .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT id, owner_id, session_id, title, content, tags, metadata, occurred_at, created_at, updated_at,
-                deleted, version, vector_dims(embedding) AS dims FROM memories_g{g}"
+    let memories = search_memories(pool, &tables).await?;
+    let tombstones: HashMap<Uuid, i64> = sqlx::query_as(&format!(
+        "SELECT id, version FROM {}",
+        tables.memory_tombstones
     ))
     .fetch_all(pool)
-    .await?;
-    let mut actual: HashMap<Uuid, (MemoryState, Option<i32>)> = HashMap::new();
-    for row in rows {
-        let id: Uuid = row.try_get("id")?;
-        let state = memory_from_row(id, &row)?;
-        actual.insert(id, (state, row.try_get("dims")?));
-    }
-    let tombstones: HashMap<Uuid, i64> =
-        sqlx::query_as(&format!("SELECT id, version FROM memory_tombstones_g{g}"))
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .collect();
-
+    .await?
+    .into_iter()
+    .collect();
     for (id, want) in &expected.memories {
-        if want.facts.status == MemoryStatus::Erased {
-            if actual.contains_key(id) {
-                out.push(difference(
-                    P,
-                    "memory",
-                    *id,
-                    "erased, but its row is still there",
-                ));
-            }
-            if tombstones.get(id).map(|v| *v as u64) != Some(want.version) {
-                out.push(difference(
-                    P,
-                    "memory",
-                    *id,
-                    format!(
-                        "erased at version {}, tombstone says {:?}",
-                        want.version,
-                        tombstones.get(id)
-                    ),
-                ));
-            }
-            continue;
-        }
-        match actual.get(id) {
-            None => out.push(difference(
-                P,
-                "memory",
-                *id,
-                format!("missing (expected version {})", want.version),
-            )),
-            Some((have, dims)) => {
-                if have != want {
-                    out.push(difference(
-                        P,
-                        "memory",
-                        *id,
-                        format!("row {have:?} differs from fold {want:?}"),
-                    ));
-                }
-                if *dims != dimension {
-                    out.push(difference(
-                        P,
-                        "memory",
-                        *id,
-                        format!("embedding dimension {dims:?}, expected {dimension:?}"),
-                    ));
-                }
-            }
-        }
+        out.extend(compare_memory_row(
+            *id,
+            want,
+            memories.get(id),
+            tombstones.get(id),
+            generation.dimension,
+        ));
     }
-    for id in actual
+    for id in memories
         .keys()
         .filter(|id| !expected.memories.contains_key(id))
     {
-        out.push(difference(P, "memory", *id, "a row with no events"));
+        out.push(difference(SEARCH, "memory", *id, "a row with no events"));
     }
+    out.extend(compare_session_rows(pool, &tables, expected).await?);
+    Ok(out)
+}
 
+/// Every memory row of a generation, with its embedding's dimension.
+async fn search_memories(
+    pool: &PgPool,
+    tables: &Tables,
+) -> anyhow::Result<HashMap<Uuid, (MemoryState, Option<i32>)>> {
     let rows = sqlx::query(&format!(
-        "SELECT id, owner_id, title, metadata, status, started_at, updated_at, ended_at, version FROM sessions_g{g}"
+        "SELECT {MEMORY_COLUMNS}, vector_dims(embedding) AS dims FROM {}",
+        tables.memories
+    ))
+    .fetch_all(pool)
+    .await?;
+    let mut memories = HashMap::new();
+    for row in rows {
+        let state = MemoryState::from(MemoryRow::from_row(&row)?);
+        memories.insert(state.id, (state, row.try_get("dims")?));
+    }
+    Ok(memories)
+}
+
+/// One memory's row (and tombstone) against its fold.
+fn compare_memory_row(
+    id: Uuid,
+    want: &MemoryState,
+    have: Option<&(MemoryState, Option<i32>)>,
+    tombstone: Option<&i64>,
+    dimension: Option<i32>,
+) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let mut differs = |detail: String| out.push(difference(SEARCH, "memory", id, detail));
+    if want.facts.status == MemoryStatus::Erased {
+        if have.is_some() {
+            differs("erased, but its row is still there".to_owned());
+        }
+        if tombstone.map(|v| *v as u64) != Some(want.version) {
+            differs(format!(
+                "erased at version {}, tombstone says {tombstone:?}",
+                want.version
+            ));
+        }
+        return out;
+    }
+    match have {
+        None => differs(format!("missing (expected version {})", want.version)),
+        Some((have, dims)) => {
+            if have != want {
+                differs(format!("row {have:?} differs from fold {want:?}"));
+            }
+            if *dims != dimension {
+                differs(format!(
+                    "embedding dimension {dims:?}, expected {dimension:?}"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Every session row of a generation against its fold.
+async fn compare_session_rows(
+    pool: &PgPool,
+    tables: &Tables,
+    expected: &Expected,
+) -> anyhow::Result<Vec<Difference>> {
+    let mut out = Vec::new();
+    let rows: Vec<SessionRow> = sqlx::query_as(&format!(
+        "SELECT {SESSION_COLUMNS} FROM {}",
+        tables.sessions
     ))
     .fetch_all(pool)
     .await?;
     let mut seen = HashSet::new();
-    for row in rows {
-        let id: Uuid = row.try_get("id")?;
+    for have in rows.into_iter().map(SessionState::from) {
+        let id = have.id;
         seen.insert(id);
-        let Some(want) = expected.sessions.get(&id) else {
-            out.push(difference(P, "session", id, "a row with no events"));
-            continue;
-        };
-        let version: i64 = row.try_get("version")?;
-        let status: String = row.try_get("status")?;
-        let owner: String = row.try_get("owner_id")?;
-        let title: String = row.try_get("title")?;
-        let metadata = object(row.try_get("metadata")?);
-        let same = owner == want.owner_id
-            && title == want.facts.title
-            && metadata == want.facts.metadata
-            && status == session_status_text(want.facts.status)
-            && row.try_get::<chrono::DateTime<chrono::Utc>, _>("started_at")? == want.started_at
-            && row.try_get::<chrono::DateTime<chrono::Utc>, _>("updated_at")? == want.updated_at
-            && row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>("ended_at")?
-                == want.ended_at
-            && version as u64 == want.version;
-        if !same {
-            out.push(difference(
-                P,
+        match expected.sessions.get(&id) {
+            None => out.push(difference(SEARCH, "session", id, "a row with no events")),
+            Some(want) if have != *want => out.push(difference(
+                SEARCH,
                 "session",
                 id,
                 format!("row differs from fold {want:?}"),
-            ));
+            )),
+            Some(_) => {}
         }
     }
     for id in expected.sessions.keys().filter(|id| !seen.contains(id)) {
-        out.push(difference(P, "session", *id, "missing"));
+        out.push(difference(SEARCH, "session", *id, "missing"));
     }
     Ok(out)
 }
@@ -231,100 +229,94 @@ pub async fn verify_documents(
     keys: &Keys,
     expected: &Expected,
 ) -> anyhow::Result<Vec<Difference>> {
-    const P: &str = "documents";
-    let mut out = Vec::new();
     let g = active_generation(redis, keys).await?;
+    let mut out = Vec::new();
     for (id, want) in &expected.memories {
-        let doc: Option<String> = redis.get(keys.memory(g, *id)).await?;
-        let recent: Option<f64> = redis
-            .zscore(keys.recent(g, &want.owner_id), id.to_string())
-            .await?;
-        if want.facts.status == MemoryStatus::Erased {
-            if doc.is_some() {
-                out.push(difference(
-                    P,
-                    "memory",
-                    *id,
-                    "erased, but its document is still there",
-                ));
-            }
-            let tombstone: Option<u64> = redis.get(keys.memory_tombstone(g, *id)).await?;
-            if tombstone != Some(want.version) {
-                out.push(difference(
-                    P,
-                    "memory",
-                    *id,
-                    format!(
-                        "erased at version {}, tombstone says {tombstone:?}",
-                        want.version
-                    ),
-                ));
-            }
-            if recent.is_some() {
-                out.push(difference(
-                    P,
-                    "memory",
-                    *id,
-                    "erased, but still in the recent list",
-                ));
-            }
-            continue;
+        out.extend(verify_memory_document(redis, keys, g, *id, want).await?);
+    }
+    out.extend(verify_timelines(redis, keys, g, expected).await?);
+    for (id, want) in &expected.sessions {
+        out.extend(verify_session_document(redis, keys, g, *id, want).await?);
+    }
+    // One pass over the generation's keys, in large steps: the Redis may
+    // hold far more than this deployment's keys.
+    let all = scan(redis, &format!("{}*", keys.generation_prefix(g))).await?;
+    out.extend(verify_owner_indexes(redis, keys, g, expected, &all).await?);
+    out.extend(documents_without_events(keys, g, expected, &all));
+    Ok(out)
+}
+
+/// One memory's document, tombstone, recent-list entry and tag entries.
+async fn verify_memory_document(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    g: i64,
+    id: Uuid,
+    want: &MemoryState,
+) -> anyhow::Result<Vec<Difference>> {
+    let mut out = Vec::new();
+    let mut differs = |detail: String| out.push(difference(DOCUMENTS, "memory", id, detail));
+    let doc: Option<String> = redis.get(keys.memory(g, id)).await?;
+    let recent: Option<f64> = redis
+        .zscore(keys.recent(g, &want.owner_id), id.to_string())
+        .await?;
+    if want.facts.status == MemoryStatus::Erased {
+        if doc.is_some() {
+            differs("erased, but its document is still there".to_owned());
         }
-        match doc.map(|d| serde_json::from_str::<MemoryState>(&d)) {
-            None => out.push(difference(
-                P,
-                "memory",
-                *id,
-                format!("missing (expected version {})", want.version),
-            )),
-            Some(Err(e)) => out.push(difference(
-                P,
-                "memory",
-                *id,
-                format!("unreadable document: {e}"),
-            )),
-            Some(Ok(have)) if have != *want => out.push(difference(
-                P,
-                "memory",
-                *id,
-                format!("document {have:?} differs from fold {want:?}"),
-            )),
-            Some(Ok(_)) => {}
-        }
-        let active = want.facts.status == MemoryStatus::Active;
-        let want_recent = active.then(|| want.updated_at.timestamp_millis() as f64);
-        if recent != want_recent {
-            out.push(difference(
-                P,
-                "memory",
-                *id,
-                format!("recent-list score {recent:?}, expected {want_recent:?}"),
+        let tombstone: Option<u64> = redis.get(keys.memory_tombstone(g, id)).await?;
+        if tombstone != Some(want.version) {
+            differs(format!(
+                "erased at version {}, tombstone says {tombstone:?}",
+                want.version
             ));
         }
-        for tag in &want.facts.tags {
-            let member: bool = redis
-                .sismember(keys.tag(g, &want.owner_id, tag), id.to_string())
-                .await?;
-            if member != active {
-                out.push(difference(
-                    P,
-                    "memory",
-                    *id,
-                    format!("tag index {tag:?}: member {member}, expected {active}"),
-                ));
-            }
+        if recent.is_some() {
+            differs("erased, but still in the recent list".to_owned());
+        }
+        return Ok(out);
+    }
+    match doc.map(|d| serde_json::from_str::<MemoryState>(&d)) {
+        None => differs(format!("missing (expected version {})", want.version)),
+        Some(Err(e)) => differs(format!("unreadable document: {e}")),
+        Some(Ok(have)) if have != *want => {
+            differs(format!("document {have:?} differs from fold {want:?}"))
+        }
+        Some(Ok(_)) => {}
+    }
+    let active = want.facts.status == MemoryStatus::Active;
+    let want_recent = active.then(|| recency_score(want) as f64);
+    if recent != want_recent {
+        differs(format!(
+            "recent-list score {recent:?}, expected {want_recent:?}"
+        ));
+    }
+    for tag in &want.facts.tags {
+        let member: bool = redis
+            .sismember(keys.tag(g, &want.owner_id, tag), id.to_string())
+            .await?;
+        if member != active {
+            differs(format!(
+                "tag index {tag:?}: member {member}, expected {active}"
+            ));
         }
     }
-    // Every timeline holds exactly the active memories of its session.
+    Ok(out)
+}
+
+/// Every timeline holds exactly the active memories of its session.
+async fn verify_timelines(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    g: i64,
+    expected: &Expected,
+) -> anyhow::Result<Vec<Difference>> {
+    let mut out = Vec::new();
     let mut timelines: HashMap<Uuid, Vec<(Uuid, f64)>> = HashMap::new();
     for (id, state) in &expected.memories {
         if let (MemoryStatus::Active, Some(session)) = (state.facts.status, state.facts.session_id)
         {
-            let score = state
-                .facts
-                .occurred_at
-                .unwrap_or(state.created_at)
-                .timestamp_millis() as f64;
+            let score = timeline_score(state) as f64;
             timelines.entry(session).or_default().push((*id, score));
         }
     }
@@ -344,61 +336,60 @@ pub async fn verify_documents(
         want.sort_by(|a, b| a.0.cmp(&b.0));
         if have != want {
             out.push(difference(
-                P,
+                DOCUMENTS,
                 "session",
                 session,
                 format!("timeline {have:?}, expected {want:?}"),
             ));
         }
     }
-    for (id, want) in &expected.sessions {
-        let doc: Option<String> = redis.get(keys.session(g, *id)).await?;
-        match doc.map(|d| serde_json::from_str::<SessionState>(&d)) {
-            None => out.push(difference(P, "session", *id, "missing")),
-            Some(Err(e)) => out.push(difference(
-                P,
-                "session",
-                *id,
-                format!("unreadable document: {e}"),
-            )),
-            Some(Ok(have)) if have != *want => out.push(difference(
-                P,
-                "session",
-                *id,
-                format!("document {have:?} differs from fold {want:?}"),
-            )),
-            Some(Ok(_)) => {}
+    Ok(out)
+}
+
+/// One session's document and its entry in its owner's session list.
+async fn verify_session_document(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    g: i64,
+    id: Uuid,
+    want: &SessionState,
+) -> anyhow::Result<Vec<Difference>> {
+    let mut out = Vec::new();
+    let mut differs = |detail: String| out.push(difference(DOCUMENTS, "session", id, detail));
+    let doc: Option<String> = redis.get(keys.session(g, id)).await?;
+    match doc.map(|d| serde_json::from_str::<SessionState>(&d)) {
+        None => differs("missing".to_owned()),
+        Some(Err(e)) => differs(format!("unreadable document: {e}")),
+        Some(Ok(have)) if have != *want => {
+            differs(format!("document {have:?} differs from fold {want:?}"))
         }
-        let listed: Option<f64> = redis
-            .zscore(keys.sessions(g, &want.owner_id), id.to_string())
-            .await?;
-        if listed != Some(want.started_at.timestamp_millis() as f64) {
-            out.push(difference(
-                P,
-                "session",
-                *id,
-                format!("user session list score {listed:?}"),
-            ));
-        }
+        Some(Ok(_)) => {}
     }
-    // One pass over the generation's keys, in large steps: the Redis may
-    // hold far more than this deployment's keys.
-    let generation = keys.generation_prefix(g);
-    let all = scan(redis, &format!("{generation}*")).await?;
-    out.extend(verify_owner_indexes(redis, keys, g, expected, &all).await?);
-    // No document may exist without events behind it.
-    let documents = format!("{generation}memory:");
-    for rest in all.iter().filter_map(|key| key.strip_prefix(&documents)) {
-        if rest.ends_with(":erased") {
-            continue;
-        }
-        if let Ok(id) = Uuid::parse_str(rest)
-            && !expected.memories.contains_key(&id)
-        {
-            out.push(difference(P, "memory", id, "a document with no events"));
-        }
+    let listed: Option<f64> = redis
+        .zscore(keys.sessions(g, &want.owner_id), id.to_string())
+        .await?;
+    if listed != Some(session_score(want) as f64) {
+        differs(format!("user session list score {listed:?}"));
     }
     Ok(out)
+}
+
+/// No document may exist without events behind it.
+fn documents_without_events(
+    keys: &Keys,
+    g: i64,
+    expected: &Expected,
+    generation_keys: &[String],
+) -> Vec<Difference> {
+    let documents = format!("{}memory:", keys.generation_prefix(g));
+    generation_keys
+        .iter()
+        .filter_map(|key| key.strip_prefix(&documents))
+        .filter(|rest| !rest.ends_with(":erased"))
+        .filter_map(|rest| Uuid::parse_str(rest).ok())
+        .filter(|id| !expected.memories.contains_key(id))
+        .map(|id| difference(DOCUMENTS, "memory", id, "a document with no events"))
+        .collect()
 }
 
 async fn scan(redis: &mut ConnectionManager, pattern: &str) -> anyhow::Result<Vec<String>> {
@@ -424,7 +415,7 @@ async fn verify_owner_indexes(
     expected: &Expected,
     generation_keys: &[String],
 ) -> anyhow::Result<Vec<Difference>> {
-    const P: &str = "documents";
+    const P: &str = DOCUMENTS;
     let mut out = Vec::new();
     let generation = keys.generation_prefix(g);
     let legacy_prefix = format!("{generation}{LEGACY_USER_KEYS}");

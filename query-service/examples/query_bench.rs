@@ -32,9 +32,9 @@
 
 use embeddings::Embedder;
 use event_schema::{MemoryFacts, MemoryState, MemoryStatus};
-use projector::projection::documents::{Keys, Missing, write_if_absent};
 use query_service::settings::Settings;
 use query_service::startup::Application;
+use read_model::documents::{Keys, Write, write_if_absent};
 use serde::Deserialize;
 use service_kit::auth::{ApiKeyStore, UserId, issue_jwt};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -501,7 +501,7 @@ async fn main() {
         .connect(&db_url)
         .await
         .unwrap();
-    projector::startup::MIGRATOR.run(&pool).await.unwrap();
+    read_model::MIGRATOR.run(&pool).await.unwrap();
     sqlx::query("SELECT drop_search_generation(1), create_search_generation(2, $1), activate_search_generation(2)")
         .bind(i32::try_from(dimension).unwrap())
         .execute(&pool)
@@ -573,7 +573,7 @@ async fn main() {
             created_at: now,
             updated_at: now,
         };
-        write_if_absent(&mut redis, &keys, 1, Missing::Memory(&state))
+        write_if_absent(&mut redis, &keys, 1, Write::Memory(&state))
             .await
             .unwrap();
     }

@@ -1,10 +1,10 @@
 //! Reads of the Redis document model the projector maintains (key layout in
-//! [`projector::projection::documents`]): documents by id, session timelines,
-//! and the repair of a document that went missing.
+//! [`read_model::documents`]): documents by id, session timelines, and the
+//! repair of a document that went missing.
 
 use event_schema::{MemoryState, MemoryStatus, SessionState};
 use lru::LruCache;
-use projector::projection::documents::{Keys, Missing, active_generation, write_if_absent};
+use read_model::documents::{Keys, Write, WriteError, active_generation, write_if_absent};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::{AsyncCommands, AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,7 @@ pub enum DocumentError {
     #[error("a stored document does not parse: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("repairing a document: {0}")]
-    Repair(String),
+    Repair(#[source] WriteError),
 }
 
 /// What Redis holds for one memory id.
@@ -454,9 +454,9 @@ impl Documents {
     /// projector wrote one (or erased it) meanwhile.
     pub async fn repair_memory(&self, g: i64, state: &MemoryState) -> Result<bool, DocumentError> {
         let mut redis = self.redis.clone();
-        write_if_absent(&mut redis, &self.keys, g, Missing::Memory(state))
+        write_if_absent(&mut redis, &self.keys, g, Write::Memory(state))
             .await
-            .map_err(|e| DocumentError::Repair(e.to_string()))
+            .map_err(DocumentError::Repair)
     }
 
     pub async fn repair_session(
@@ -465,9 +465,9 @@ impl Documents {
         state: &SessionState,
     ) -> Result<bool, DocumentError> {
         let mut redis = self.redis.clone();
-        write_if_absent(&mut redis, &self.keys, g, Missing::Session(state))
+        write_if_absent(&mut redis, &self.keys, g, Write::Session(state))
             .await
-            .map_err(|e| DocumentError::Repair(e.to_string()))
+            .map_err(DocumentError::Repair)
     }
 
     /// Up to `limit` active memories of a session's timeline after `after`,

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use event_schema::{
     DecodeError, FoldError, MemoryEvent, MemoryState, SessionEvent, SessionState, StoredEvent, fold,
 };
-use projector::source::stored;
+use read_model::events::stored;
 use serde::Serialize;
 use serde_json::Value;
 use service_kit::pg::retry_once;

@@ -2,24 +2,18 @@
 //! generation): lists with filters and keyset pagination, single rows for
 //! repairing a missing document. Every query is scoped to an owner.
 //!
-//! Columns are always named: the embedding's dimension depends on the model,
-//! so nothing here reads it back.
+//! The rows and their mapping to states are the read-model contract's
+//! ([`read_model::tables`]).
 
 use chrono::{DateTime, Utc};
-use event_schema::{
-    MemoryFacts, MemoryState, MemoryStatus, SessionFacts, SessionState, SessionStatus,
+use event_schema::{MemoryState, SessionState, SessionStatus};
+use read_model::tables::{
+    MEMORIES, MEMORY_COLUMNS, MemoryRow, SESSION_COLUMNS, SESSIONS, SessionRow, session_status_text,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use service_kit::pg::retry_once;
-use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
-
-const MEMORY_COLUMNS: &str = "id, owner_id, session_id, title, content, tags, metadata, \
-     occurred_at, created_at, updated_at, deleted, version";
-const SESSION_COLUMNS: &str =
-    "id, owner_id, title, metadata, status, started_at, updated_at, ended_at, version";
 
 /// Which memories a list or a search considers, beside the owner.
 #[derive(Debug, Default, Clone)]
@@ -103,82 +97,6 @@ pub struct Position {
     pub id: Uuid,
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct MemoryRow {
-    id: Uuid,
-    owner_id: String,
-    session_id: Option<Uuid>,
-    title: Option<String>,
-    content: String,
-    tags: Vec<String>,
-    metadata: Json<Map<String, Value>>,
-    occurred_at: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    deleted: bool,
-    version: i64,
-}
-
-impl From<MemoryRow> for MemoryState {
-    fn from(row: MemoryRow) -> Self {
-        Self {
-            id: row.id,
-            owner_id: row.owner_id,
-            facts: MemoryFacts {
-                content: row.content,
-                title: row.title,
-                tags: row.tags,
-                metadata: row.metadata.0,
-                session_id: row.session_id,
-                occurred_at: row.occurred_at,
-                status: if row.deleted {
-                    MemoryStatus::Deleted
-                } else {
-                    MemoryStatus::Active
-                },
-            },
-            version: u64::try_from(row.version).unwrap_or_default(),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct SessionRow {
-    id: Uuid,
-    owner_id: String,
-    title: String,
-    metadata: Json<Map<String, Value>>,
-    status: String,
-    started_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    ended_at: Option<DateTime<Utc>>,
-    version: i64,
-}
-
-impl From<SessionRow> for SessionState {
-    fn from(row: SessionRow) -> Self {
-        Self {
-            id: row.id,
-            owner_id: row.owner_id,
-            facts: SessionFacts {
-                title: row.title,
-                metadata: row.metadata.0,
-                status: if row.status == "ended" {
-                    SessionStatus::Ended
-                } else {
-                    SessionStatus::Open
-                },
-            },
-            version: u64::try_from(row.version).unwrap_or_default(),
-            started_at: row.started_at,
-            updated_at: row.updated_at,
-            ended_at: row.ended_at,
-        }
-    }
-}
-
 /// Session list filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -204,7 +122,8 @@ impl ReadModel {
 
     /// One memory of `owner`, deleted or not.
     pub async fn memory(&self, owner: &str, id: Uuid) -> Result<Option<MemoryState>, sqlx::Error> {
-        let sql = format!("SELECT {MEMORY_COLUMNS} FROM memories WHERE id = $1 AND owner_id = $2");
+        let sql =
+            format!("SELECT {MEMORY_COLUMNS} FROM {MEMORIES} WHERE id = $1 AND owner_id = $2");
         let row: Option<MemoryRow> = retry_once(&self.pool, || {
             sqlx::query_as(&sql)
                 .bind(id)
@@ -221,7 +140,8 @@ impl ReadModel {
         owner: &str,
         id: Uuid,
     ) -> Result<Option<SessionState>, sqlx::Error> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1 AND owner_id = $2");
+        let sql =
+            format!("SELECT {SESSION_COLUMNS} FROM {SESSIONS} WHERE id = $1 AND owner_id = $2");
         let row: Option<SessionRow> = retry_once(&self.pool, || {
             sqlx::query_as(&sql)
                 .bind(id)
@@ -245,7 +165,7 @@ impl ReadModel {
         // Built again for a retry: a built query gives its arguments away.
         let build = || {
             let mut query =
-                QueryBuilder::new(format!("SELECT {MEMORY_COLUMNS} FROM memories WHERE"));
+                QueryBuilder::new(format!("SELECT {MEMORY_COLUMNS} FROM {MEMORIES} WHERE"));
             filters.push_where(owner, &mut query);
             if let Some(after) = after {
                 query
@@ -282,14 +202,16 @@ impl ReadModel {
         // Built again for a retry: a built query gives its arguments away.
         let build = || {
             let mut query = QueryBuilder::new(format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE owner_id = "
+                "SELECT {SESSION_COLUMNS} FROM {SESSIONS} WHERE owner_id = "
             ));
             query.push_bind(owner.to_owned());
             if let Some(status) = status {
-                query.push(" AND status = ").push_bind(match status {
-                    SessionFilter::Open => "open",
-                    SessionFilter::Ended => "ended",
-                });
+                query
+                    .push(" AND status = ")
+                    .push_bind(session_status_text(match status {
+                        SessionFilter::Open => SessionStatus::Open,
+                        SessionFilter::Ended => SessionStatus::Ended,
+                    }));
             }
             if let Some(after) = after {
                 query

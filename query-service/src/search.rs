@@ -204,14 +204,11 @@ impl Search {
         {
             return Ok(model);
         }
-        let model: Option<Option<String>> = retry_once(&self.pool, || {
-            sqlx::query_scalar(
-                "SELECT embedding_model FROM projection_state WHERE projection = 'search'",
-            )
-            .fetch_optional(&self.pool)
+        let generation = retry_once(&self.pool, || {
+            read_model::tables::active_generation(&self.pool)
         })
         .await?;
-        let model = model.flatten();
+        let model = generation.and_then(|g| g.embedding_model);
         *self
             .stored_model
             .lock()

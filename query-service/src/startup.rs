@@ -11,8 +11,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use embeddings::Embedder;
-use projector::projection::documents::Keys;
-use projector::startup::RedisCheck;
+use read_model::documents::Keys;
 use secrecy::{ExposeSecret, SecretString};
 use service_kit::api_keys::{self, ApiKeyCache};
 use service_kit::auth::{ApiKeyStore, Authenticator};
@@ -22,6 +21,7 @@ use service_kit::http::{
 };
 use service_kit::pg;
 use service_kit::rate_limit::{ConcurrencyCap, RateLimiter, rate_limit};
+use service_kit::redis::RedisCheck;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::net::TcpListener;
@@ -91,7 +91,7 @@ impl Application {
             &settings.event_store_read_url,
             settings.query_max_connections.div_ceil(2),
         )?;
-        let redis = projector::startup::redis(&settings.redis_url).await?;
+        let redis = service_kit::redis::connect(&settings.redis_url).await?;
         let listener = TcpListener::bind(settings.query_http_addr)?;
         let port = listener.local_addr()?.port();
         let authenticator = web::Data::new(Authenticator::new(

@@ -11,6 +11,7 @@
 //!   revoked ones on every instance.
 //! - [`pg`]: Postgres pools that come through a server restart, and the
 //!   classification of a lost connection.
+//! - [`redis`](mod@redis): the Redis connection and its readiness check.
 //! - [`rate_limit`]: per-address and per-user token buckets, 429 problems.
 //! - [`healthcheck`]: the `healthcheck` subcommand's probe of a service's own health endpoint.
 
@@ -21,6 +22,7 @@ pub mod http;
 pub mod pg;
 pub mod problem;
 pub mod rate_limit;
+pub mod redis;
 pub mod settings;
 pub mod telemetry;
 

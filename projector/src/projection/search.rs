@@ -1,6 +1,6 @@
-//! The search read model in the read database: a row per memory (with its
-//! embedding and full-text vector) and per session, in the active generation's
-//! tables (see the read-model migration).
+//! The search projection: a row per memory (with its embedding and
+//! full-text vector) and per session, in the active generation's tables
+//! (names, rows and generations in [`read_model::tables`]).
 
 use super::{
     Applied, Projection, ProjectionError, embedding_text, fold_memory, fold_session, pending,
@@ -8,48 +8,18 @@ use super::{
 };
 use crate::embedding_cache::CachedEmbedder;
 use crate::source::EventSource;
-use chrono::{DateTime, Utc};
-use event_schema::{
-    MemoryFacts, MemoryState, MemoryStatus, SessionFacts, SessionState, SessionStatus, StoredEvent,
+use event_schema::{MemoryState, MemoryStatus, SessionState, StoredEvent};
+use read_model::tables::{
+    Generation, MEMORY_COLUMNS, MemoryRow, SESSION_COLUMNS, SessionRow, Tables, lock_generation,
+    session_status_text,
 };
-use serde_json::{Map, Value};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use serde_json::Value;
+use sqlx::{FromRow, PgPool, Postgres, Row, Transaction};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use uuid::Uuid;
 
-pub const NAME: &str = "search";
-
-/// The generation the search projection writes and readers read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Generation {
-    pub generation: i32,
-    pub embedding_model: Option<String>,
-    pub dimension: Option<i32>,
-}
-
-/// Reads the active generation and holds a share lock on it until `tx` ends,
-/// so a rebuild's switch waits for batches in flight and no batch writes the
-/// generation being retired after the switch.
-pub async fn lock_generation(
-    tx: &mut Transaction<'_, Postgres>,
-) -> Result<Option<Generation>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT generation, embedding_model, dimension FROM projection_state WHERE projection = $1 FOR SHARE",
-    )
-    .bind(NAME)
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(|r| {
-        Ok(Generation {
-            generation: r.try_get("generation")?,
-            embedding_model: r.try_get("embedding_model")?,
-            dimension: r.try_get("dimension")?,
-        })
-    })
-    .transpose()
-}
+pub const NAME: &str = read_model::SEARCH;
 
 /// Creates generation 1 for the configured embedder when the read model is
 /// empty, or checks that the active generation was built with it.
@@ -291,12 +261,8 @@ impl Projection for SearchProjection {
         sqlx::query("SET TRANSACTION READ ONLY")
             .execute(&mut *warm)
             .await?;
-        let active: Option<i32> =
-            sqlx::query_scalar("SELECT generation FROM projection_state WHERE projection = $1")
-                .bind(NAME)
-                .fetch_optional(&mut *warm)
-                .await?;
-        if let Some(g) = active {
+        let active = read_model::tables::active_generation(&mut *warm).await?;
+        if let Some(Generation { generation: g, .. }) = active {
             self.fold_and_write(&mut warm, g, events, Mode::WarmCache)
                 .await?;
         }
@@ -340,8 +306,10 @@ async fn load_memory(
     id: Uuid,
     lock: bool,
 ) -> Result<MemoryEntry, ProjectionError> {
+    let tables = Tables::of(g);
     let tombstone: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT version FROM memory_tombstones_g{g} WHERE id = $1"
+        "SELECT version FROM {} WHERE id = $1",
+        tables.memory_tombstones
     ))
     .bind(id)
     .fetch_optional(&mut **tx)
@@ -356,9 +324,8 @@ async fn load_memory(
         });
     }
     let row = sqlx::query(&format!(
-        "SELECT owner_id, session_id, title, content, tags, metadata, occurred_at, created_at, updated_at,
-                deleted, version, embedding IS NOT NULL AS embedded
-           FROM memories_g{g} WHERE id = $1 {}",
+        "SELECT {MEMORY_COLUMNS}, embedding IS NOT NULL AS embedded FROM {} WHERE id = $1 {}",
+        tables.memories,
         locking(lock)
     ))
     .bind(id)
@@ -373,49 +340,15 @@ async fn load_memory(
             dirty: false,
         });
     };
-    let state = memory_from_row(id, &row)?;
-    let version = state.version;
+    let state = MemoryState::from(MemoryRow::from_row(&row)?);
     let embedded: bool = row.try_get("embedded")?;
     Ok(MemoryEntry {
-        stored_version: version,
+        stored_version: state.version,
         erased: false,
         embedded_text: embedded.then(|| embedding_text(&state)),
         state: Some(state),
         dirty: false,
     })
-}
-
-/// A memory row of a search generation as the state it stores; the columns
-/// are named as in the table.
-pub(crate) fn memory_from_row(id: Uuid, row: &PgRow) -> Result<MemoryState, sqlx::Error> {
-    let version: i64 = row.try_get("version")?;
-    Ok(MemoryState {
-        id,
-        owner_id: row.try_get("owner_id")?,
-        facts: MemoryFacts {
-            content: row.try_get("content")?,
-            title: row.try_get("title")?,
-            tags: row.try_get("tags")?,
-            metadata: as_object(row.try_get("metadata")?),
-            session_id: row.try_get("session_id")?,
-            occurred_at: row.try_get("occurred_at")?,
-            status: if row.try_get("deleted")? {
-                MemoryStatus::Deleted
-            } else {
-                MemoryStatus::Active
-            },
-        },
-        version: version as u64,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-pub(crate) fn as_object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
 }
 
 async fn write_memory(
@@ -427,7 +360,7 @@ async fn write_memory(
 ) -> Result<(), ProjectionError> {
     let model = embedding.as_ref().map(|_| model);
     sqlx::query(&format!(
-        "INSERT INTO memories_g{g} AS m (id, owner_id, session_id, title, content, tags, metadata, occurred_at,
+        "INSERT INTO {memories} AS m (id, owner_id, session_id, title, content, tags, metadata, occurred_at,
                                         created_at, updated_at, deleted, version, embedding, embedding_model)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (id) DO UPDATE SET
@@ -436,7 +369,8 @@ async fn write_memory(
              occurred_at = EXCLUDED.occurred_at, created_at = EXCLUDED.created_at,
              updated_at = EXCLUDED.updated_at, deleted = EXCLUDED.deleted, version = EXCLUDED.version,
              embedding = COALESCE(EXCLUDED.embedding, m.embedding),
-             embedding_model = COALESCE(EXCLUDED.embedding_model, m.embedding_model)"
+             embedding_model = COALESCE(EXCLUDED.embedding_model, m.embedding_model)",
+        memories = Tables::of(g).memories
     ))
     .bind(state.id)
     .bind(&state.owner_id)
@@ -495,13 +429,15 @@ async fn erase_memory(
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query(&format!("DELETE FROM memories_g{g} WHERE id = $1"))
+    let tables = Tables::of(g);
+    sqlx::query(&format!("DELETE FROM {} WHERE id = $1", tables.memories))
         .bind(id)
         .execute(&mut **tx)
         .await?;
     sqlx::query(&format!(
-        "INSERT INTO memory_tombstones_g{g} (id, version) VALUES ($1, $2)
-         ON CONFLICT (id) DO UPDATE SET version = GREATEST(memory_tombstones_g{g}.version, EXCLUDED.version)"
+        "INSERT INTO {tombstones} (id, version) VALUES ($1, $2)
+         ON CONFLICT (id) DO UPDATE SET version = GREATEST({tombstones}.version, EXCLUDED.version)",
+        tombstones = tables.memory_tombstones
     ))
     .bind(id)
     .bind(version as i64)
@@ -516,52 +452,20 @@ async fn load_session(
     id: Uuid,
     lock: bool,
 ) -> Result<SessionEntry, ProjectionError> {
-    let row = sqlx::query(&format!(
-        "SELECT owner_id, title, metadata, status, started_at, updated_at, ended_at, version
-           FROM sessions_g{g} WHERE id = $1 {}",
+    let row: Option<SessionRow> = sqlx::query_as(&format!(
+        "SELECT {SESSION_COLUMNS} FROM {} WHERE id = $1 {}",
+        Tables::of(g).sessions,
         locking(lock)
     ))
     .bind(id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(row) = row else {
-        return Ok(SessionEntry {
-            stored_version: 0,
-            state: None,
-            dirty: false,
-        });
-    };
-    let version: i64 = row.try_get("version")?;
-    let status: String = row.try_get("status")?;
-    let state = SessionState {
-        id,
-        owner_id: row.try_get("owner_id")?,
-        facts: SessionFacts {
-            title: row.try_get("title")?,
-            metadata: as_object(row.try_get("metadata")?),
-            status: if status == "ended" {
-                SessionStatus::Ended
-            } else {
-                SessionStatus::Open
-            },
-        },
-        version: version as u64,
-        started_at: row.try_get("started_at")?,
-        updated_at: row.try_get("updated_at")?,
-        ended_at: row.try_get::<Option<DateTime<Utc>>, _>("ended_at")?,
-    };
+    let state = row.map(SessionState::from);
     Ok(SessionEntry {
-        stored_version: version as u64,
-        state: Some(state),
+        stored_version: state.as_ref().map_or(0, |s| s.version),
+        state,
         dirty: false,
     })
-}
-
-pub fn session_status_text(status: SessionStatus) -> &'static str {
-    match status {
-        SessionStatus::Open => "open",
-        SessionStatus::Ended => "ended",
-    }
 }
 
 async fn write_session(
@@ -570,12 +474,13 @@ async fn write_session(
     state: &SessionState,
 ) -> Result<(), ProjectionError> {
     sqlx::query(&format!(
-        "INSERT INTO sessions_g{g} (id, owner_id, title, metadata, status, started_at, updated_at, ended_at, version)
+        "INSERT INTO {sessions} (id, owner_id, title, metadata, status, started_at, updated_at, ended_at, version)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (id) DO UPDATE SET
              owner_id = EXCLUDED.owner_id, title = EXCLUDED.title, metadata = EXCLUDED.metadata,
              status = EXCLUDED.status, started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at,
-             ended_at = EXCLUDED.ended_at, version = EXCLUDED.version"
+             ended_at = EXCLUDED.ended_at, version = EXCLUDED.version",
+        sessions = Tables::of(g).sessions
     ))
     .bind(state.id)
     .bind(&state.owner_id)

@@ -7,12 +7,13 @@ use command_service::startup::{Application as CommandApp, MIGRATOR as EVENT_MIGR
 use embeddings::Embedder;
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
-use projector::projection::documents::Keys;
 use projector::source::EventSource;
-use projector::startup::{Application as ProjectorApp, MIGRATOR as READ_MIGRATOR};
+use projector::startup::Application as ProjectorApp;
 use projector::verify::{Expected, verify_documents, verify_search};
 use query_service::settings::Settings as QuerySettings;
 use query_service::startup::Application as QueryApp;
+use read_model::MIGRATOR as READ_MIGRATOR;
+use read_model::documents::Keys;
 use redis::aio::ConnectionManager;
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
