@@ -217,8 +217,20 @@ impl Rebuild<'_> {
             .bind(dimension)
             .execute(self.read_pool)
             .await?;
+        let vectors = self.embed_all(memories).await?;
+        self.bulk_load_search(new, memories, sessions, &vectors)
+            .await?;
+        self.switch_search(new, dimension).await?;
+        Ok((new, active))
+    }
 
-        // Embeddings, through the cache, in batches.
+    /// The embedding of every memory not erased, through the cache, in
+    /// batches; each text is linked to its memory, so an erasure finds the
+    /// cached vectors to drop.
+    async fn embed_all(
+        &self,
+        memories: &HashMap<Uuid, MemoryState>,
+    ) -> anyhow::Result<HashMap<Uuid, Vec<f32>>> {
         let live: Vec<&MemoryState> = memories
             .values()
             .filter(|m| m.facts.status != MemoryStatus::Erased)
@@ -226,16 +238,11 @@ impl Rebuild<'_> {
         let mut vectors: HashMap<Uuid, Vec<f32>> = HashMap::with_capacity(live.len());
         for chunk in live.chunks(512) {
             let texts: Vec<String> = chunk.iter().map(|m| embedding_text(m)).collect();
-            let embedded = self
-                .embedder
-                .embed(&texts)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let embedded = self.embedder.embed(&texts).await?;
             for (memory, vector) in chunk.iter().zip(embedded) {
                 vectors.insert(memory.id, vector);
             }
         }
-
         let (ids, hashes): (Vec<Uuid>, Vec<Vec<u8>>) = live
             .iter()
             .map(|m| (m.id, crate::embedding_cache::text_hash(&embedding_text(m))))
@@ -248,9 +255,19 @@ impl Rebuild<'_> {
         .bind(&hashes)
         .execute(self.read_pool)
         .await?;
+        Ok(vectors)
+    }
 
+    /// Copies the rows into generation `new`, then builds its indexes.
+    async fn bulk_load_search(
+        &self,
+        new: i32,
+        memories: &HashMap<Uuid, MemoryState>,
+        sessions: &HashMap<Uuid, SessionState>,
+        vectors: &HashMap<Uuid, Vec<f32>>,
+    ) -> anyhow::Result<()> {
         let mut conn = self.read_pool.acquire().await?;
-        copy_memories(&mut conn, new, memories, &vectors, self.embedder.model_id()).await?;
+        copy_memories(&mut conn, new, memories, vectors, self.embedder.model_id()).await?;
         copy_sessions(&mut conn, new, sessions).await?;
         // Index after loading: building HNSW over a full table with room in
         // memory is several times faster than maintaining it row by row.
@@ -267,8 +284,12 @@ impl Rebuild<'_> {
         sqlx::query(&format!("ANALYZE {}", Tables::of(new).memories))
             .execute(&mut *conn)
             .await?;
-        drop(conn);
+        Ok(())
+    }
 
+    /// Points `projection_state` and the views at generation `new`, in one
+    /// transaction.
+    async fn switch_search(&self, new: i32, dimension: i32) -> anyhow::Result<()> {
         let mut tx = self.read_pool.begin().await?;
         // FOR UPDATE waits for live batches holding FOR SHARE to commit.
         sqlx::query("SELECT 1 FROM projection_state WHERE projection = $1 FOR UPDATE")
@@ -297,7 +318,7 @@ impl Rebuild<'_> {
             model = self.embedder.model_id(),
             "search read model switched"
         );
-        Ok((new, active))
+        Ok(())
     }
 
     /// Fills a fresh Redis generation and switches to it; returns the new and

@@ -415,25 +415,52 @@ async fn verify_owner_indexes(
     expected: &Expected,
     generation_keys: &[String],
 ) -> anyhow::Result<Vec<Difference>> {
-    const P: &str = DOCUMENTS;
-    let mut out = Vec::new();
-    let generation = keys.generation_prefix(g);
-    let legacy_prefix = format!("{generation}{LEGACY_USER_KEYS}");
+    let mut out: Vec<Difference> = legacy_keys(keys, g, generation_keys).into_iter().collect();
+    let owners = format!("{}owner:", keys.generation_prefix(g));
+    let mut indexes: Vec<(&String, bool)> = Vec::new();
+    for key in generation_keys
+        .iter()
+        .filter(|key| key.starts_with(&owners))
+    {
+        let kind = key
+            .strip_prefix(&owners)
+            .and_then(|rest| rest.split_once(':'))
+            .map_or("", |(_, kind)| kind);
+        match kind {
+            "recent" | "sessions" => indexes.push((key, true)),
+            tag if tag.starts_with("tag:") => indexes.push((key, false)),
+            _ => out.push(Difference {
+                projection: DOCUMENTS,
+                aggregate: format!("key {key:?}"),
+                detail: "not a key of this layout".to_owned(),
+            }),
+        }
+    }
+    let want = index_members(keys, g, expected);
+    out.extend(stray_members(redis, &indexes, &want).await?);
+    Ok(out)
+}
+
+/// Keys of key layout 1 left in generation `g`, as one difference.
+fn legacy_keys(keys: &Keys, g: i64, generation_keys: &[String]) -> Option<Difference> {
+    let legacy_prefix = format!("{}{LEGACY_USER_KEYS}", keys.generation_prefix(g));
     let legacy: Vec<&String> = generation_keys
         .iter()
         .filter(|key| key.starts_with(&legacy_prefix))
         .collect();
-    if !legacy.is_empty() {
-        out.push(Difference {
-            projection: P,
-            aggregate: format!("generation {g}"),
-            detail: format!(
-                "{} keys of key layout 1 (e.g. {:?}); run `projector rebuild-projections --projection documents`",
-                legacy.len(),
-                legacy[0]
-            ),
-        });
-    }
+    let first = legacy.first()?;
+    Some(Difference {
+        projection: DOCUMENTS,
+        aggregate: format!("generation {g}"),
+        detail: format!(
+            "{} keys of key layout 1 (e.g. {first:?}); run `projector rebuild-projections --projection documents`",
+            legacy.len(),
+        ),
+    })
+}
+
+/// What each per-owner index should hold, by key.
+fn index_members(keys: &Keys, g: i64, expected: &Expected) -> HashMap<String, HashSet<String>> {
     let mut want: HashMap<String, HashSet<String>> = HashMap::new();
     for (id, memory) in &expected.memories {
         if memory.facts.status != MemoryStatus::Active {
@@ -454,28 +481,18 @@ async fn verify_owner_indexes(
             .or_default()
             .insert(id.to_string());
     }
-    let owners = format!("{generation}owner:");
-    let mut indexes: Vec<(&String, bool)> = Vec::new();
-    for key in generation_keys
-        .iter()
-        .filter(|key| key.starts_with(&owners))
-    {
-        let kind = key
-            .strip_prefix(&owners)
-            .and_then(|rest| rest.split_once(':'))
-            .map_or("", |(_, kind)| kind);
-        match kind {
-            "recent" | "sessions" => indexes.push((key, true)),
-            tag if tag.starts_with("tag:") => indexes.push((key, false)),
-            _ => out.push(Difference {
-                projection: P,
-                aggregate: format!("key {key:?}"),
-                detail: "not a key of this layout".to_owned(),
-            }),
-        }
-    }
+    want
+}
+
+/// Members of `indexes` (key, whether a sorted set) that `want` does not
+/// put there, read pipelined, a bounded batch per round trip.
+async fn stray_members(
+    redis: &mut ConnectionManager,
+    indexes: &[(&String, bool)],
+    want: &HashMap<String, HashSet<String>>,
+) -> anyhow::Result<Vec<Difference>> {
+    let mut out = Vec::new();
     let none = HashSet::new();
-    // Pipelined, a bounded batch per round trip.
     for chunk in indexes.chunks(500) {
         let mut pipe = redis::pipe();
         for (key, sorted) in chunk {
@@ -493,7 +510,7 @@ async fn verify_owner_indexes(
             if !strays.is_empty() {
                 strays.sort();
                 out.push(Difference {
-                    projection: P,
+                    projection: DOCUMENTS,
                     aggregate: format!("key {key:?}"),
                     detail: format!("holds {strays:?}, which do not belong there"),
                 });

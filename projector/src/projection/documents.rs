@@ -60,56 +60,12 @@ impl DocumentProjection {
             let mut counted = Applied::default();
             let written = match event.aggregate_type.as_str() {
                 event_schema::memory::AGGREGATE_TYPE => {
-                    let tombstone: Option<u64> = redis
-                        .get(self.keys.memory_tombstone(generation, id))
-                        .await?;
-                    if tombstone.is_some() {
-                        counted.duplicates += 1;
-                        None
-                    } else {
-                        let stored: Option<String> =
-                            redis.get(self.keys.memory(generation, id)).await?;
-                        let state: Option<MemoryState> = stored
-                            .map(|doc| serde_json::from_str(&doc))
-                            .transpose()
-                            .map_err(|e| {
-                                ProjectionError::Transient(format!("stored memory document: {e}"))
-                            })?;
-                        let version = state.as_ref().map_or(0, |s| s.version);
-                        let todo = pending(&self.source, version, event, &mut counted).await?;
-                        if todo.is_empty() {
-                            None
-                        } else {
-                            let next = fold_memory(state, &todo)?
-                                .ok_or_else(|| poison(event, "nothing to fold"))?;
-                            Some(
-                                self.write(&mut redis, generation, version, Write::Memory(&next))
-                                    .await?,
-                            )
-                        }
-                    }
+                    self.try_memory(&mut redis, generation, id, event, &mut counted)
+                        .await?
                 }
                 event_schema::session::AGGREGATE_TYPE => {
-                    let stored: Option<String> =
-                        redis.get(self.keys.session(generation, id)).await?;
-                    let state: Option<SessionState> = stored
-                        .map(|doc| serde_json::from_str(&doc))
-                        .transpose()
-                        .map_err(|e| {
-                            ProjectionError::Transient(format!("stored session document: {e}"))
-                        })?;
-                    let version = state.as_ref().map_or(0, |s| s.version);
-                    let todo = pending(&self.source, version, event, &mut counted).await?;
-                    if todo.is_empty() {
-                        None
-                    } else {
-                        let next = fold_session(state, &todo)?
-                            .ok_or_else(|| poison(event, "nothing to fold"))?;
-                        Some(
-                            self.write(&mut redis, generation, version, Write::Session(&next))
-                                .await?,
-                        )
-                    }
+                    self.try_session(&mut redis, generation, id, event, &mut counted)
+                        .await?
                 }
                 other => return Err(poison(event, &format!("unknown aggregate type {other:?}"))),
             };
@@ -122,6 +78,64 @@ impl DocumentProjection {
         Err(ProjectionError::Transient(format!(
             "document {id} kept changing under this writer"
         )))
+    }
+
+    /// One attempt at applying a memory event: `None` when there was
+    /// nothing to write (a duplicate, or the memory was erased), else
+    /// whether the compare-and-set won.
+    async fn try_memory(
+        &self,
+        redis: &mut ConnectionManager,
+        g: i64,
+        id: Uuid,
+        event: &StoredEvent,
+        counted: &mut Applied,
+    ) -> Result<Option<bool>, ProjectionError> {
+        let tombstone: Option<u64> = redis.get(self.keys.memory_tombstone(g, id)).await?;
+        if tombstone.is_some() {
+            counted.duplicates += 1;
+            return Ok(None);
+        }
+        let stored: Option<String> = redis.get(self.keys.memory(g, id)).await?;
+        let state: Option<MemoryState> =
+            stored
+                .map(|doc| serde_json::from_str(&doc))
+                .transpose()
+                .map_err(|e| ProjectionError::Transient(format!("stored memory document: {e}")))?;
+        let version = state.as_ref().map_or(0, |s| s.version);
+        let todo = pending(&self.source, version, event, counted).await?;
+        if todo.is_empty() {
+            return Ok(None);
+        }
+        let next = fold_memory(state, &todo)?.ok_or_else(|| poison(event, "nothing to fold"))?;
+        Ok(Some(
+            self.write(redis, g, version, Write::Memory(&next)).await?,
+        ))
+    }
+
+    /// One attempt at applying a session event, as [`Self::try_memory`].
+    async fn try_session(
+        &self,
+        redis: &mut ConnectionManager,
+        g: i64,
+        id: Uuid,
+        event: &StoredEvent,
+        counted: &mut Applied,
+    ) -> Result<Option<bool>, ProjectionError> {
+        let stored: Option<String> = redis.get(self.keys.session(g, id)).await?;
+        let state: Option<SessionState> = stored
+            .map(|doc| serde_json::from_str(&doc))
+            .transpose()
+            .map_err(|e| ProjectionError::Transient(format!("stored session document: {e}")))?;
+        let version = state.as_ref().map_or(0, |s| s.version);
+        let todo = pending(&self.source, version, event, counted).await?;
+        if todo.is_empty() {
+            return Ok(None);
+        }
+        let next = fold_session(state, &todo)?.ok_or_else(|| poison(event, "nothing to fold"))?;
+        Ok(Some(
+            self.write(redis, g, version, Write::Session(&next)).await?,
+        ))
     }
 
     /// Runs the compare-and-set script; false when the stored version moved.

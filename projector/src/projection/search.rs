@@ -138,6 +138,8 @@ impl SearchProjection {
         self.fold_and_write(tx, g, events, Mode::Write).await
     }
 
+    /// Folds `events` onto what generation `g` stores, embeds every text
+    /// that changed, and (in [`Mode::Write`]) writes the new rows.
     async fn fold_and_write(
         &self,
         tx: &mut Transaction<'_, Postgres>,
@@ -145,55 +147,124 @@ impl SearchProjection {
         events: &[StoredEvent],
         mode: Mode,
     ) -> Result<Applied, ProjectionError> {
-        let lock = mode == Mode::Write;
+        let mut batch = Batch::default();
         let mut applied = Applied::default();
-        let mut memories: HashMap<Uuid, MemoryEntry> = HashMap::new();
-        let mut sessions: HashMap<Uuid, SessionEntry> = HashMap::new();
         for event in events {
-            let id = Uuid::parse_str(&event.aggregate_id)
-                .map_err(|_| poison(event, "aggregate id is not a uuid"))?;
-            match event.aggregate_type.as_str() {
-                event_schema::memory::AGGREGATE_TYPE => {
-                    let entry = match memories.entry(id) {
-                        Entry::Occupied(entry) => entry.into_mut(),
-                        Entry::Vacant(slot) => slot.insert(load_memory(tx, g, id, lock).await?),
-                    };
-                    let version = entry
-                        .state
-                        .as_ref()
-                        .map_or(entry.stored_version, |s| s.version);
-                    if entry.erased {
-                        applied.duplicates += 1;
-                        continue;
-                    }
-                    let todo = pending(&self.source, version, event, &mut applied).await?;
-                    if !todo.is_empty() {
-                        entry.state = fold_memory(entry.state.take(), &todo)?;
-                        entry.dirty = true;
-                    }
+            self.fold_one(tx, g, event, mode == Mode::Write, &mut batch, &mut applied)
+                .await?;
+        }
+        // Embed every memory whose text changed, in one call.
+        let to_embed = batch.texts_to_embed();
+        let texts: Vec<String> = to_embed.iter().map(|(_, t)| t.clone()).collect();
+        let vectors = self.embedder.embed(&texts).await?;
+        if mode == Mode::WarmCache {
+            return Ok(applied);
+        }
+        for (id, text) in &to_embed {
+            link_text(tx, *id, text).await?;
+        }
+        let embeddings: HashMap<Uuid, pgvector::Vector> = to_embed
+            .into_iter()
+            .zip(vectors)
+            .map(|((id, _), v)| (id, pgvector::Vector::from(v)))
+            .collect();
+        self.write_batch(tx, g, batch, embeddings).await?;
+        Ok(applied)
+    }
+
+    /// Folds one event onto its aggregate's entry in `batch`, loading the
+    /// entry (locked when `lock`) on the aggregate's first event.
+    async fn fold_one(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        g: i32,
+        event: &StoredEvent,
+        lock: bool,
+        batch: &mut Batch,
+        applied: &mut Applied,
+    ) -> Result<(), ProjectionError> {
+        let id = Uuid::parse_str(&event.aggregate_id)
+            .map_err(|_| poison(event, "aggregate id is not a uuid"))?;
+        match event.aggregate_type.as_str() {
+            event_schema::memory::AGGREGATE_TYPE => {
+                let entry = match batch.memories.entry(id) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(slot) => slot.insert(load_memory(tx, g, id, lock).await?),
+                };
+                if entry.erased {
+                    applied.duplicates += 1;
+                    return Ok(());
                 }
-                event_schema::session::AGGREGATE_TYPE => {
-                    let entry = match sessions.entry(id) {
-                        Entry::Occupied(entry) => entry.into_mut(),
-                        Entry::Vacant(slot) => slot.insert(load_session(tx, g, id, lock).await?),
-                    };
-                    let version = entry
-                        .state
-                        .as_ref()
-                        .map_or(entry.stored_version, |s| s.version);
-                    let todo = pending(&self.source, version, event, &mut applied).await?;
-                    if !todo.is_empty() {
-                        entry.state = fold_session(entry.state.take(), &todo)?;
-                        entry.dirty = true;
-                    }
+                let version = entry
+                    .state
+                    .as_ref()
+                    .map_or(entry.stored_version, |s| s.version);
+                let todo = pending(&self.source, version, event, applied).await?;
+                if !todo.is_empty() {
+                    entry.state = fold_memory(entry.state.take(), &todo)?;
+                    entry.dirty = true;
                 }
-                other => return Err(poison(event, &format!("unknown aggregate type {other:?}"))),
+            }
+            event_schema::session::AGGREGATE_TYPE => {
+                let entry = match batch.sessions.entry(id) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(slot) => slot.insert(load_session(tx, g, id, lock).await?),
+                };
+                let version = entry
+                    .state
+                    .as_ref()
+                    .map_or(entry.stored_version, |s| s.version);
+                let todo = pending(&self.source, version, event, applied).await?;
+                if !todo.is_empty() {
+                    entry.state = fold_session(entry.state.take(), &todo)?;
+                    entry.dirty = true;
+                }
+            }
+            other => return Err(poison(event, &format!("unknown aggregate type {other:?}"))),
+        }
+        Ok(())
+    }
+
+    /// Writes every entry the batch changed.
+    async fn write_batch(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        g: i32,
+        batch: Batch,
+        mut embeddings: HashMap<Uuid, pgvector::Vector>,
+    ) -> Result<(), ProjectionError> {
+        for (id, entry) in batch.memories {
+            let Some(state) = entry.state.filter(|_| entry.dirty) else {
+                continue;
+            };
+            if state.facts.status == MemoryStatus::Erased {
+                erase_memory(tx, g, id, state.version).await?;
+            } else {
+                let embedding = embeddings.remove(&id);
+                write_memory(tx, g, &state, embedding, self.embedder.model_id()).await?;
             }
         }
+        for (_, entry) in batch.sessions {
+            if let Some(state) = entry.state.filter(|_| entry.dirty) {
+                write_session(tx, g, &state).await?;
+            }
+        }
+        Ok(())
+    }
+}
 
-        // Embed every memory whose text changed, in one call.
-        let mut to_embed: Vec<(Uuid, String)> = Vec::new();
-        for (id, entry) in &memories {
+/// The aggregates one batch touches, as loaded and as folded.
+#[derive(Debug, Default)]
+struct Batch {
+    memories: HashMap<Uuid, MemoryEntry>,
+    sessions: HashMap<Uuid, SessionEntry>,
+}
+
+impl Batch {
+    /// The memories whose text to embed changed (an erased one has none).
+    fn texts_to_embed(&self) -> Vec<(Uuid, String)> {
+        let mut to_embed = Vec::new();
+        for (id, entry) in &self.memories {
             if let Some(state) = entry.state.as_ref().filter(|_| entry.dirty) {
                 if state.facts.status == MemoryStatus::Erased {
                     continue;
@@ -204,44 +275,7 @@ impl SearchProjection {
                 }
             }
         }
-        let texts: Vec<String> = to_embed.iter().map(|(_, t)| t.clone()).collect();
-        let to_embed_links = to_embed.clone();
-        let vectors = self.embedder.embed(&texts).await?;
-        if mode == Mode::WarmCache {
-            return Ok(applied);
-        }
-        let mut embeddings: HashMap<Uuid, pgvector::Vector> = to_embed
-            .into_iter()
-            .zip(vectors)
-            .map(|((id, _), v)| (id, pgvector::Vector::from(v)))
-            .collect();
-
-        for (id, text) in &to_embed_links {
-            link_text(tx, *id, text).await?;
-        }
-        for (id, entry) in memories {
-            let Some(state) = entry.state.filter(|_| entry.dirty) else {
-                continue;
-            };
-            if state.facts.status == MemoryStatus::Erased {
-                erase_memory(tx, g, id, state.version).await?;
-            } else {
-                write_memory(
-                    tx,
-                    g,
-                    &state,
-                    embeddings.remove(&id),
-                    self.embedder.model_id(),
-                )
-                .await?;
-            }
-        }
-        for (_, entry) in sessions {
-            if let Some(state) = entry.state.filter(|_| entry.dirty) {
-                write_session(tx, g, &state).await?;
-            }
-        }
-        Ok(applied)
+        to_embed
     }
 }
 
