@@ -1,7 +1,7 @@
 //! Embeddings by (model, content hash): unchanged text is never embedded
 //! twice, across revisions, redeliveries, replays and rebuilds.
 
-use crate::projection::ProjectionError;
+use crate::projection::{Cause, ProjectionError};
 use crate::redact::Redactor;
 use embeddings::{EmbedError, Embedder};
 use sha2::{Digest, Sha256};
@@ -76,11 +76,14 @@ impl CachedEmbedder {
             {
                 // The provider's answer, not this event: wait for it to mend
                 // rather than park every event it answers badly.
-                return Err(ProjectionError::Unavailable(format!(
-                    "the embedder returned {} vectors for {} texts, or of the wrong dimension",
-                    vectors.len(),
-                    missing.len()
-                )));
+                return Err(ProjectionError::Unavailable(
+                    format!(
+                        "the embedder returned {} vectors for {} texts, or of the wrong dimension",
+                        vectors.len(),
+                        missing.len()
+                    )
+                    .into(),
+                ));
             }
             for ((hash, _), vector) in missing.into_iter().zip(vectors) {
                 sqlx::query(
@@ -114,22 +117,25 @@ impl CachedEmbedder {
 /// 403, 404, a malformed answer): waited for, never counted, so an outage or
 /// a wrong key parks nothing.
 fn classify(error: EmbedError) -> ProjectionError {
-    let text = format!(
+    let mut text = format!(
         "embedding: {}",
         crate::projection::with_causes(&error as &(dyn std::error::Error + 'static))
     );
-    if error.rejects_input() {
-        return ProjectionError::Poison(format!("the embedding provider refused the text: {text}"));
-    }
-    match error {
-        EmbedError::Tokenizer(_) => ProjectionError::Poison(text),
-        EmbedError::Inference(_) => ProjectionError::Transient(text),
-        EmbedError::Config { .. }
-        | EmbedError::ModelLoad { .. }
-        | EmbedError::Http { .. }
-        | EmbedError::Transport(_)
-        | EmbedError::RetriesExhausted { .. }
-        | EmbedError::DimensionMismatch { .. }
-        | EmbedError::BadResponse(_) => ProjectionError::Unavailable(text),
-    }
+    let kind: fn(Cause) -> ProjectionError = if error.rejects_input() {
+        text = format!("the embedding provider refused the text: {text}");
+        ProjectionError::Poison
+    } else {
+        match error {
+            EmbedError::Tokenizer(_) => ProjectionError::Poison,
+            EmbedError::Inference(_) => ProjectionError::Transient,
+            EmbedError::Config { .. }
+            | EmbedError::ModelLoad { .. }
+            | EmbedError::Http { .. }
+            | EmbedError::Transport(_)
+            | EmbedError::RetriesExhausted { .. }
+            | EmbedError::DimensionMismatch { .. }
+            | EmbedError::BadResponse(_) => ProjectionError::Unavailable,
+        }
+    };
+    kind(Cause::with_source(text, error))
 }

@@ -341,8 +341,7 @@ impl Rebuild<'_> {
                     .map(Write::Memory)
                     .chain(sessions.values().map(Write::Session)),
             )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .await?;
         let _: () = self.redis.set(self.keys.generation_pointer(), new).await?;
         tracing::info!(generation = new, "document read model switched");
         Ok((new, old))
@@ -358,15 +357,13 @@ fn fold_into(
     let one = std::slice::from_ref(event);
     match event.aggregate_type.as_str() {
         event_schema::memory::AGGREGATE_TYPE => {
-            let next =
-                fold_memory(memories.remove(&id), one).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let next = fold_memory(memories.remove(&id), one)?;
             if let Some(state) = next {
                 memories.insert(id, state);
             }
         }
         event_schema::session::AGGREGATE_TYPE => {
-            let next =
-                fold_session(sessions.remove(&id), one).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let next = fold_session(sessions.remove(&id), one)?;
             if let Some(state) = next {
                 sessions.insert(id, state);
             }

@@ -98,9 +98,7 @@ impl Application {
     pub async fn build(settings: &Settings, embedder: Arc<dyn Embedder>) -> anyhow::Result<Self> {
         let (model, dimension) = (embedder.model_id().to_owned(), embedder.dimension());
         let parts = Parts::connect(settings, embedder).await?;
-        ensure_generation(&parts.read_pool, &model, dimension)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        ensure_generation(&parts.read_pool, &model, dimension).await?;
 
         let config = ConsumerConfig {
             url: settings.rabbitmq_url.clone(),
@@ -196,13 +194,13 @@ impl Application {
             let _ = shutdown.send(true);
             match first {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(anyhow::anyhow!("{error}")),
+                Ok(Err(error)) => return Err(error.into()),
                 Err(join) => return Err(anyhow::anyhow!("a consumer panicked: {join}")),
             }
         }
         for consumer in consumers.into_inner() {
             match consumer.await {
-                Ok(Err(error)) => return Err(anyhow::anyhow!("{error}")),
+                Ok(Err(error)) => return Err(error.into()),
                 Err(join) => return Err(anyhow::anyhow!("a consumer panicked: {join}")),
                 Ok(Ok(())) => {}
             }

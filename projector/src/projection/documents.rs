@@ -3,7 +3,9 @@
 //! [`read_model::documents`]), one compare-and-set per aggregate, retried
 //! when another writer got there first.
 
-use super::{Applied, Projection, ProjectionError, fold_memory, fold_session, pending, poison};
+use super::{
+    Applied, Cause, Projection, ProjectionError, fold_memory, fold_session, pending, poison,
+};
 use crate::source::EventSource;
 use event_schema::{MemoryState, SessionState, StoredEvent};
 use read_model::documents::{Bulk, Keys, Write, WriteError, active_generation, compare_and_set};
@@ -21,7 +23,7 @@ impl From<WriteError> for ProjectionError {
     fn from(error: WriteError) -> Self {
         match error {
             WriteError::Redis(e) => e.into(),
-            WriteError::Serialise(e) => Self::Transient(e.to_string()),
+            WriteError::Serialise(e) => Self::Transient(Cause::with_source(e.to_string(), e)),
         }
     }
 }
@@ -75,9 +77,9 @@ impl DocumentProjection {
                 return Ok(());
             }
         }
-        Err(ProjectionError::Transient(format!(
-            "document {id} kept changing under this writer"
-        )))
+        Err(ProjectionError::Transient(
+            format!("document {id} kept changing under this writer").into(),
+        ))
     }
 
     /// One attempt at applying a memory event: `None` when there was
@@ -97,11 +99,10 @@ impl DocumentProjection {
             return Ok(None);
         }
         let stored: Option<String> = redis.get(self.keys.memory(g, id)).await?;
-        let state: Option<MemoryState> =
-            stored
-                .map(|doc| serde_json::from_str(&doc))
-                .transpose()
-                .map_err(|e| ProjectionError::Transient(format!("stored memory document: {e}")))?;
+        let state: Option<MemoryState> = stored
+            .map(|doc| serde_json::from_str(&doc))
+            .transpose()
+            .map_err(|e| stored_document("memory", e))?;
         let version = state.as_ref().map_or(0, |s| s.version);
         let todo = pending(&self.source, version, event, counted).await?;
         if todo.is_empty() {
@@ -126,7 +127,7 @@ impl DocumentProjection {
         let state: Option<SessionState> = stored
             .map(|doc| serde_json::from_str(&doc))
             .transpose()
-            .map_err(|e| ProjectionError::Transient(format!("stored session document: {e}")))?;
+            .map_err(|e| stored_document("session", e))?;
         let version = state.as_ref().map_or(0, |s| s.version);
         let todo = pending(&self.source, version, event, counted).await?;
         if todo.is_empty() {
@@ -163,6 +164,15 @@ impl DocumentProjection {
         }
         Ok(bulk.flush(&mut redis).await?)
     }
+}
+
+/// A stored document that does not parse: transient, since the projector
+/// rewrites documents (a rebuild mends them).
+fn stored_document(kind: &str, error: serde_json::Error) -> ProjectionError {
+    ProjectionError::Transient(Cause::with_source(
+        format!("stored {kind} document: {error}"),
+        error,
+    ))
 }
 
 #[async_trait::async_trait]

@@ -22,24 +22,88 @@ use event_schema::{
 /// way (see [`crate::broker`]): poison is dead-lettered at once, a transient
 /// failure is an attempt that counts towards `SB_PROJECTOR_MAX_ATTEMPTS`, an
 /// unavailable dependency is waited for without counting, fatal stops.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum ProjectionError {
     /// This event cannot be applied, and trying again will not change that.
-    #[error("unprocessable event: {0}")]
-    Poison(String),
+    Poison(Cause),
     /// The attempt failed while applying (a statement failed, the database
     /// connection dropped, Redis refused a write); trying again may pass, but
     /// an event that fails this way every time is parked after the last try.
-    #[error("transient failure: {0}")]
-    Transient(String),
+    Transient(Cause),
     /// A dependency could not be reached, so the event was not really tried
     /// (no database connection to be had, the embedding provider down or
     /// rate-limiting): wait for it, however long, and count nothing.
-    #[error("dependency unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Cause),
     /// The projector is misconfigured for this read model; it must stop.
-    #[error("{0}")]
-    Fatal(String),
+    Fatal(Cause),
+}
+
+/// What a [`ProjectionError`] says, and the error it came from.
+///
+/// The message is rendered when the error is made (with the source's causes
+/// spelled out), because it is what gets redacted: a source's own text may
+/// quote memory text, so [`ProjectionError::redacted`] keeps only the
+/// redacted message and lets the source go. Until then the source is there
+/// to be inspected (`std::error::Error::source`) and chained by `anyhow`.
+#[derive(Debug)]
+pub struct Cause {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Cause {
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::fmt::Display for ProjectionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Poison(c) => write!(f, "unprocessable event: {c}"),
+            Self::Transient(c) => write!(f, "transient failure: {c}"),
+            Self::Unavailable(c) => write!(f, "dependency unavailable: {c}"),
+            Self::Fatal(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl std::error::Error for ProjectionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let source = self.cause().source.as_deref()?;
+        Some(source)
+    }
 }
 
 impl ProjectionError {
@@ -53,22 +117,28 @@ impl ProjectionError {
         }
     }
 
-    /// The message without the kind's prefix.
-    pub fn message(&self) -> &str {
+    pub fn cause(&self) -> &Cause {
         match self {
-            Self::Poison(m) | Self::Transient(m) | Self::Unavailable(m) | Self::Fatal(m) => m,
+            Self::Poison(c) | Self::Transient(c) | Self::Unavailable(c) | Self::Fatal(c) => c,
         }
     }
 
+    /// The message without the kind's prefix.
+    pub fn message(&self) -> &str {
+        self.cause().message()
+    }
+
     /// The same error with `redactor`'s texts taken out of its message,
-    /// before it is logged, counted in the ledger or put on a dead letter.
+    /// before it is logged, counted in the ledger or put on a dead letter;
+    /// its source goes (see [`Cause`]).
     #[must_use]
     pub fn redacted(self, redactor: &Redactor) -> Self {
+        let redact = |c: Cause| Cause::from(redactor.redact(&c.message));
         match self {
-            Self::Poison(m) => Self::Poison(redactor.redact(&m)),
-            Self::Transient(m) => Self::Transient(redactor.redact(&m)),
-            Self::Unavailable(m) => Self::Unavailable(redactor.redact(&m)),
-            Self::Fatal(m) => Self::Fatal(redactor.redact(&m)),
+            Self::Poison(c) => Self::Poison(redact(c)),
+            Self::Transient(c) => Self::Transient(redact(c)),
+            Self::Unavailable(c) => Self::Unavailable(redact(c)),
+            Self::Fatal(c) => Self::Fatal(redact(c)),
         }
     }
 }
@@ -90,10 +160,11 @@ impl From<sqlx::Error> for ProjectionError {
             // poison, and the consumer only tries once the database answers.
             _ => false,
         };
+        let cause = Cause::with_source(text, error);
         if unavailable {
-            Self::Unavailable(text)
+            Self::Unavailable(cause)
         } else {
-            Self::Transient(text)
+            Self::Transient(cause)
         }
     }
 }
@@ -101,10 +172,12 @@ impl From<sqlx::Error> for ProjectionError {
 impl From<redis::RedisError> for ProjectionError {
     fn from(error: redis::RedisError) -> Self {
         let text = format!("redis: {}", with_causes(&error));
-        if error.is_connection_refusal() {
-            Self::Unavailable(text)
+        let refused = error.is_connection_refusal();
+        let cause = Cause::with_source(text, error);
+        if refused {
+            Self::Unavailable(cause)
         } else {
-            Self::Transient(text)
+            Self::Transient(cause)
         }
     }
 }
@@ -207,19 +280,31 @@ pub(crate) async fn pending(
 }
 
 pub(crate) fn poison(event: &StoredEvent, why: &str) -> ProjectionError {
-    ProjectionError::Poison(format!(
+    ProjectionError::Poison(where_in(event, why).into())
+}
+
+/// [`poison`] because of `error`, which it keeps as its source.
+fn poison_by(
+    event: &StoredEvent,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> ProjectionError {
+    ProjectionError::Poison(Cause::with_source(
+        where_in(event, &error.to_string()),
+        error,
+    ))
+}
+
+fn where_in(event: &StoredEvent, why: &str) -> String {
+    format!(
         "{} {} #{} ({}): {why}",
         event.aggregate_type, event.aggregate_id, event.sequence, event.event_id
-    ))
+    )
 }
 
 fn decode<E: event_schema::Event>(
     event: &StoredEvent,
 ) -> Result<EventEnvelope<E>, ProjectionError> {
-    event
-        .clone()
-        .decode::<E>()
-        .map_err(|e| poison(event, &e.to_string()))
+    event.clone().decode::<E>().map_err(|e| poison_by(event, e))
 }
 
 /// Folds `events` onto a memory state (`None` before its first event).
@@ -230,13 +315,8 @@ pub(crate) fn fold_memory(
     for event in events {
         let envelope = decode::<MemoryEvent>(event)?;
         match &mut state {
-            None => {
-                state =
-                    Some(MemoryState::start(&envelope).map_err(|e| poison(event, &e.to_string()))?)
-            }
-            Some(current) => current
-                .apply(&envelope)
-                .map_err(|e| poison(event, &e.to_string()))?,
+            None => state = Some(MemoryState::start(&envelope).map_err(|e| poison_by(event, e))?),
+            Some(current) => current.apply(&envelope).map_err(|e| poison_by(event, e))?,
         }
     }
     Ok(state)
@@ -250,14 +330,8 @@ pub(crate) fn fold_session(
     for event in events {
         let envelope = decode::<SessionEvent>(event)?;
         match &mut state {
-            None => {
-                state = Some(
-                    SessionState::start(&envelope).map_err(|e| poison(event, &e.to_string()))?,
-                )
-            }
-            Some(current) => current
-                .apply(&envelope)
-                .map_err(|e| poison(event, &e.to_string()))?,
+            None => state = Some(SessionState::start(&envelope).map_err(|e| poison_by(event, e))?),
+            Some(current) => current.apply(&envelope).map_err(|e| poison_by(event, e))?,
         }
     }
     Ok(state)
@@ -268,5 +342,31 @@ pub fn embedding_text(state: &MemoryState) -> String {
     match &state.facts.title {
         Some(title) => format!("{title}\n\n{}", state.facts.content),
         None => state.facts.content.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn an_error_keeps_its_source_until_it_is_redacted() {
+        let error = ProjectionError::from(sqlx::Error::PoolTimedOut);
+        assert_eq!(error.kind(), "unavailable");
+        assert!(
+            error
+                .source()
+                .and_then(|s| s.downcast_ref::<sqlx::Error>())
+                .is_some_and(|s| matches!(s, sqlx::Error::PoolTimedOut))
+        );
+        assert!(error.message().contains("timed out"), "{error}");
+
+        let redacted = error.redacted(&Redactor::default().with(["timed".to_owned()]));
+        assert_eq!(redacted.kind(), "unavailable");
+        assert!(redacted.message().contains(crate::redact::REDACTED));
+        assert!(!redacted.message().contains("timed"));
+        // The source's own text is not redacted, so it goes.
+        assert!(redacted.source().is_none());
     }
 }

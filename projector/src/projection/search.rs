@@ -77,7 +77,8 @@ pub fn check_model(
 ) -> Result<(), ProjectionError> {
     let stored_dimension = generation.dimension.and_then(|d| usize::try_from(d).ok());
     if generation.embedding_model.as_deref() != Some(model) || stored_dimension != Some(dimension) {
-        return Err(ProjectionError::Fatal(format!(
+        return Err(ProjectionError::Fatal(
+            format!(
             "the search read model (generation {}) was built with embedding model {} of dimension {}, \
              but this projector is configured with {model} of dimension {dimension}; \
              rebuild it with that model: `projector rebuild-projections --projection search`",
@@ -86,7 +87,9 @@ pub fn check_model(
             generation
                 .dimension
                 .map_or_else(|| "(none)".to_owned(), |d| d.to_string()),
-        )));
+        )
+            .into(),
+        ));
     }
     Ok(())
 }
