@@ -11,6 +11,7 @@ use crate::rows::Filters;
 use embeddings::{EmbedError, Embedder};
 use lru::LruCache;
 use pgvector::Vector;
+use read_model::tables::MEMORIES;
 use serde::{Deserialize, Serialize};
 use service_kit::pg::retry_once;
 use sqlx::{PgPool, QueryBuilder};
@@ -278,7 +279,7 @@ impl Search {
             let mut query = QueryBuilder::new("SELECT id, (embedding <=> ");
             query
                 .push_bind(vector.as_ref().clone())
-                .push(")::float8 AS distance FROM memories WHERE");
+                .push(format!(")::float8 AS distance FROM {MEMORIES} WHERE"));
             request.filters.push_where(owner, &mut query);
             query
                 .push(" AND embedding IS NOT NULL ORDER BY embedding <=> ")
@@ -358,15 +359,15 @@ impl Search {
                     .push(", content)"),
             };
             query
-            .push(
+            .push(format!(
                 "::float8 AS score \
-                 FROM memories, \
+                 FROM {MEMORIES}, \
                       (SELECT all_terms, \
                               CASE WHEN strpos(all_terms::text, '!') > 0 THEN all_terms \
                                    ELSE to_tsquery('simple', replace(all_terms::text, ' & ', ' | ')) \
                               END AS any_terms \
-                         FROM websearch_to_tsquery('english', ",
-            )
+                         FROM websearch_to_tsquery('english', "
+            ))
             .push_bind(request.q.clone())
             .push(") AS all_terms) AS q WHERE");
             request.filters.push_where(owner, &mut query);
@@ -410,18 +411,19 @@ impl Search {
             "StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=35, MinWords=15, \
              MaxFragments=2, FragmentDelimiter=\" … \""
         );
+        let sql = format!(
+            "SELECT id, title, ts_headline('english', translate(content, $4, ''), \
+                                           websearch_to_tsquery('english', $3), $5) \
+               FROM {MEMORIES} WHERE id = ANY($1) AND owner_id = $2 AND NOT deleted"
+        );
         let rows: Vec<(Uuid, Option<String>, String)> = retry_once(&self.pool, || {
-            sqlx::query_as(
-                "SELECT id, title, ts_headline('english', translate(content, $4, ''), \
-                                               websearch_to_tsquery('english', $3), $5) \
-                   FROM memories WHERE id = ANY($1) AND owner_id = $2 AND NOT deleted",
-            )
-            .bind(ids)
-            .bind(owner)
-            .bind(q)
-            .bind(format!("{MARK_START}{MARK_END}"))
-            .bind(&options)
-            .fetch_all(&self.pool)
+            sqlx::query_as(&sql)
+                .bind(ids)
+                .bind(owner)
+                .bind(q)
+                .bind(format!("{MARK_START}{MARK_END}"))
+                .bind(&options)
+                .fetch_all(&self.pool)
         })
         .await?;
         Ok(rows
