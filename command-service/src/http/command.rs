@@ -10,6 +10,7 @@ use serde::Serialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
 use service_kit::http::RequestContext;
+use service_kit::problem::Code;
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use std::sync::OnceLock;
@@ -97,10 +98,7 @@ fn matches(pattern: &'static str, cell: &'static OnceLock<Regex>, text: &str) ->
 fn parse_if_match(value: &HeaderValue) -> Result<Option<u64>, Problem> {
     static RULE: OnceLock<Regex> = OnceLock::new();
     let invalid = || {
-        Problem::bad_request(
-            "invalid_if_match",
-            "If-Match takes one version, as in \"3\"",
-        )
+        Problem::new(Code::InvalidIfMatch).with_detail("If-Match takes one version, as in \"3\"")
     };
     let text = value.to_str().map_err(|_| invalid())?;
     if !matches(IF_MATCH_PATTERN, &RULE, text) {
@@ -118,10 +116,8 @@ fn parse_idempotency_key(value: &HeaderValue) -> Result<String, Problem> {
     static RULE: OnceLock<Regex> = OnceLock::new();
     match value.to_str() {
         Ok(text) if matches(IDEMPOTENCY_KEY_PATTERN, &RULE, text) => Ok(text.to_owned()),
-        _ => Err(Problem::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key is 1 to 255 visible ASCII characters",
-        )),
+        _ => Err(Problem::new(Code::InvalidIdempotencyKey)
+            .with_detail("Idempotency-Key is 1 to 255 visible ASCII characters")),
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use service_kit::Problem;
 use service_kit::auth::Caller;
 use service_kit::http::RequestContext;
+use service_kit::problem::FieldCode;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -388,7 +389,7 @@ pub async fn move_memory(
         None => {
             return Err(invalid(vec![Invalid::new(
                 "session_id",
-                "session_id_required",
+                FieldCode::SessionIdRequired,
                 "name the session, or send null to detach",
             )]));
         }
