@@ -2,9 +2,11 @@
 //! headers, the request hash, the response shape and the command metrics.
 
 use crate::store::{Accepted, CommandError, CommandMeta, Idempotency};
+use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload};
+use futures::future::{LocalBoxFuture, try_join3};
 use regex::Regex;
 use serde::Serialize;
 use service_kit::Problem;
@@ -137,16 +139,45 @@ fn request_hash(method: &str, route: &str, target: Option<Uuid>, body: &impl Ser
     hex::encode(hash.finalize())
 }
 
-/// Everything about one command request that is not the command itself.
+/// Everything about one command request that is not the command itself:
+/// the caller, the request and correlation ids, the command headers, and
+/// what identifies the request for its idempotency key.
 #[derive(Debug)]
-pub struct CommandRequest<'a> {
+pub struct CommandRequest {
     pub caller: Caller,
     pub context: RequestContext,
     pub headers: CommandHeaders,
-    pub req: &'a HttpRequest,
+    method: Method,
+    /// The route template, e.g. `/v1/memories/{id}`.
+    route: String,
 }
 
-impl CommandRequest<'_> {
+impl FromRequest for CommandRequest {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        let context = RequestContext::from_request(req, payload);
+        let headers = CommandHeaders::from_request(req, payload);
+        let method = req.method().clone();
+        let route = req.match_pattern().unwrap_or_default();
+        Box::pin(async move {
+            // Polled together, in this order, as the three were when they
+            // were a handler's own arguments: the first to fail answers.
+            let (caller, context, headers) = try_join3(caller, context, headers).await?;
+            Ok(Self {
+                caller,
+                context,
+                headers,
+                method,
+                route,
+            })
+        })
+    }
+}
+
+impl CommandRequest {
     /// Builds the metadata of the command; `target` is the path id, `body`
     /// what the client sent.
     pub fn meta(
@@ -155,14 +186,13 @@ impl CommandRequest<'_> {
         target: Option<Uuid>,
         body: &impl Serialize,
     ) -> CommandMeta {
-        let route = self.req.match_pattern().unwrap_or_default();
         let idempotency = self
             .headers
             .idempotency_key
             .as_ref()
             .map(|key| Idempotency {
                 key: key.clone(),
-                request_hash: request_hash(self.req.method().as_str(), &route, target, body),
+                request_hash: request_hash(self.method.as_str(), &self.route, target, body),
             });
         CommandMeta {
             caller: self.caller.user_id.clone(),

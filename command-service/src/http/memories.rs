@@ -1,8 +1,8 @@
 //! `/v1/memories`: capture a memory and every change to it.
 
 use super::command::{
-    CommandHeaders, CommandRequest, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE,
-    VersionedHeaders, record_outcome, respond,
+    CommandRequest, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE, VersionedHeaders,
+    record_outcome, respond,
 };
 use super::error::{invalid, memory_problem, session_problem};
 use super::schemas;
@@ -10,13 +10,12 @@ use crate::domain::{Content, Invalid, Metadata, TagSet, Title};
 use crate::memory::{Memory, MemoryCommand, TargetSession};
 use crate::startup::AppState;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use service_kit::Problem;
 use service_kit::auth::Caller;
-use service_kit::http::RequestContext;
 use service_kit::problem::FieldCode;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -131,7 +130,7 @@ async fn target_session(
 
 async fn run(
     state: &AppState,
-    request: &CommandRequest<'_>,
+    request: &CommandRequest,
     id: Uuid,
     command: MemoryCommand,
     creates: bool,
@@ -165,11 +164,8 @@ async fn run(
               (status = 409, description = "`session_ended`: the session is ended")),
     security(("bearer" = [])))]
 pub async fn capture(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     body: web::Json<CaptureMemory>,
 ) -> Result<HttpResponse, Problem> {
     let mut errors: Vec<Invalid> = Vec::new();
@@ -192,7 +188,7 @@ pub async fn capture(
         return Err(invalid(errors));
     };
     let session = match body.session_id {
-        Some(id) => Some(target_session(&state, &caller, id).await?),
+        Some(id) => Some(target_session(&state, &request.caller, id).await?),
         None => None,
     };
     let command = MemoryCommand::Capture {
@@ -202,12 +198,6 @@ pub async fn capture(
         metadata,
         session,
         occurred_at: body.occurred_at,
-    };
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
     };
     // Time-ordered ids keep the index on ids append-mostly.
     run(&state, &request, Uuid::now_v7(), command, true, &*body).await
@@ -223,11 +213,8 @@ pub async fn capture(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn revise(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<ReviseMemory>,
 ) -> Result<HttpResponse, Problem> {
@@ -250,12 +237,6 @@ pub async fn revise(
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
     run(
         &state,
         &request,
@@ -281,21 +262,12 @@ fn tags(body: &TagsBody) -> Result<TagSet, Problem> {
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn add_tags(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<TagsBody>,
 ) -> Result<HttpResponse, Problem> {
     let command = MemoryCommand::AddTags(tags(&body)?);
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
     run(&state, &request, *path, command, false, &*body).await
 }
 
@@ -309,21 +281,12 @@ pub async fn add_tags(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn remove_tags(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<TagsBody>,
 ) -> Result<HttpResponse, Problem> {
     let command = MemoryCommand::RemoveTags(tags(&body)?);
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
     run(&state, &request, *path, command, false, &*body).await
 }
 
@@ -338,22 +301,13 @@ pub async fn remove_tags(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn set_metadata(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<MetadataBody>,
 ) -> Result<HttpResponse, Problem> {
     let metadata =
         Metadata::parse("metadata", body.metadata.clone()).map_err(|e| invalid(vec![e]))?;
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
     run(
         &state,
         &request,
@@ -375,16 +329,13 @@ pub async fn set_metadata(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn move_memory(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<MoveMemory>,
 ) -> Result<HttpResponse, Problem> {
     let target = match body.session_id {
-        Some(Some(id)) => Some(target_session(&state, &caller, id).await?),
+        Some(Some(id)) => Some(target_session(&state, &request.caller, id).await?),
         Some(None) => None,
         None => {
             return Err(invalid(vec![Invalid::new(
@@ -393,12 +344,6 @@ pub async fn move_memory(
                 "name the session, or send null to detach",
             )]));
         }
-    };
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
     };
     run(
         &state,
@@ -422,14 +367,10 @@ macro_rules! bodiless {
                       (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
             security(("bearer" = [])))]
         pub async fn $name(
-            caller: Caller,
-            context: RequestContext,
-            headers: CommandHeaders,
+            request: CommandRequest,
             state: web::Data<AppState>,
-            req: HttpRequest,
             path: web::Path<Uuid>,
         ) -> Result<HttpResponse, Problem> {
-            let request = CommandRequest { caller, context, headers, req: &req };
             run(&state, &request, *path, $command, false, &()).await
         }
     };

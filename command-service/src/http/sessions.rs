@@ -1,8 +1,8 @@
 //! `/v1/sessions`: start, rename, end and reopen sessions.
 
 use super::command::{
-    CommandHeaders, CommandRequest, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE,
-    VersionedHeaders, record_outcome, respond,
+    CommandRequest, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE, VersionedHeaders,
+    record_outcome, respond,
 };
 use super::error::{invalid, session_problem};
 use super::schemas;
@@ -10,12 +10,10 @@ use crate::domain::{Invalid, Metadata, Title};
 use crate::session::{Session, SessionCommand};
 use crate::startup::AppState;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use service_kit::Problem;
-use service_kit::auth::Caller;
-use service_kit::http::RequestContext;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -47,7 +45,7 @@ pub struct RenameSession {
 
 async fn run(
     state: &AppState,
-    request: &CommandRequest<'_>,
+    request: &CommandRequest,
     id: Uuid,
     command: SessionCommand,
     creates: bool,
@@ -78,11 +76,8 @@ async fn run(
               (status = 422, description = REUSED_OR_INVALID)),
     security(("bearer" = [])))]
 pub async fn start(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     body: web::Json<StartSession>,
 ) -> Result<HttpResponse, Problem> {
     let mut errors: Vec<Invalid> = Vec::new();
@@ -94,12 +89,6 @@ pub async fn start(
         .ok();
     let (Some(title), Some(metadata)) = (title, metadata) else {
         return Err(invalid(errors));
-    };
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
     };
     run(
         &state,
@@ -120,21 +109,12 @@ pub async fn start(
                            (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn rename(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<RenameSession>,
 ) -> Result<HttpResponse, Problem> {
     let title = Title::parse("title", &body.title).map_err(|e| invalid(vec![e]))?;
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
     run(
         &state,
         &request,
@@ -154,19 +134,10 @@ pub async fn rename(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn end(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
     run(&state, &request, *path, SessionCommand::End, false, &()).await
 }
 
@@ -178,18 +149,9 @@ pub async fn end(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn reopen(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
     run(&state, &request, *path, SessionCommand::Reopen, false, &()).await
 }
