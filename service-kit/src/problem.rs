@@ -23,8 +23,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub struct FieldError {
     /// JSON pointer-ish path of the offending field, e.g. `tags[2]`.
     pub field: String,
-    /// Stable code of the failure, e.g. `too_long` (a [`FieldCode`]).
-    pub code: String,
+    /// Stable code of the failure, e.g. `too_long`.
+    #[schema(value_type = String)]
+    pub code: FieldCode,
     pub message: String,
 }
 
@@ -144,6 +145,12 @@ impl fmt::Display for Problem {
     }
 }
 
+impl Serialize for FieldCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl ResponseError for Problem {
     fn status_code(&self) -> StatusCode {
         self.status
@@ -160,5 +167,39 @@ impl ResponseError for Problem {
         }
         // Serialising this struct cannot fail: every field is a plain string or number.
         response.body(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_takes_its_status_and_title_from_the_table() {
+        let problem = Problem::new(Code::VersionMismatch).with_errors(vec![FieldError {
+            field: "tags[0]".to_owned(),
+            code: FieldCode::TagEmpty,
+            message: "a tag must not be blank".to_owned(),
+        }]);
+        let body = serde_json::to_value(&problem).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "urn:second-brain:problem:version_mismatch",
+                "title": "Precondition failed",
+                "status": 412,
+                "code": "version_mismatch",
+                "errors": [{"field": "tags[0]", "code": "tag_empty", "message": "a tag must not be blank"}],
+            })
+        );
+    }
+
+    #[test]
+    fn a_refusal_of_the_http_layer_keeps_its_status_and_reason() {
+        let problem = Problem::refused(StatusCode::URI_TOO_LONG);
+        assert_eq!(problem.status, StatusCode::URI_TOO_LONG);
+        assert_eq!(problem.title, "URI Too Long");
+        assert_eq!(problem.code, Code::BadRequest);
     }
 }

@@ -24,7 +24,7 @@ pub fn invalid(errors: Vec<Invalid>) -> Problem {
             .into_iter()
             .map(|e| FieldError {
                 field: e.field,
-                code: e.code.as_str().to_owned(),
+                code: e.code,
                 message: e.message,
             })
             .collect(),

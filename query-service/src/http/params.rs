@@ -22,7 +22,7 @@ impl Checks {
     pub fn fail(&mut self, field: &str, code: FieldCode, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.to_owned(),
-            code: code.as_str().to_owned(),
+            code,
             message: message.into(),
         });
     }
