@@ -1,7 +1,8 @@
 //! What every command endpoint shares: the `If-Match` and `Idempotency-Key`
 //! headers, the request hash, the response shape and the command metrics.
 
-use crate::store::{Accepted, CommandError, CommandMeta, Idempotency};
+use crate::startup::AppState;
+use crate::store::{Accepted, CommandError, CommandMeta, Decides, Idempotency};
 use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -233,6 +234,45 @@ pub fn respond(accepted: &Accepted, location_prefix: &str) -> HttpResponse {
         id: accepted.aggregate_id,
         version: accepted.version,
     })
+}
+
+/// What a command endpoint needs of its aggregate beyond the store.
+pub trait Endpoint: Decides {
+    /// The collection a creation's `Location` is in.
+    const COLLECTION: &'static str;
+    /// A short, bounded name for metrics.
+    fn command_name(command: &Self::Command) -> &'static str;
+    /// The aggregate's refusals and the store's failures, as problems.
+    fn problem(error: CommandError<Self::Error>) -> Problem;
+}
+
+/// Runs `command` on aggregate `id` and answers it, counting the outcome.
+/// `creates` marks a command that brings the aggregate into being (201);
+/// `body` is what the client sent, for the idempotency key.
+pub async fn run<A>(
+    state: &AppState,
+    request: &CommandRequest,
+    id: Uuid,
+    command: A::Command,
+    creates: bool,
+    body: &impl Serialize,
+) -> Result<HttpResponse, Problem>
+where
+    A: Endpoint,
+    A::Command: Clone,
+    A::Error: Clone,
+{
+    let success = if creates {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let meta = request.meta(success, (!creates).then_some(id), body);
+    let name = A::command_name(&command);
+    let result = state.events.execute::<A>(id, command, creates, &meta).await;
+    record_outcome(A::TYPE, name, &result);
+    let accepted = result.map_err(A::problem)?;
+    Ok(respond(&accepted, A::COLLECTION))
 }
 
 /// Counts a command by aggregate, name and outcome.

@@ -1,15 +1,15 @@
 //! `/v1/memories`: capture a memory and every change to it.
 
 use super::command::{
-    CommandRequest, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE, VersionedHeaders,
-    record_outcome, respond,
+    CommandRequest, Endpoint, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE, VersionedHeaders,
+    run,
 };
 use super::error::{invalid, memory_problem, session_problem};
 use super::schemas;
 use crate::domain::{Content, Invalid, Metadata, TagSet, Title};
 use crate::memory::{Memory, MemoryCommand, TargetSession};
 use crate::startup::AppState;
-use actix_web::http::StatusCode;
+use crate::store::CommandError;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -20,7 +20,17 @@ use service_kit::problem::FieldCode;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-const COLLECTION: &str = "/v1/memories";
+impl Endpoint for Memory {
+    const COLLECTION: &'static str = "/v1/memories";
+
+    fn command_name(command: &MemoryCommand) -> &'static str {
+        command.name()
+    }
+
+    fn problem(error: CommandError<Self::Error>) -> Problem {
+        memory_problem(error)
+    }
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/memories", web::post().to(capture))
@@ -128,31 +138,6 @@ async fn target_session(
     Ok(TargetSession { id, status })
 }
 
-async fn run(
-    state: &AppState,
-    request: &CommandRequest,
-    id: Uuid,
-    command: MemoryCommand,
-    creates: bool,
-    body: &impl Serialize,
-) -> Result<HttpResponse, Problem> {
-    let success = if creates {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let target = (!creates).then_some(id);
-    let meta = request.meta(success, target, body);
-    let name = command.name();
-    let result = state
-        .events
-        .execute::<Memory>(id, command, creates, &meta)
-        .await;
-    record_outcome("Memory", name, &result);
-    let accepted = result.map_err(memory_problem)?;
-    Ok(respond(&accepted, COLLECTION))
-}
-
 /// Capture a memory.
 #[utoipa::path(post, path = "/v1/memories", tag = "memories", request_body = CaptureMemory,
     params(IdempotencyHeader),
@@ -200,7 +185,7 @@ pub async fn capture(
         occurred_at: body.occurred_at,
     };
     // Time-ordered ids keep the index on ids append-mostly.
-    run(&state, &request, Uuid::now_v7(), command, true, &*body).await
+    run::<Memory>(&state, &request, Uuid::now_v7(), command, true, &*body).await
 }
 
 /// Revise a memory's content and/or title.
@@ -237,7 +222,7 @@ pub async fn revise(
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
-    run(
+    run::<Memory>(
         &state,
         &request,
         *path,
@@ -268,7 +253,7 @@ pub async fn add_tags(
     body: web::Json<TagsBody>,
 ) -> Result<HttpResponse, Problem> {
     let command = MemoryCommand::AddTags(tags(&body)?);
-    run(&state, &request, *path, command, false, &*body).await
+    run::<Memory>(&state, &request, *path, command, false, &*body).await
 }
 
 /// Remove tags.
@@ -287,7 +272,7 @@ pub async fn remove_tags(
     body: web::Json<TagsBody>,
 ) -> Result<HttpResponse, Problem> {
     let command = MemoryCommand::RemoveTags(tags(&body)?);
-    run(&state, &request, *path, command, false, &*body).await
+    run::<Memory>(&state, &request, *path, command, false, &*body).await
 }
 
 /// Replace the metadata object.
@@ -308,7 +293,7 @@ pub async fn set_metadata(
 ) -> Result<HttpResponse, Problem> {
     let metadata =
         Metadata::parse("metadata", body.metadata.clone()).map_err(|e| invalid(vec![e]))?;
-    run(
+    run::<Memory>(
         &state,
         &request,
         *path,
@@ -345,7 +330,7 @@ pub async fn move_memory(
             )]));
         }
     };
-    run(
+    run::<Memory>(
         &state,
         &request,
         *path,
@@ -371,7 +356,7 @@ macro_rules! bodiless {
             state: web::Data<AppState>,
             path: web::Path<Uuid>,
         ) -> Result<HttpResponse, Problem> {
-            run(&state, &request, *path, $command, false, &()).await
+            run::<Memory>(&state, &request, *path, $command, false, &()).await
         }
     };
 }

@@ -1,15 +1,15 @@
 //! `/v1/sessions`: start, rename, end and reopen sessions.
 
 use super::command::{
-    CommandRequest, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE, VersionedHeaders,
-    record_outcome, respond,
+    CommandRequest, Endpoint, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE, VersionedHeaders,
+    run,
 };
 use super::error::{invalid, session_problem};
 use super::schemas;
 use crate::domain::{Invalid, Metadata, Title};
 use crate::session::{Session, SessionCommand};
 use crate::startup::AppState;
-use actix_web::http::StatusCode;
+use crate::store::CommandError;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -17,7 +17,17 @@ use service_kit::Problem;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-const COLLECTION: &str = "/v1/sessions";
+impl Endpoint for Session {
+    const COLLECTION: &'static str = "/v1/sessions";
+
+    fn command_name(command: &SessionCommand) -> &'static str {
+        command.name()
+    }
+
+    fn problem(error: CommandError<Self::Error>) -> Problem {
+        session_problem(error)
+    }
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sessions", web::post().to(start))
@@ -43,30 +53,6 @@ pub struct RenameSession {
     pub title: String,
 }
 
-async fn run(
-    state: &AppState,
-    request: &CommandRequest,
-    id: Uuid,
-    command: SessionCommand,
-    creates: bool,
-    body: &impl Serialize,
-) -> Result<HttpResponse, Problem> {
-    let success = if creates {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let meta = request.meta(success, (!creates).then_some(id), body);
-    let name = command.name();
-    let result = state
-        .events
-        .execute::<Session>(id, command, creates, &meta)
-        .await;
-    record_outcome("Session", name, &result);
-    let accepted = result.map_err(session_problem)?;
-    Ok(respond(&accepted, COLLECTION))
-}
-
 /// Start a session.
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = StartSession,
     params(IdempotencyHeader),
@@ -90,7 +76,7 @@ pub async fn start(
     let (Some(title), Some(metadata)) = (title, metadata) else {
         return Err(invalid(errors));
     };
-    run(
+    run::<Session>(
         &state,
         &request,
         Uuid::now_v7(),
@@ -115,7 +101,7 @@ pub async fn rename(
     body: web::Json<RenameSession>,
 ) -> Result<HttpResponse, Problem> {
     let title = Title::parse("title", &body.title).map_err(|e| invalid(vec![e]))?;
-    run(
+    run::<Session>(
         &state,
         &request,
         *path,
@@ -138,7 +124,7 @@ pub async fn end(
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    run(&state, &request, *path, SessionCommand::End, false, &()).await
+    run::<Session>(&state, &request, *path, SessionCommand::End, false, &()).await
 }
 
 /// Reopen an ended session.
@@ -153,5 +139,5 @@ pub async fn reopen(
     state: web::Data<AppState>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    run(&state, &request, *path, SessionCommand::Reopen, false, &()).await
+    run::<Session>(&state, &request, *path, SessionCommand::Reopen, false, &()).await
 }
