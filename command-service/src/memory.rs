@@ -150,34 +150,8 @@ impl Memory {
                     occurred_at,
                 })
             }
-            MemoryCommand::Revise { content, title } => {
-                let facts = self.active()?;
-                if content.is_none() && title.is_none() {
-                    return Err(MemoryError::EmptyRevision);
-                }
-                let content = content
-                    .map(Content::into_inner)
-                    .filter(|c| *c != facts.content);
-                let title = title
-                    .map(|t| t.map(Title::into_inner))
-                    .filter(|t| *t != facts.title);
-                (content.is_some() || title.is_some())
-                    .then_some(MemoryEvent::MemoryRevised { content, title })
-            }
-            MemoryCommand::AddTags(tags) => {
-                let facts = self.active()?;
-                let added: Vec<String> = tags
-                    .into_strings()
-                    .into_iter()
-                    .filter(|t| !facts.tags.contains(t))
-                    .collect();
-                if facts.tags.len() + added.len() > TagSet::MAX_TAGS {
-                    return Err(MemoryError::TooManyTags {
-                        max: TagSet::MAX_TAGS,
-                    });
-                }
-                (!added.is_empty()).then_some(MemoryEvent::MemoryTagged { tags: added })
-            }
+            MemoryCommand::Revise { content, title } => self.revise(content, title)?,
+            MemoryCommand::AddTags(tags) => self.add_tags(tags)?,
             MemoryCommand::RemoveTags(tags) => {
                 let facts = self.active()?;
                 let removed: Vec<String> = tags
@@ -212,6 +186,42 @@ impl Memory {
             }
         };
         Ok(event)
+    }
+
+    /// Only what differs from the memory is revised.
+    fn revise(
+        &self,
+        content: Option<Content>,
+        title: Option<Option<Title>>,
+    ) -> Result<Option<MemoryEvent>, MemoryError> {
+        let facts = self.active()?;
+        if content.is_none() && title.is_none() {
+            return Err(MemoryError::EmptyRevision);
+        }
+        let content = content
+            .map(Content::into_inner)
+            .filter(|c| *c != facts.content);
+        let title = title
+            .map(|t| t.map(Title::into_inner))
+            .filter(|t| *t != facts.title);
+        Ok((content.is_some() || title.is_some())
+            .then_some(MemoryEvent::MemoryRevised { content, title }))
+    }
+
+    /// Only tags the memory lacks are added, and never beyond the limit.
+    fn add_tags(&self, tags: TagSet) -> Result<Option<MemoryEvent>, MemoryError> {
+        let facts = self.active()?;
+        let added: Vec<String> = tags
+            .into_strings()
+            .into_iter()
+            .filter(|t| !facts.tags.contains(t))
+            .collect();
+        if facts.tags.len() + added.len() > TagSet::MAX_TAGS {
+            return Err(MemoryError::TooManyTags {
+                max: TagSet::MAX_TAGS,
+            });
+        }
+        Ok((!added.is_empty()).then_some(MemoryEvent::MemoryTagged { tags: added }))
     }
 }
 

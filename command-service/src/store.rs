@@ -82,9 +82,27 @@ pub enum CommandError<E: std::error::Error> {
     Contention,
     /// The database cannot be reached, or dropped the connection twice.
     #[error("event store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] StoreFailure),
     #[error("event store failure: {0}")]
-    Store(String),
+    Store(#[source] StoreFailure),
+}
+
+/// Why the event store failed a command, with its cause kept for the log.
+/// Each variant displays as its cause does, so the logged text is the
+/// cause's own.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreFailure {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// postgres-es's error, boxed as postgres-es boxes it.
+    #[error(transparent)]
+    EventStore(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// A conflict where none can be handled (cqrs-es's own words).
+    #[error("aggregate conflict")]
+    Conflict,
+    /// A recorded idempotency key names an aggregate id that is not a UUID.
+    #[error(transparent)]
+    AggregateId(#[from] uuid::Error),
 }
 
 /// Runs old event payloads through the schema's upcasters as they are read.
@@ -155,6 +173,34 @@ impl Decides for Memory {
 impl Decides for Session {
     fn store(events: &EventStore) -> &Store<Self> {
         &events.sessions
+    }
+}
+
+/// How one attempt at a command ended, when it did not fail.
+enum Attempt {
+    Done(Accepted),
+    /// Another command appended first; decide again on the new state.
+    LostRace,
+}
+
+/// Refuses a command on another user's aggregate, on a missing one (unless
+/// the command creates it), or on a version other than the client read.
+fn admit<A: Decides>(
+    loaded: &Loaded<A>,
+    creates: bool,
+    meta: &CommandMeta,
+) -> Result<(), CommandError<A::Error>> {
+    match &loaded.owner {
+        Some(owner) if owner != meta.caller.as_str() => return Err(CommandError::NotFound),
+        None if !creates => return Err(CommandError::NotFound),
+        _ => {}
+    }
+    match meta.expected_version {
+        Some(expected) if expected != loaded.version => Err(CommandError::VersionMismatch {
+            expected,
+            current: loaded.version,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -245,7 +291,7 @@ impl EventStore {
                 .fetch_optional(&self.pool)
             })
             .await
-            .map_err(|e| sqlx_error(&e))?;
+            .map_err(sqlx_error)?;
         let Some((aggregate_id, sequence, hash, status)) = row else {
             return Ok(None);
         };
@@ -255,7 +301,7 @@ impl EventStore {
             return Err(CommandError::IdempotencyKeyReused);
         }
         let aggregate_id =
-            Uuid::parse_str(&aggregate_id).map_err(|e| CommandError::Store(e.to_string()))?;
+            Uuid::parse_str(&aggregate_id).map_err(|e| CommandError::Store(e.into()))?;
         Ok(Some(Accepted {
             aggregate_id,
             version: sequence as u64,
@@ -314,71 +360,83 @@ impl EventStore {
             } else {
                 self.load::<A>(id).await.map_err(store_error)?
             };
-            match &loaded.owner {
-                Some(owner) if owner != meta.caller.as_str() => return Err(CommandError::NotFound),
-                None if !creates => return Err(CommandError::NotFound),
-                _ => {}
-            }
-            if let Some(expected) = meta.expected_version
-                && expected != loaded.version
-            {
-                return Err(CommandError::VersionMismatch {
-                    expected,
-                    current: loaded.version,
-                });
-            }
-            let mut aggregate = loaded.aggregate;
-            let sink = EventSink::default();
-            aggregate
-                .handle(command.clone(), &(), &sink)
-                .await
-                .map_err(CommandError::Domain)?;
-            let events = sink.collect().await;
-            if events.is_empty() {
-                return Ok(Accepted {
-                    aggregate_id: id,
-                    version: loaded.version,
-                    status: 200,
-                    replayed: false,
-                });
-            }
-            // The idempotency index keys one event per command.
-            debug_assert_eq!(events.len(), 1, "a command appends at most one event");
-            let event_types: Vec<String> = events.iter().map(DomainEvent::event_type).collect();
-            let count = events.len() as u64;
+            admit(&loaded, creates, meta)?;
             match self
-                .append::<A>(id, loaded.version, events, &metadata)
-                .await
+                .decide_and_append(id, loaded, command.clone(), meta, &metadata)
+                .await?
             {
-                Ok(_) => {
-                    for event_type in event_types {
-                        metrics::counter!("events_appended_total", "aggregate" => A::TYPE, "event_type" => event_type)
-                            .increment(1);
-                    }
-                    return Ok(Accepted {
-                        aggregate_id: id,
-                        version: loaded.version + count,
-                        status: meta.success_status,
-                        replayed: false,
-                    });
-                }
-                Err(AggregateError::AggregateConflict) => {
-                    // Either another command appended first, or a duplicate
-                    // of this request (same idempotency key) did.
-                    if let Some(first) = self.replay(meta).await? {
-                        return Ok(first);
-                    }
-                    if let Some(expected) = meta.expected_version {
-                        let current = self.load::<A>(id).await.map_err(store_error)?.version;
-                        return Err(CommandError::VersionMismatch { expected, current });
-                    }
+                Attempt::Done(accepted) => return Ok(accepted),
+                Attempt::LostRace => {
                     tracing::debug!(attempt, "append lost a race; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                 }
-                Err(other) => return Err(store_error(other)),
             }
         }
         Err(CommandError::Contention)
+    }
+
+    /// Decides `command` on the loaded aggregate and appends what it
+    /// decided; a lost race is for the caller to run again.
+    async fn decide_and_append<A: Decides>(
+        &self,
+        id: Uuid,
+        loaded: Loaded<A>,
+        command: A::Command,
+        meta: &CommandMeta,
+        metadata: &HashMap<String, String>,
+    ) -> Result<Attempt, CommandError<A::Error>> {
+        let mut aggregate = loaded.aggregate;
+        let sink = EventSink::default();
+        aggregate
+            .handle(command, &(), &sink)
+            .await
+            .map_err(CommandError::Domain)?;
+        let events = sink.collect().await;
+        if events.is_empty() {
+            return Ok(Attempt::Done(Accepted {
+                aggregate_id: id,
+                version: loaded.version,
+                status: 200,
+                replayed: false,
+            }));
+        }
+        // The idempotency index keys one event per command.
+        debug_assert_eq!(events.len(), 1, "a command appends at most one event");
+        let event_types: Vec<String> = events.iter().map(DomainEvent::event_type).collect();
+        let count = events.len() as u64;
+        match self.append::<A>(id, loaded.version, events, metadata).await {
+            Ok(()) => {
+                for event_type in event_types {
+                    metrics::counter!("events_appended_total", "aggregate" => A::TYPE, "event_type" => event_type)
+                        .increment(1);
+                }
+                Ok(Attempt::Done(Accepted {
+                    aggregate_id: id,
+                    version: loaded.version + count,
+                    status: meta.success_status,
+                    replayed: false,
+                }))
+            }
+            Err(AggregateError::AggregateConflict) => self.after_conflict::<A>(id, meta).await,
+            Err(other) => Err(store_error(other)),
+        }
+    }
+
+    /// After an append lost to another: either another command appended
+    /// first, or a duplicate of this request (same idempotency key) did.
+    async fn after_conflict<A: Decides>(
+        &self,
+        id: Uuid,
+        meta: &CommandMeta,
+    ) -> Result<Attempt, CommandError<A::Error>> {
+        if let Some(first) = self.replay(meta).await? {
+            return Ok(Attempt::Done(first));
+        }
+        if let Some(expected) = meta.expected_version {
+            let current = self.load::<A>(id).await.map_err(store_error)?.version;
+            return Err(CommandError::VersionMismatch { expected, current });
+        }
+        Ok(Attempt::LostRace)
     }
 
     /// Appends `events` to aggregate `id` after `version`, in one transaction.
@@ -538,17 +596,22 @@ fn store_error<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E
         AggregateError::DatabaseConnectionError(cause) | AggregateError::UnexpectedError(cause)
             if unreachable_cause(cause.as_ref()) =>
         {
-            CommandError::Unavailable(cause.to_string())
+            CommandError::Unavailable(StoreFailure::EventStore(cause))
         }
-        other => CommandError::Store(other.to_string()),
+        AggregateError::AggregateConflict => CommandError::Store(StoreFailure::Conflict),
+        AggregateError::DatabaseConnectionError(cause)
+        | AggregateError::DeserializationError(cause)
+        | AggregateError::UnexpectedError(cause) => {
+            CommandError::Store(StoreFailure::EventStore(cause))
+        }
     }
 }
 
-fn sqlx_error<E: std::error::Error>(error: &sqlx::Error) -> CommandError<E> {
-    if unavailable(error) {
-        CommandError::Unavailable(error.to_string())
+fn sqlx_error<E: std::error::Error>(error: sqlx::Error) -> CommandError<E> {
+    if unavailable(&error) {
+        CommandError::Unavailable(error.into())
     } else {
-        CommandError::Store(error.to_string())
+        CommandError::Store(error.into())
     }
 }
 

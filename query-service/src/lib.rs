@@ -10,7 +10,9 @@
 //!   the event store through a read-only role.
 //! - [`cursor`]: opaque pagination cursors.
 //! - [`startup`], [`settings`]: wiring and configuration.
+//! - [`cli`]: the binary's subcommands (`serve`, `healthcheck`).
 
+pub mod cli;
 pub mod cursor;
 pub mod documents;
 pub mod history;

@@ -3,10 +3,15 @@
 //! Every error a client sees carries a stable machine-readable `code`; the
 //! human-readable `title` and `detail` may change. Internal error text is never
 //! put into a problem: callers log it and return [`Problem::internal`].
+//! The codes, with their statuses and titles, are one table ([`Code`],
+//! [`FieldCode`]).
+
+mod codes;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+pub use codes::{Api, Code, FieldCode};
 use serde::Serialize;
 use std::fmt;
 
@@ -19,7 +24,8 @@ pub struct FieldError {
     /// JSON pointer-ish path of the offending field, e.g. `tags[2]`.
     pub field: String,
     /// Stable code of the failure, e.g. `too_long`.
-    pub code: String,
+    #[schema(value_type = String)]
+    pub code: FieldCode,
     pub message: String,
 }
 
@@ -30,7 +36,7 @@ pub struct Problem {
     pub title: &'static str,
     pub status: StatusCode,
     /// Stable, machine-readable error code.
-    pub code: &'static str,
+    pub code: Code,
     pub detail: Option<String>,
     pub errors: Vec<FieldError>,
     retry_after_seconds: Option<u32>,
@@ -58,7 +64,7 @@ impl Serialize for Problem {
             type_uri: format!("urn:second-brain:problem:{}", self.code),
             title: self.title,
             status: self.status.as_u16(),
-            code: self.code,
+            code: self.code.as_str(),
             detail: self.detail.as_deref(),
             errors: &self.errors,
         }
@@ -67,10 +73,11 @@ impl Serialize for Problem {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
+    /// A problem with the status and title the table gives `code`.
+    pub fn new(code: Code) -> Self {
         Self {
-            title,
-            status,
+            title: code.title(),
+            status: code.status(),
             code,
             detail: None,
             errors: Vec::new(),
@@ -97,38 +104,34 @@ impl Problem {
         self
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, "Bad request").with_detail(detail)
+    /// A client error the HTTP layer answered itself, with a status no
+    /// other code names: `bad_request` keeps that status and its reason.
+    pub fn refused(status: StatusCode) -> Self {
+        let mut problem = Self::new(Code::BadRequest);
+        problem.status = status;
+        problem.title = status.canonical_reason().unwrap_or(problem.title);
+        problem
     }
 
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "Not found")
+        Self::new(Code::NotFound)
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        let mut problem =
-            Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized").with_detail(detail);
+        let mut problem = Self::new(Code::Unauthorized).with_detail(detail);
         problem.www_authenticate = true;
         problem
     }
 
     /// The answer to an internal failure; the cause must be logged by the caller.
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Internal server error",
-        )
+        Self::new(Code::InternalError)
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            "Service unavailable",
-        )
-        .with_detail(detail)
-        .with_retry_after(1)
+        Self::new(Code::ServiceUnavailable)
+            .with_detail(detail)
+            .with_retry_after(1)
     }
 }
 
@@ -139,6 +142,12 @@ impl fmt::Display for Problem {
             write!(f, ": {detail}")?;
         }
         Ok(())
+    }
+}
+
+impl Serialize for FieldCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -158,5 +167,39 @@ impl ResponseError for Problem {
         }
         // Serialising this struct cannot fail: every field is a plain string or number.
         response.body(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_takes_its_status_and_title_from_the_table() {
+        let problem = Problem::new(Code::VersionMismatch).with_errors(vec![FieldError {
+            field: "tags[0]".to_owned(),
+            code: FieldCode::TagEmpty,
+            message: "a tag must not be blank".to_owned(),
+        }]);
+        let body = serde_json::to_value(&problem).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "urn:second-brain:problem:version_mismatch",
+                "title": "Precondition failed",
+                "status": 412,
+                "code": "version_mismatch",
+                "errors": [{"field": "tags[0]", "code": "tag_empty", "message": "a tag must not be blank"}],
+            })
+        );
+    }
+
+    #[test]
+    fn a_refusal_of_the_http_layer_keeps_its_status_and_reason() {
+        let problem = Problem::refused(StatusCode::URI_TOO_LONG);
+        assert_eq!(problem.status, StatusCode::URI_TOO_LONG);
+        assert_eq!(problem.title, "URI Too Long");
+        assert_eq!(problem.code, Code::BadRequest);
     }
 }

@@ -19,11 +19,10 @@
 //! because a client is noisy.
 
 use crate::auth::{Authenticator, UserId};
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use crate::settings::SettingsError;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, ResponseError, web};
@@ -37,9 +36,6 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-
-/// The stable problem code of every refusal here.
-pub const RATE_LIMITED: &str = "rate_limited";
 
 /// Routes no limit applies to (their route templates, so no path can pose
 /// as one).
@@ -314,13 +310,9 @@ pub fn too_many_requests(scope: &'static str, detail: &str, wait: Duration) -> P
     // Whole seconds, rounded up: a client that waits this long finds a token.
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let seconds = u32::try_from(seconds.max(1)).unwrap_or(u32::MAX);
-    Problem::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        RATE_LIMITED,
-        "Too many requests",
-    )
-    .with_detail(format!("{detail}; retry after {seconds} s"))
-    .with_retry_after(seconds)
+    Problem::new(Code::RateLimited)
+        .with_detail(format!("{detail}; retry after {seconds} s"))
+        .with_retry_after(seconds)
 }
 
 /// Middleware: the per-address limit, then authentication and the per-user
@@ -422,6 +414,7 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::http::StatusCode;
     use actix_web::http::header::HeaderValue;
 
     fn ip(s: &str) -> IpAddr {
@@ -513,7 +506,7 @@ mod tests {
         assert!(buckets.check(&"b").is_ok());
         let problem = too_many_requests("user", "x", wait);
         assert_eq!(problem.status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(problem.code, RATE_LIMITED);
+        assert_eq!(problem.code, Code::RateLimited);
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use super::{Invalid, TextError, TextRule};
+use service_kit::problem::FieldCode;
 use unicode_normalization::UnicodeNormalization;
 
 /// The text of a memory.
@@ -19,13 +20,16 @@ impl Content {
     pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
         if let Err(why) = RULE.check(raw, &['\t', '\n', '\r']) {
             let (code, message) = match why {
-                TextError::Blank => ("content_empty", "content must not be blank".to_owned()),
+                TextError::Blank => (
+                    FieldCode::ContentEmpty,
+                    "content must not be blank".to_owned(),
+                ),
                 TextError::TooLong => (
-                    "content_too_long",
+                    FieldCode::ContentTooLong,
                     format!("content is limited to {} characters", Self::MAX_CHARS),
                 ),
                 TextError::Control => (
-                    "content_control_character",
+                    FieldCode::ContentControlCharacter,
                     "content may not contain control characters other than tab and newlines"
                         .to_owned(),
                 ),

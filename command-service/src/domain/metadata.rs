@@ -1,5 +1,6 @@
 use super::Invalid;
 use serde_json::{Map, Value};
+use service_kit::problem::FieldCode;
 
 /// Free-form metadata: a bounded JSON object.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,14 +24,14 @@ impl Metadata {
         if depth(&object) > Self::MAX_DEPTH {
             return Err(Invalid::new(
                 field,
-                "metadata_too_deep",
+                FieldCode::MetadataTooDeep,
                 format!("metadata nests at most {} levels", Self::MAX_DEPTH),
             ));
         }
         if let Some(key) = bad_key(&object) {
             return Err(Invalid::new(
                 field,
-                "metadata_invalid_key",
+                FieldCode::MetadataInvalidKey,
                 format!(
                     "metadata keys are 1 to {} characters without control characters (got {key:?})",
                     Self::MAX_KEY_CHARS
@@ -40,7 +41,7 @@ impl Metadata {
         if has_nul(&object) {
             return Err(Invalid::new(
                 field,
-                "metadata_invalid_value",
+                FieldCode::MetadataInvalidValue,
                 "metadata strings may not contain U+0000 (NUL), which the store cannot hold",
             ));
         }
@@ -51,7 +52,7 @@ impl Metadata {
         if size > Self::MAX_BYTES {
             return Err(Invalid::new(
                 field,
-                "metadata_too_large",
+                FieldCode::MetadataTooLarge,
                 format!("metadata is limited to {} bytes of JSON", Self::MAX_BYTES),
             ));
         }

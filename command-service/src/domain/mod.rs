@@ -26,18 +26,19 @@ pub use tags::{Tag, TagSet};
 pub use title::{TITLE_PATTERN, Title};
 
 use regex::Regex;
+use service_kit::problem::FieldCode;
 use std::sync::OnceLock;
 
 /// One input that is out of bounds, reported to the client field by field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     pub field: String,
-    pub code: &'static str,
+    pub code: FieldCode,
     pub message: String,
 }
 
 impl Invalid {
-    pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, code: FieldCode, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             code,

@@ -1,4 +1,5 @@
 use super::Invalid;
+use service_kit::problem::FieldCode;
 use std::collections::HashSet;
 
 /// One tag: compatibility-normalised and lowercased, so `Café`, `CAFÉ` and
@@ -14,7 +15,7 @@ impl Tag {
     pub fn parse(field: &str, raw: &str) -> Result<Self, Invalid> {
         event_schema::tag::parse(raw)
             .map(Self)
-            .map_err(|e| Invalid::new(field, e.code(), e.message()))
+            .map_err(|e| Invalid::new(field, e.into(), e.message()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -40,7 +41,7 @@ impl TagSet {
         if raw.len() > Self::MAX_TAGS {
             return Err(vec![Invalid::new(
                 field,
-                "too_many_tags",
+                FieldCode::TooManyTags,
                 format!(
                     "a request names at most {} tags, duplicates included",
                     Self::MAX_TAGS

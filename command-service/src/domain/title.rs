@@ -1,4 +1,5 @@
 use super::{Invalid, TextError, TextRule};
+use service_kit::problem::FieldCode;
 use unicode_normalization::UnicodeNormalization;
 
 /// A memory's or session's title: one trimmed line.
@@ -21,15 +22,15 @@ impl Title {
         if let Err(why) = RULE.check(raw, &[]) {
             let (code, message) = match why {
                 TextError::Blank => (
-                    "title_empty",
+                    FieldCode::TitleEmpty,
                     "a title must not be blank; send null to clear it".to_owned(),
                 ),
                 TextError::TooLong => (
-                    "title_too_long",
+                    FieldCode::TitleTooLong,
                     format!("a title is limited to {} characters", Self::MAX_CHARS),
                 ),
                 TextError::Control => (
-                    "title_control_character",
+                    FieldCode::TitleControlCharacter,
                     "a title is one line without control characters".to_owned(),
                 ),
             };

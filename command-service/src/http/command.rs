@@ -1,15 +1,19 @@
 //! What every command endpoint shares: the `If-Match` and `Idempotency-Key`
 //! headers, the request hash, the response shape and the command metrics.
 
-use crate::store::{Accepted, CommandError, CommandMeta, Idempotency};
+use crate::startup::AppState;
+use crate::store::{Accepted, CommandError, CommandMeta, Decides, Idempotency};
+use actix_web::http::Method;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload};
+use futures::future::{LocalBoxFuture, try_join3};
 use regex::Regex;
 use serde::Serialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
 use service_kit::http::RequestContext;
+use service_kit::problem::Code;
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use std::sync::OnceLock;
@@ -97,10 +101,7 @@ fn matches(pattern: &'static str, cell: &'static OnceLock<Regex>, text: &str) ->
 fn parse_if_match(value: &HeaderValue) -> Result<Option<u64>, Problem> {
     static RULE: OnceLock<Regex> = OnceLock::new();
     let invalid = || {
-        Problem::bad_request(
-            "invalid_if_match",
-            "If-Match takes one version, as in \"3\"",
-        )
+        Problem::new(Code::InvalidIfMatch).with_detail("If-Match takes one version, as in \"3\"")
     };
     let text = value.to_str().map_err(|_| invalid())?;
     if !matches(IF_MATCH_PATTERN, &RULE, text) {
@@ -118,10 +119,8 @@ fn parse_idempotency_key(value: &HeaderValue) -> Result<String, Problem> {
     static RULE: OnceLock<Regex> = OnceLock::new();
     match value.to_str() {
         Ok(text) if matches(IDEMPOTENCY_KEY_PATTERN, &RULE, text) => Ok(text.to_owned()),
-        _ => Err(Problem::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key is 1 to 255 visible ASCII characters",
-        )),
+        _ => Err(Problem::new(Code::InvalidIdempotencyKey)
+            .with_detail("Idempotency-Key is 1 to 255 visible ASCII characters")),
     }
 }
 
@@ -141,16 +140,45 @@ fn request_hash(method: &str, route: &str, target: Option<Uuid>, body: &impl Ser
     hex::encode(hash.finalize())
 }
 
-/// Everything about one command request that is not the command itself.
+/// Everything about one command request that is not the command itself:
+/// the caller, the request and correlation ids, the command headers, and
+/// what identifies the request for its idempotency key.
 #[derive(Debug)]
-pub struct CommandRequest<'a> {
+pub struct CommandRequest {
     pub caller: Caller,
     pub context: RequestContext,
     pub headers: CommandHeaders,
-    pub req: &'a HttpRequest,
+    method: Method,
+    /// The route template, e.g. `/v1/memories/{id}`.
+    route: String,
 }
 
-impl CommandRequest<'_> {
+impl FromRequest for CommandRequest {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        let context = RequestContext::from_request(req, payload);
+        let headers = CommandHeaders::from_request(req, payload);
+        let method = req.method().clone();
+        let route = req.match_pattern().unwrap_or_default();
+        Box::pin(async move {
+            // Polled together, in this order, as the three were when they
+            // were a handler's own arguments: the first to fail answers.
+            let (caller, context, headers) = try_join3(caller, context, headers).await?;
+            Ok(Self {
+                caller,
+                context,
+                headers,
+                method,
+                route,
+            })
+        })
+    }
+}
+
+impl CommandRequest {
     /// Builds the metadata of the command; `target` is the path id, `body`
     /// what the client sent.
     pub fn meta(
@@ -159,14 +187,13 @@ impl CommandRequest<'_> {
         target: Option<Uuid>,
         body: &impl Serialize,
     ) -> CommandMeta {
-        let route = self.req.match_pattern().unwrap_or_default();
         let idempotency = self
             .headers
             .idempotency_key
             .as_ref()
             .map(|key| Idempotency {
                 key: key.clone(),
-                request_hash: request_hash(self.req.method().as_str(), &route, target, body),
+                request_hash: request_hash(self.method.as_str(), &self.route, target, body),
             });
         CommandMeta {
             caller: self.caller.user_id.clone(),
@@ -207,6 +234,45 @@ pub fn respond(accepted: &Accepted, location_prefix: &str) -> HttpResponse {
         id: accepted.aggregate_id,
         version: accepted.version,
     })
+}
+
+/// What a command endpoint needs of its aggregate beyond the store.
+pub trait Endpoint: Decides {
+    /// The collection a creation's `Location` is in.
+    const COLLECTION: &'static str;
+    /// A short, bounded name for metrics.
+    fn command_name(command: &Self::Command) -> &'static str;
+    /// The aggregate's refusals and the store's failures, as problems.
+    fn problem(error: CommandError<Self::Error>) -> Problem;
+}
+
+/// Runs `command` on aggregate `id` and answers it, counting the outcome.
+/// `creates` marks a command that brings the aggregate into being (201);
+/// `body` is what the client sent, for the idempotency key.
+pub async fn run<A>(
+    state: &AppState,
+    request: &CommandRequest,
+    id: Uuid,
+    command: A::Command,
+    creates: bool,
+    body: &impl Serialize,
+) -> Result<HttpResponse, Problem>
+where
+    A: Endpoint,
+    A::Command: Clone,
+    A::Error: Clone,
+{
+    let success = if creates {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let meta = request.meta(success, (!creates).then_some(id), body);
+    let name = A::command_name(&command);
+    let result = state.events.execute::<A>(id, command, creates, &meta).await;
+    record_outcome(A::TYPE, name, &result);
+    let accepted = result.map_err(A::problem)?;
+    Ok(respond(&accepted, A::COLLECTION))
 }
 
 /// Counts a command by aggregate, name and outcome.

@@ -5,42 +5,34 @@ use crate::domain::Invalid;
 use crate::memory::MemoryError;
 use crate::session::SessionError;
 use crate::store::CommandError;
-use actix_web::http::StatusCode;
 use service_kit::Problem;
-use service_kit::problem::FieldError;
+use service_kit::problem::{Code, FieldCode, FieldError};
 
 /// Input outside the documented limits: 422 with one entry per field; 413
 /// when the only fault is metadata's size in bytes, the one limit a JSON
 /// Schema cannot state (a request its schema allows fails no other way).
 pub fn invalid(errors: Vec<Invalid>) -> Problem {
-    let too_large = !errors.is_empty() && errors.iter().all(|e| e.code == "metadata_too_large");
-    let problem = if too_large {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "metadata_too_large",
-            "Metadata too large",
-        )
+    let too_large =
+        !errors.is_empty() && errors.iter().all(|e| e.code == FieldCode::MetadataTooLarge);
+    let problem = Problem::new(if too_large {
+        Code::MetadataTooLarge
     } else {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "The request has invalid fields",
-        )
-    };
+        Code::ValidationFailed
+    });
     problem.with_errors(
         errors
             .into_iter()
             .map(|e| FieldError {
                 field: e.field,
-                code: e.code.to_owned(),
+                code: e.code,
                 message: e.message,
             })
             .collect(),
     )
 }
 
-fn conflict(code: &'static str, detail: String) -> Problem {
-    Problem::new(StatusCode::CONFLICT, code, "Conflict").with_detail(detail)
+fn with_detail(code: Code, detail: String) -> Problem {
+    Problem::new(code).with_detail(detail)
 }
 
 pub fn memory_problem(error: CommandError<MemoryError>) -> Problem {
@@ -48,22 +40,17 @@ pub fn memory_problem(error: CommandError<MemoryError>) -> Problem {
         CommandError::Domain(domain) => {
             let detail = domain.to_string();
             match domain {
-                MemoryError::AlreadyExists => conflict("memory_exists", detail),
+                MemoryError::AlreadyExists => with_detail(Code::MemoryExists, detail),
                 MemoryError::NotFound => Problem::not_found(),
-                MemoryError::Deleted => conflict("memory_deleted", detail),
-                MemoryError::NotDeleted => conflict("memory_not_deleted", detail),
-                MemoryError::Erased => {
-                    Problem::new(StatusCode::GONE, "memory_erased", "Gone").with_detail(detail)
-                }
+                MemoryError::Deleted => with_detail(Code::MemoryDeleted, detail),
+                MemoryError::NotDeleted => with_detail(Code::MemoryNotDeleted, detail),
+                MemoryError::Erased => with_detail(Code::MemoryErased, detail),
                 // Both depend on what is stored, not on the request's shape:
                 // the same request succeeds against another memory or session.
-                MemoryError::TooManyTags { .. } => conflict("too_many_tags", detail),
-                MemoryError::SessionNotFound => {
-                    Problem::new(StatusCode::NOT_FOUND, "session_not_found", "Not found")
-                        .with_detail(detail)
-                }
-                MemoryError::SessionEnded => conflict("session_ended", detail),
-                MemoryError::EmptyRevision => unprocessable("empty_revision", detail),
+                MemoryError::TooManyTags { .. } => with_detail(Code::TooManyTags, detail),
+                MemoryError::SessionNotFound => with_detail(Code::SessionNotFound, detail),
+                MemoryError::SessionEnded => with_detail(Code::SessionEnded, detail),
+                MemoryError::EmptyRevision => with_detail(Code::EmptyRevision, detail),
             }
         }
         other => command_problem(other),
@@ -75,23 +62,14 @@ pub fn session_problem(error: CommandError<SessionError>) -> Problem {
         CommandError::Domain(domain) => {
             let detail = domain.to_string();
             match domain {
-                SessionError::AlreadyExists => conflict("session_exists", detail),
+                SessionError::AlreadyExists => with_detail(Code::SessionExists, detail),
                 SessionError::NotFound => Problem::not_found(),
-                SessionError::AlreadyEnded => conflict("session_already_ended", detail),
-                SessionError::NotEnded => conflict("session_not_ended", detail),
+                SessionError::AlreadyEnded => with_detail(Code::SessionAlreadyEnded, detail),
+                SessionError::NotEnded => with_detail(Code::SessionNotEnded, detail),
             }
         }
         other => command_problem(other),
     }
-}
-
-fn unprocessable(code: &'static str, detail: String) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        code,
-        "Unprocessable request",
-    )
-    .with_detail(detail)
 }
 
 /// The failures common to every aggregate; the domain case is answered by the
@@ -104,22 +82,14 @@ fn command_problem<E: std::error::Error>(error: CommandError<E>) -> Problem {
         }
         CommandError::NotFound => Problem::not_found(),
         CommandError::VersionMismatch { expected, current } => Problem::new(
-            StatusCode::PRECONDITION_FAILED,
-            "version_mismatch",
-            "Precondition failed",
+            Code::VersionMismatch,
         )
         .with_detail(format!(
             "If-Match named version {expected}, but the current version is {current}; read it again"
         )),
-        CommandError::IdempotencyKeyReused => unprocessable(
-            "idempotency_key_reused",
-            "this Idempotency-Key was already used for a different request".to_owned(),
-        ),
-        CommandError::Contention => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "write_contention",
-            "Too many concurrent writes",
-        )
+        CommandError::IdempotencyKeyReused => Problem::new(Code::IdempotencyKeyReused)
+            .with_detail("this Idempotency-Key was already used for a different request"),
+        CommandError::Contention => Problem::new(Code::WriteContention)
         .with_detail("the aggregate is being changed by many requests at once; retry shortly")
         .with_retry_after(1),
         CommandError::Unavailable(cause) => {

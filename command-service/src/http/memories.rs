@@ -1,26 +1,36 @@
 //! `/v1/memories`: capture a memory and every change to it.
 
 use super::command::{
-    CommandHeaders, CommandRequest, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE,
-    VersionedHeaders, record_outcome, respond,
+    CommandRequest, Endpoint, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE, VersionedHeaders,
+    run,
 };
 use super::error::{invalid, memory_problem, session_problem};
 use super::schemas;
 use crate::domain::{Content, Invalid, Metadata, TagSet, Title};
 use crate::memory::{Memory, MemoryCommand, TargetSession};
 use crate::startup::AppState;
-use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use crate::store::CommandError;
+use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use service_kit::Problem;
 use service_kit::auth::Caller;
-use service_kit::http::RequestContext;
+use service_kit::problem::FieldCode;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-const COLLECTION: &str = "/v1/memories";
+impl Endpoint for Memory {
+    const COLLECTION: &'static str = "/v1/memories";
+
+    fn command_name(command: &MemoryCommand) -> &'static str {
+        command.name()
+    }
+
+    fn problem(error: CommandError<Self::Error>) -> Problem {
+        memory_problem(error)
+    }
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/memories", web::post().to(capture))
@@ -128,31 +138,6 @@ async fn target_session(
     Ok(TargetSession { id, status })
 }
 
-async fn run(
-    state: &AppState,
-    request: &CommandRequest<'_>,
-    id: Uuid,
-    command: MemoryCommand,
-    creates: bool,
-    body: &impl Serialize,
-) -> Result<HttpResponse, Problem> {
-    let success = if creates {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let target = (!creates).then_some(id);
-    let meta = request.meta(success, target, body);
-    let name = command.name();
-    let result = state
-        .events
-        .execute::<Memory>(id, command, creates, &meta)
-        .await;
-    record_outcome("Memory", name, &result);
-    let accepted = result.map_err(memory_problem)?;
-    Ok(respond(&accepted, COLLECTION))
-}
-
 /// Capture a memory.
 #[utoipa::path(post, path = "/v1/memories", tag = "memories", request_body = CaptureMemory,
     params(IdempotencyHeader),
@@ -164,11 +149,8 @@ async fn run(
               (status = 409, description = "`session_ended`: the session is ended")),
     security(("bearer" = [])))]
 pub async fn capture(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     body: web::Json<CaptureMemory>,
 ) -> Result<HttpResponse, Problem> {
     let mut errors: Vec<Invalid> = Vec::new();
@@ -191,7 +173,7 @@ pub async fn capture(
         return Err(invalid(errors));
     };
     let session = match body.session_id {
-        Some(id) => Some(target_session(&state, &caller, id).await?),
+        Some(id) => Some(target_session(&state, &request.caller, id).await?),
         None => None,
     };
     let command = MemoryCommand::Capture {
@@ -202,14 +184,8 @@ pub async fn capture(
         session,
         occurred_at: body.occurred_at,
     };
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
     // Time-ordered ids keep the index on ids append-mostly.
-    run(&state, &request, Uuid::now_v7(), command, true, &*body).await
+    run::<Memory>(&state, &request, Uuid::now_v7(), command, true, &*body).await
 }
 
 /// Revise a memory's content and/or title.
@@ -222,11 +198,8 @@ pub async fn capture(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn revise(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<ReviseMemory>,
 ) -> Result<HttpResponse, Problem> {
@@ -249,13 +222,7 @@ pub async fn revise(
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
-    run(
+    run::<Memory>(
         &state,
         &request,
         *path,
@@ -280,22 +247,13 @@ fn tags(body: &TagsBody) -> Result<TagSet, Problem> {
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn add_tags(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<TagsBody>,
 ) -> Result<HttpResponse, Problem> {
     let command = MemoryCommand::AddTags(tags(&body)?);
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
-    run(&state, &request, *path, command, false, &*body).await
+    run::<Memory>(&state, &request, *path, command, false, &*body).await
 }
 
 /// Remove tags.
@@ -308,22 +266,13 @@ pub async fn add_tags(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn remove_tags(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<TagsBody>,
 ) -> Result<HttpResponse, Problem> {
     let command = MemoryCommand::RemoveTags(tags(&body)?);
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
-    run(&state, &request, *path, command, false, &*body).await
+    run::<Memory>(&state, &request, *path, command, false, &*body).await
 }
 
 /// Replace the metadata object.
@@ -337,23 +286,14 @@ pub async fn remove_tags(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn set_metadata(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<MetadataBody>,
 ) -> Result<HttpResponse, Problem> {
     let metadata =
         Metadata::parse("metadata", body.metadata.clone()).map_err(|e| invalid(vec![e]))?;
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
-    run(
+    run::<Memory>(
         &state,
         &request,
         *path,
@@ -374,32 +314,23 @@ pub async fn set_metadata(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn move_memory(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<MoveMemory>,
 ) -> Result<HttpResponse, Problem> {
     let target = match body.session_id {
-        Some(Some(id)) => Some(target_session(&state, &caller, id).await?),
+        Some(Some(id)) => Some(target_session(&state, &request.caller, id).await?),
         Some(None) => None,
         None => {
             return Err(invalid(vec![Invalid::new(
                 "session_id",
-                "session_id_required",
+                FieldCode::SessionIdRequired,
                 "name the session, or send null to detach",
             )]));
         }
     };
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
-    run(
+    run::<Memory>(
         &state,
         &request,
         *path,
@@ -421,15 +352,11 @@ macro_rules! bodiless {
                       (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
             security(("bearer" = [])))]
         pub async fn $name(
-            caller: Caller,
-            context: RequestContext,
-            headers: CommandHeaders,
+            request: CommandRequest,
             state: web::Data<AppState>,
-            req: HttpRequest,
             path: web::Path<Uuid>,
         ) -> Result<HttpResponse, Problem> {
-            let request = CommandRequest { caller, context, headers, req: &req };
-            run(&state, &request, *path, $command, false, &()).await
+            run::<Memory>(&state, &request, *path, $command, false, &()).await
         }
     };
 }

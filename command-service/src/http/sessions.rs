@@ -1,25 +1,33 @@
 //! `/v1/sessions`: start, rename, end and reopen sessions.
 
 use super::command::{
-    CommandHeaders, CommandRequest, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE,
-    VersionedHeaders, record_outcome, respond,
+    CommandRequest, Endpoint, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE, VersionedHeaders,
+    run,
 };
 use super::error::{invalid, session_problem};
 use super::schemas;
 use crate::domain::{Invalid, Metadata, Title};
 use crate::session::{Session, SessionCommand};
 use crate::startup::AppState;
-use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use crate::store::CommandError;
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use service_kit::Problem;
-use service_kit::auth::Caller;
-use service_kit::http::RequestContext;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-const COLLECTION: &str = "/v1/sessions";
+impl Endpoint for Session {
+    const COLLECTION: &'static str = "/v1/sessions";
+
+    fn command_name(command: &SessionCommand) -> &'static str {
+        command.name()
+    }
+
+    fn problem(error: CommandError<Self::Error>) -> Problem {
+        session_problem(error)
+    }
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sessions", web::post().to(start))
@@ -45,30 +53,6 @@ pub struct RenameSession {
     pub title: String,
 }
 
-async fn run(
-    state: &AppState,
-    request: &CommandRequest<'_>,
-    id: Uuid,
-    command: SessionCommand,
-    creates: bool,
-    body: &impl Serialize,
-) -> Result<HttpResponse, Problem> {
-    let success = if creates {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let meta = request.meta(success, (!creates).then_some(id), body);
-    let name = command.name();
-    let result = state
-        .events
-        .execute::<Session>(id, command, creates, &meta)
-        .await;
-    record_outcome("Session", name, &result);
-    let accepted = result.map_err(session_problem)?;
-    Ok(respond(&accepted, COLLECTION))
-}
-
 /// Start a session.
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = StartSession,
     params(IdempotencyHeader),
@@ -78,11 +62,8 @@ async fn run(
               (status = 422, description = REUSED_OR_INVALID)),
     security(("bearer" = [])))]
 pub async fn start(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     body: web::Json<StartSession>,
 ) -> Result<HttpResponse, Problem> {
     let mut errors: Vec<Invalid> = Vec::new();
@@ -95,13 +76,7 @@ pub async fn start(
     let (Some(title), Some(metadata)) = (title, metadata) else {
         return Err(invalid(errors));
     };
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
-    run(
+    run::<Session>(
         &state,
         &request,
         Uuid::now_v7(),
@@ -120,22 +95,13 @@ pub async fn start(
                            (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn rename(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
     body: web::Json<RenameSession>,
 ) -> Result<HttpResponse, Problem> {
     let title = Title::parse("title", &body.title).map_err(|e| invalid(vec![e]))?;
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
-    run(
+    run::<Session>(
         &state,
         &request,
         *path,
@@ -154,20 +120,11 @@ pub async fn rename(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn end(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
-    run(&state, &request, *path, SessionCommand::End, false, &()).await
+    run::<Session>(&state, &request, *path, SessionCommand::End, false, &()).await
 }
 
 /// Reopen an ended session.
@@ -178,18 +135,9 @@ pub async fn end(
               (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
     security(("bearer" = [])))]
 pub async fn reopen(
-    caller: Caller,
-    context: RequestContext,
-    headers: CommandHeaders,
+    request: CommandRequest,
     state: web::Data<AppState>,
-    req: HttpRequest,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, Problem> {
-    let request = CommandRequest {
-        caller,
-        context,
-        headers,
-        req: &req,
-    };
-    run(&state, &request, *path, SessionCommand::Reopen, false, &()).await
+    run::<Session>(&state, &request, *path, SessionCommand::Reopen, false, &()).await
 }

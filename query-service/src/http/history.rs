@@ -5,13 +5,13 @@
 use super::AppState;
 use super::params::Checks;
 use crate::history::{Aggregate, AsOf, PointInTime};
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::Serialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
+use service_kit::problem::{Code, FieldCode};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -72,7 +72,7 @@ async fn history(
         Some(_) => {
             checks.fail(
                 "limit",
-                "out_of_range",
+                FieldCode::OutOfRange,
                 format!("between 1 and {MAX_ENTRIES}"),
             );
             DEFAULT_ENTRIES
@@ -106,8 +106,7 @@ fn point_in_time(query: &AsOfParams) -> PointInTime {
 }
 
 fn not_yet() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "no_state_yet", "Not found")
-        .with_detail("it did not exist yet at that version or time")
+    Problem::new(Code::NoStateYet).with_detail("it did not exist yet at that version or time")
 }
 
 /// A memory's events, in order, for audit.
@@ -176,7 +175,7 @@ pub async fn memory_as_of(
         AsOf::State(memory) => Ok(HttpResponse::Ok().json(memory)),
         AsOf::NotYet => Err(not_yet()),
         AsOf::NoStream => Err(Problem::not_found()),
-        AsOf::Erased => Err(Problem::new(StatusCode::GONE, "memory_erased", "Gone")
+        AsOf::Erased => Err(Problem::new(Code::MemoryErased)
             .with_detail("the memory was erased; only the shape of its history remains")),
     }
 }

@@ -15,9 +15,9 @@ use crate::documents::{DocumentError, Documents};
 use crate::history::{History, HistoryError};
 use crate::rows::ReadModel;
 use crate::search::{Search, SearchError};
-use actix_web::http::StatusCode;
 use actix_web::web;
 use service_kit::Problem;
+use service_kit::problem::Code;
 use service_kit::rate_limit::ConcurrencyCap;
 use std::time::Duration;
 
@@ -85,12 +85,7 @@ impl From<SearchError> for Problem {
             }
             SearchError::ModelMismatch { .. } => {
                 tracing::error!(%error, "semantic search refused");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "embedding_model_mismatch",
-                    "Semantic search is unavailable",
-                )
-                .with_detail(error.to_string())
+                Problem::new(Code::EmbeddingModelMismatch).with_detail(error.to_string())
             }
         }
     }
@@ -109,11 +104,7 @@ impl From<HistoryError> for Problem {
 /// reached within the wait: 503 with `Retry-After`, never a stale body.
 fn not_yet_consistent(requested: u64, seen: Option<u64>, waited: Duration) -> Problem {
     let seen = seen.map_or_else(|| "nothing".to_owned(), |v| format!("version {v}"));
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "not_yet_consistent",
-        "The read model has not caught up with the requested version",
-    )
+    Problem::new(Code::NotYetConsistent)
     .with_detail(format!(
         "asked for version {requested} or later; after waiting {} ms the read model holds {seen}",
         waited.as_millis()

@@ -3,10 +3,9 @@
 //! one that parses but is out of bounds is a 422 naming the field.
 
 use crate::rows::{Filters, Position};
-use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use service_kit::Problem;
-use service_kit::problem::FieldError;
+use service_kit::problem::{Code, FieldCode, FieldError};
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -20,10 +19,10 @@ pub const MAX_PAGE: u32 = 200;
 pub struct Checks(Vec<FieldError>);
 
 impl Checks {
-    pub fn fail(&mut self, field: &str, code: &str, message: impl Into<String>) {
+    pub fn fail(&mut self, field: &str, code: FieldCode, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.to_owned(),
-            code: code.to_owned(),
+            code,
             message: message.into(),
         });
     }
@@ -37,12 +36,7 @@ impl Checks {
     }
 
     pub fn into_problem(self) -> Problem {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "The request has invalid fields",
-        )
-        .with_errors(self.0)
+        Problem::new(Code::ValidationFailed).with_errors(self.0)
     }
 }
 
@@ -147,7 +141,7 @@ fn tags(field: &str, raw: Option<&str>, checks: &mut Checks) -> Vec<String> {
     if raw.split(',').nth(MAX_FILTER_TAGS).is_some() {
         checks.fail(
             field,
-            "too_many_tags",
+            FieldCode::TooManyTags,
             format!("at most {MAX_FILTER_TAGS} tags, duplicates included"),
         );
         return Vec::new();
@@ -163,7 +157,7 @@ fn tags(field: &str, raw: Option<&str>, checks: &mut Checks) -> Vec<String> {
                     tags.push(tag);
                 }
             }
-            Err(e) => checks.fail(field, e.code(), e.message()),
+            Err(e) => checks.fail(field, e.into(), e.message()),
         }
     }
     tags
@@ -173,7 +167,11 @@ fn tags(field: &str, raw: Option<&str>, checks: &mut Checks) -> Vec<String> {
 /// cannot hold, so it is refused here rather than failing the query.
 pub fn text(field: &str, value: &str, checks: &mut Checks) {
     if value.contains('\0') {
-        checks.fail(field, "invalid_character", "may not contain U+0000 (NUL)");
+        checks.fail(
+            field,
+            FieldCode::InvalidCharacter,
+            "may not contain U+0000 (NUL)",
+        );
     }
 }
 
@@ -183,7 +181,11 @@ pub fn limit(raw: Option<u32>, checks: &mut Checks) -> u32 {
         None => DEFAULT_PAGE,
         Some(n) if (1..=MAX_PAGE).contains(&n) => n,
         Some(_) => {
-            checks.fail("limit", "out_of_range", format!("between 1 and {MAX_PAGE}"));
+            checks.fail(
+                "limit",
+                FieldCode::OutOfRange,
+                format!("between 1 and {MAX_PAGE}"),
+            );
             DEFAULT_PAGE
         }
     }
@@ -198,13 +200,21 @@ pub fn position(raw: Option<&str>, checks: &mut Checks) -> Option<Position> {
     const EARLIEST_MICROS: i64 = -210_866_803_200_000_000;
     let raw = raw?;
     let Some((at, id)) = crate::cursor::decode(raw) else {
-        checks.fail("cursor", "invalid_cursor", "not a cursor this list issued");
+        checks.fail(
+            "cursor",
+            FieldCode::InvalidCursor,
+            "not a cursor this list issued",
+        );
         return None;
     };
     match DateTime::<Utc>::from_timestamp_micros(at.max(EARLIEST_MICROS)) {
         Some(at) => Some(Position { at, id }),
         None => {
-            checks.fail("cursor", "invalid_cursor", "not a cursor this list issued");
+            checks.fail(
+                "cursor",
+                FieldCode::InvalidCursor,
+                "not a cursor this list issued",
+            );
             None
         }
     }

@@ -9,6 +9,7 @@ use regex::Regex;
 use serde::Serialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
+use service_kit::problem::FieldCode;
 use std::sync::LazyLock;
 use utoipa::ToSchema;
 
@@ -83,14 +84,14 @@ pub async fn search(
     if query.q.chars().nth(MAX_QUERY_CHARS).is_some() {
         checks.fail(
             "q",
-            "too_long",
+            FieldCode::TooLong,
             format!("at most {MAX_QUERY_CHARS} characters"),
         );
     } else if !QUERY.is_match(&query.q) {
         if query.q.contains('\0') {
             text("q", &query.q, &mut checks);
         } else {
-            checks.fail("q", "required", "a query is required");
+            checks.fail("q", FieldCode::Required, "a query is required");
         }
     }
     let q = query.q.trim();
@@ -98,7 +99,7 @@ pub async fn search(
         None => DEFAULT_K,
         Some(k) if (1..=MAX_K).contains(&k) => k,
         Some(_) => {
-            checks.fail("k", "out_of_range", format!("between 1 and {MAX_K}"));
+            checks.fail("k", FieldCode::OutOfRange, format!("between 1 and {MAX_K}"));
             DEFAULT_K
         }
     };

@@ -13,6 +13,7 @@ use event_schema::SessionState;
 use serde::Deserialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
+use service_kit::problem::FieldCode;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -187,7 +188,7 @@ pub async fn timeline(
             if decoded.is_none() {
                 checks.fail(
                     "cursor",
-                    "invalid_cursor",
+                    FieldCode::InvalidCursor,
                     "not a cursor this timeline issued",
                 );
             }

@@ -1,7 +1,7 @@
 //! Extractor configurations that turn every malformed request into a problem
 //! with a stable code instead of actix-web's plain-text default.
 
-use crate::problem::Problem;
+use crate::problem::{Code, Problem};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -19,40 +19,30 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
 fn json_problem(error: &JsonPayloadError) -> Problem {
     match error {
         JsonPayloadError::OverflowKnownLength { limit, .. }
-        | JsonPayloadError::Overflow { limit } => Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "Body too large",
-        )
-        .with_detail(format!("the request body is limited to {limit} bytes")),
-        JsonPayloadError::ContentType => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Unsupported media type",
-        )
-        .with_detail("send the body as application/json"),
+        | JsonPayloadError::Overflow { limit } => Problem::new(Code::BodyTooLarge)
+            .with_detail(format!("the request body is limited to {limit} bytes")),
+        JsonPayloadError::ContentType => Problem::new(Code::UnsupportedMediaType)
+            .with_detail("send the body as application/json"),
         JsonPayloadError::Deserialize(inner) => {
             use serde_json::error::Category;
             match inner.classify() {
-                Category::Syntax | Category::Eof | Category::Io => Problem::bad_request(
-                    "malformed_json",
-                    format!("the body is not valid JSON: {inner}"),
-                ),
-                Category::Data => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
-                    "Invalid body",
-                )
-                .with_detail(inner.to_string()),
+                Category::Syntax | Category::Eof | Category::Io => {
+                    Problem::new(Code::MalformedJson)
+                        .with_detail(format!("the body is not valid JSON: {inner}"))
+                }
+                Category::Data => Problem::new(Code::InvalidBody).with_detail(inner.to_string()),
             }
         }
         // Only reachable when the framework serialises a response; never a client fault.
         JsonPayloadError::Serialize(_) => Problem::internal(),
         JsonPayloadError::Payload(inner) => {
-            Problem::bad_request("unreadable_body", inner.to_string())
+            Problem::new(Code::UnreadableBody).with_detail(inner.to_string())
         }
-        // `JsonPayloadError` is non-exhaustive: a variant added upstream is still a client error.
-        other => Problem::bad_request("invalid_body", other.to_string()),
+        // `JsonPayloadError` is non-exhaustive: a variant added upstream is
+        // still a client error, and says so in the status and title it had
+        // before the table (400, "Bad request"); the code is the table's
+        // one for a refusal it does not name.
+        other => Problem::new(Code::BadRequest).with_detail(other.to_string()),
     }
 }
 
@@ -60,7 +50,7 @@ fn json_problem(error: &JsonPayloadError) -> Problem {
 /// but with its own code so a client can tell a typo from a missing resource.
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|error: PathError, _req| {
-        Problem::new(StatusCode::NOT_FOUND, "invalid_id", "Not found")
+        Problem::new(Code::InvalidId)
             .with_detail(format!("the path does not name a resource: {error}"))
             .into()
     })
@@ -68,7 +58,9 @@ pub fn path_config() -> web::PathConfig {
 
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|error: QueryPayloadError, _req| {
-        Problem::bad_request("invalid_query", error.to_string()).into()
+        Problem::new(Code::InvalidQuery)
+            .with_detail(error.to_string())
+            .into()
     })
 }
 
@@ -81,12 +73,7 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
             .with_detail(format!("no route for {}", req.path()))
             .error_response();
     };
-    let mut response = Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "Method not allowed",
-    )
-    .error_response();
+    let mut response = Problem::new(Code::MethodNotAllowed).error_response();
     set_allow(&req, &pattern, &mut response);
     response
 }
@@ -122,20 +109,10 @@ pub fn problem_fallback<B: actix_web::body::MessageBody + 'static>()
             let status = res.status();
             let problem = match status {
                 StatusCode::NOT_FOUND => Problem::not_found(),
-                StatusCode::METHOD_NOT_ALLOWED => {
-                    Problem::new(status, "method_not_allowed", "Method not allowed")
-                }
-                StatusCode::PAYLOAD_TOO_LARGE => {
-                    Problem::new(status, "body_too_large", "Body too large")
-                }
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                    Problem::new(status, "unsupported_media_type", "Unsupported media type")
-                }
-                s if s.is_client_error() => Problem::new(
-                    s,
-                    "bad_request",
-                    s.canonical_reason().unwrap_or("Bad request"),
-                ),
+                StatusCode::METHOD_NOT_ALLOWED => Problem::new(Code::MethodNotAllowed),
+                StatusCode::PAYLOAD_TOO_LARGE => Problem::new(Code::BodyTooLarge),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => Problem::new(Code::UnsupportedMediaType),
+                s if s.is_client_error() => Problem::refused(s),
                 _ => Problem::internal(),
             };
             let (req, _) = res.into_parts();

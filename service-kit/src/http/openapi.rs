@@ -1,7 +1,7 @@
 //! What every service's OpenAPI document shares: the bearer scheme, the
 //! problem document, and the error responses every operation can give.
 
-use crate::problem::FieldError;
+use crate::problem::{Code, FieldError};
 use std::collections::HashMap;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -157,38 +157,33 @@ fn add_standard_responses(operation: &mut Operation) {
             .entry(status.to_owned())
             .or_insert_with(|| Response::new(description).into());
     };
-    add(
-        "429",
-        "`rate_limited`: too many requests; retry after `Retry-After` seconds",
-    );
-    add(
-        "503",
-        "`service_unavailable`: a dependency is down; retry after `Retry-After` seconds",
-    );
+    add("429", &describe(&[Code::RateLimited]));
+    add("503", &describe(&[Code::ServiceUnavailable]));
     if secured {
-        add(
-            "401",
-            "`unauthorized`: no credential, or one that is invalid, expired or revoked",
-        );
+        add("401", &describe(&[Code::Unauthorized]));
     }
     if query || body || header {
         add(
             "400",
-            "The request is malformed: `invalid_query`, `malformed_json`, `unreadable_body`, or a header that breaks its pattern",
+            &format!(
+                "The request is malformed; {}; or a header that breaks its pattern",
+                describe(&[
+                    Code::InvalidQuery,
+                    Code::MalformedJson,
+                    Code::UnreadableBody
+                ])
+            ),
         );
     }
     if path {
-        add(
-            "404",
-            "`not_found`, or `invalid_id` for a path that names nothing that can exist",
-        );
+        add("404", &describe(&[Code::NotFound, Code::InvalidId]));
     }
     if body {
-        add("413", "`body_too_large`");
-        add("415", "`unsupported_media_type`: send `application/json`");
+        add("413", &describe(&[Code::BodyTooLarge]));
+        add("415", &describe(&[Code::UnsupportedMediaType]));
         add(
             "422",
-            "`invalid_body` (wrong shape) or `validation_failed` (`errors` names each field)",
+            &describe(&[Code::InvalidBody, Code::ValidationFailed]),
         );
     }
     for (status, response) in &mut operation.responses.responses {
@@ -198,6 +193,15 @@ fn add_standard_responses(operation: &mut Operation) {
             as_problem(status, response);
         }
     }
+}
+
+/// A response's description from the table: each code with its line.
+pub fn describe(codes: &[Code]) -> String {
+    let lines: Vec<String> = codes
+        .iter()
+        .map(|code| format!("`{code}`: {}", code.doc()))
+        .collect();
+    lines.join("; ")
 }
 
 fn as_problem(status: &str, response: &mut Response) {
