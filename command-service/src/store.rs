@@ -608,7 +608,7 @@ fn store_error<E: std::error::Error>(error: AggregateError<E>) -> CommandError<E
 }
 
 fn sqlx_error<E: std::error::Error>(error: sqlx::Error) -> CommandError<E> {
-    if unavailable(&error) {
+    if pg::unavailable(&error) {
         CommandError::Unavailable(error.into())
     } else {
         CommandError::Store(error.into())
@@ -620,23 +620,8 @@ fn sqlx_error<E: std::error::Error>(error: sqlx::Error) -> CommandError<E> {
 /// of its own, depending on the call).
 fn unreachable_cause(cause: &(dyn std::error::Error + 'static)) -> bool {
     std::iter::successors(Some(cause), |e| e.source()).any(|e| {
-        e.downcast_ref::<sqlx::Error>().is_some_and(unavailable) || e.is::<std::io::Error>()
+        e.downcast_ref::<sqlx::Error>().is_some_and(pg::unavailable) || e.is::<std::io::Error>()
     })
-}
-
-/// A failure to reach the database, as opposed to one a statement caused:
-/// a retry later may succeed, so the client is told so (503).
-fn unavailable(error: &sqlx::Error) -> bool {
-    pg::connection_lost(error)
-        || matches!(
-            error,
-            sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Tls(_)
-                // A server going down mid-handshake or mid-message.
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::WorkerCrashed
-        )
 }
 
 /// What erase leaves of an idempotency key in the event store (the

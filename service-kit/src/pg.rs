@@ -47,6 +47,22 @@ pub fn connection_lost(error: &sqlx::Error) -> bool {
     }
 }
 
+/// A failure to reach the database, as opposed to one a statement caused: a
+/// retry later may succeed, so a client is told so (503). A lost connection,
+/// or a pool, TLS or protocol failure (a server going down mid-handshake or
+/// mid-message).
+pub fn unavailable(error: &sqlx::Error) -> bool {
+    connection_lost(error)
+        || matches!(
+            error,
+            sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed
+        )
+}
+
 /// The origin of the process's clock for [`LastLoss`].
 static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
 

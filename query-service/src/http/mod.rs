@@ -67,8 +67,9 @@ impl From<DocumentError> for Problem {
 
 fn from_sqlx(error: sqlx::Error) -> Problem {
     // Lost connections were retried once already (service_kit::pg); one
-    // still lost means the server is down or restarting.
-    if matches!(error, sqlx::Error::PoolTimedOut) || service_kit::pg::connection_lost(&error) {
+    // still lost, or a protocol failure mid-message, means the server is
+    // down or restarting, as the command service judges it.
+    if service_kit::pg::unavailable(&error) {
         tracing::warn!(%error, "database unavailable");
         return Problem::unavailable("the database is unavailable").with_retry_after(1);
     }
