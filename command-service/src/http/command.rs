@@ -35,6 +35,31 @@ pub const REUSED_OR_INVALID: &str = "`idempotency_key_reused`: the `Idempotency-
 pub const TOO_LARGE: &str = "`body_too_large`: the body is over 1 MiB; or `metadata_too_large`: \
      the metadata is over 16 KiB serialised";
 
+/// What a command on an existing memory answers, for the OpenAPI document
+/// (the statuses every operation shares are added by `StandardResponses`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only
+pub enum MemoryChanged {
+    /// The memory's new version, also as `ETag`.
+    #[response(status = 200, headers(("ETag" = String)))]
+    Changed(AcceptedBody),
+    /// The memory's state does not allow it (`memory_deleted`,
+    /// `memory_not_deleted`, `too_many_tags`, `session_ended`).
+    #[response(status = 409)]
+    Conflict,
+    /// `memory_erased`: the memory was erased.
+    #[response(status = 410)]
+    Erased,
+    /// `version_mismatch`: `If-Match` names another version.
+    #[response(status = 412)]
+    VersionMoved,
+    /// `idempotency_key_reused`: the `Idempotency-Key` was used for another
+    /// request; for a body, `validation_failed` (`errors` names each field)
+    /// or `invalid_body`.
+    #[response(status = 422)]
+    Refused,
+}
+
 /// `Idempotency-Key`, as the OpenAPI document states it.
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]

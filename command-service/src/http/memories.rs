@@ -1,8 +1,8 @@
 //! `/v1/memories`: capture a memory and every change to it.
 
 use super::command::{
-    CommandRequest, Endpoint, IdempotencyHeader, REUSED_OR_INVALID, TOO_LARGE, VersionedHeaders,
-    run,
+    CommandRequest, Endpoint, IdempotencyHeader, MemoryChanged, REUSED_OR_INVALID, TOO_LARGE,
+    VersionedHeaders, run,
 };
 use super::error::{invalid, memory_problem, session_problem};
 use super::schemas;
@@ -191,11 +191,7 @@ pub async fn capture(
 /// Revise a memory's content and/or title.
 #[utoipa::path(patch, path = "/v1/memories/{id}", tag = "memories", request_body = ReviseMemory,
     params(("id" = Uuid, Path), VersionedHeaders),
-    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
-              (status = 422, description = REUSED_OR_INVALID),
-              (status = 409, description = "The memory's state does not allow it"),
-              (status = 410, description = "`memory_erased`: the memory was erased"),
-              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
+    responses(MemoryChanged),
     security(("bearer" = [])))]
 pub async fn revise(
     request: CommandRequest,
@@ -240,11 +236,7 @@ fn tags(body: &TagsBody) -> Result<TagSet, Problem> {
 /// Add tags.
 #[utoipa::path(post, path = "/v1/memories/{id}/tags", tag = "memories", request_body = TagsBody,
     params(("id" = Uuid, Path), VersionedHeaders),
-    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
-              (status = 422, description = REUSED_OR_INVALID),
-              (status = 409, description = "The memory's state does not allow it"),
-              (status = 410, description = "`memory_erased`: the memory was erased"),
-              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
+    responses(MemoryChanged),
     security(("bearer" = [])))]
 pub async fn add_tags(
     request: CommandRequest,
@@ -259,11 +251,7 @@ pub async fn add_tags(
 /// Remove tags.
 #[utoipa::path(post, path = "/v1/memories/{id}/tags/remove", tag = "memories", request_body = TagsBody,
     params(("id" = Uuid, Path), VersionedHeaders),
-    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
-              (status = 422, description = REUSED_OR_INVALID),
-              (status = 409, description = "The memory's state does not allow it"),
-              (status = 410, description = "`memory_erased`: the memory was erased"),
-              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
+    responses(MemoryChanged),
     security(("bearer" = [])))]
 pub async fn remove_tags(
     request: CommandRequest,
@@ -278,12 +266,7 @@ pub async fn remove_tags(
 /// Replace the metadata object.
 #[utoipa::path(put, path = "/v1/memories/{id}/metadata", tag = "memories", request_body = MetadataBody,
     params(("id" = Uuid, Path), VersionedHeaders),
-    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
-              (status = 422, description = REUSED_OR_INVALID),
-              (status = 409, description = "The memory's state does not allow it"),
-              (status = 410, description = "`memory_erased`: the memory was erased"),
-              (status = 413, description = TOO_LARGE),
-              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
+    responses(MemoryChanged, (status = 413, description = TOO_LARGE)),
     security(("bearer" = [])))]
 pub async fn set_metadata(
     request: CommandRequest,
@@ -307,11 +290,7 @@ pub async fn set_metadata(
 /// Move into a session, or detach with `"session_id": null`.
 #[utoipa::path(post, path = "/v1/memories/{id}/move", tag = "memories", request_body = MoveMemory,
     params(("id" = Uuid, Path), VersionedHeaders),
-    responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
-              (status = 422, description = REUSED_OR_INVALID),
-              (status = 409, description = "The memory's or the session's state does not allow it"),
-              (status = 410, description = "`memory_erased`: the memory was erased"),
-              (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
+    responses(MemoryChanged),
     security(("bearer" = [])))]
 pub async fn move_memory(
     request: CommandRequest,
@@ -345,11 +324,7 @@ macro_rules! bodiless {
     ($name:ident, $method:ident, $path:literal, $command:expr, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path($method, path = $path, tag = "memories", params(("id" = Uuid, Path), VersionedHeaders),
-            responses((status = 200, body = super::AcceptedBody, headers(("ETag" = String))),
-              (status = 422, description = REUSED_OR_INVALID),
-                      (status = 409, description = "The memory's state does not allow it"),
-                      (status = 410, description = "`memory_erased`: the memory was erased"),
-                      (status = 412, description = "`version_mismatch`: `If-Match` names another version")),
+            responses(MemoryChanged),
             security(("bearer" = [])))]
         pub async fn $name(
             request: CommandRequest,
