@@ -349,110 +349,138 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             service_kit::healthcheck::run(&args, listen.projector_http_addr).await?;
             Ok(())
         }
-        Command::Serve => {
-            let settings = Settings::from_env().context("invalid settings")?;
-            let embedding: EmbeddingSettings =
-                service_kit::settings::from_env().context("invalid embedding settings")?;
-            telemetry::init_logging(settings.log_format);
-            let app = Application::build(&settings, embedder(&embedding).await?).await?;
-            tracing::info!(addr = %settings.projector_http_addr, "projector running");
-            app.run_until_stopped().await?;
-            tracing::info!("projector stopped");
-            Ok(())
-        }
-        Command::Migrate => {
-            let settings: ReadSettings =
-                service_kit::settings::from_env().context("reading SB_READ_DATABASE_URL")?;
-            let pool = pool(&settings.read_database_url, 1)?;
-            MIGRATOR
-                .run(&pool)
-                .await
-                .context("applying read-model migrations")?;
-            eprintln!("read-model migrations applied");
-            declare_topology(
-                service_kit::settings::from_env().context("reading the broker settings")?,
-            )
-            .await
-        }
+        Command::Serve => serve().await,
+        Command::Migrate => migrate().await,
         Command::RebuildProjections {
             projections,
             embedding_provider,
             embedding_model,
             grace_seconds,
         } => {
-            let settings = Settings::from_env().context("invalid settings")?;
-            let mut embedding: EmbeddingSettings =
-                service_kit::settings::from_env().context("invalid embedding settings")?;
-            telemetry::init_logging(settings.log_format);
-            if let Some(provider) = embedding_provider {
-                embedding.embedding_provider = match provider {
-                    ProviderName::Local => EmbeddingProvider::Local,
-                    ProviderName::Openai => EmbeddingProvider::Openai,
-                };
-            }
-            if let Some(model) = embedding_model {
-                match embedding.embedding_provider {
-                    EmbeddingProvider::Local => embedding.embedding_model_name = model,
-                    EmbeddingProvider::Openai => embedding.openai_model = Some(model),
-                }
-            }
-            let targets = Targets {
-                search: projections.is_empty() || projections.contains(&ProjectionName::Search),
-                documents: projections.is_empty()
-                    || projections.contains(&ProjectionName::Documents),
-            };
-            let read_pool = pool(&settings.read_database_url, 4)?;
-            MIGRATOR
-                .run(&read_pool)
-                .await
-                .context("applying read-model migrations")?;
-            let source = EventSource::new(pool(&settings.event_store_url, 2)?);
-            let cached = CachedEmbedder::new(embedder(&embedding).await?, read_pool.clone());
-            let mut rebuild = Rebuild {
-                source: &source,
-                read_pool: &read_pool,
-                embedder: &cached,
-                redis: service_kit::redis::connect(&settings.redis_url).await?,
-                keys: Keys::new(settings.redis_key_prefix.clone()),
-                grace: Duration::from_secs(grace_seconds),
-            };
-            let report = rebuild.run(targets).await?;
-            eprintln!(
-                "rebuilt {} events ({} memories, {} sessions) in {:.1} s; replay {:.1} s ({:.0} events/s); caught up {}",
-                report.events,
-                report.memories,
-                report.sessions,
-                report.total_seconds,
-                report.replay_seconds,
-                report.events as f64 / report.replay_seconds.max(1e-9),
-                report.caught_up,
-            );
-            Ok(())
+            rebuild_projections(
+                &projections,
+                embedding_provider,
+                embedding_model,
+                grace_seconds,
+            )
+            .await
         }
         Command::DeadLetters(command) => dead_letters(command).await,
-        Command::Verify => {
-            let settings = Settings::from_env().context("invalid settings")?;
-            let read_pool = pool(&settings.read_database_url, 2)?;
-            let source = EventSource::new(pool(&settings.event_store_url, 2)?);
-            let mut redis = service_kit::redis::connect(&settings.redis_url).await?;
-            let keys = Keys::new(settings.redis_key_prefix.clone());
-            let expected = Expected::fold(&source).await?;
-            let mut differences = verify_search(&read_pool, &expected).await?;
-            differences.extend(verify_documents(&mut redis, &keys, &expected).await?);
-            for difference in &differences {
-                println!("{difference}");
-            }
-            eprintln!(
-                "verified {} memories and {} sessions: {} differences",
-                expected.memories.len(),
-                expected.sessions.len(),
-                differences.len()
-            );
-            if differences.is_empty() {
-                Ok(())
-            } else {
-                std::process::exit(1)
-            }
+        Command::Verify => verify().await,
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let settings = Settings::from_env().context("invalid settings")?;
+    let embedding: EmbeddingSettings =
+        service_kit::settings::from_env().context("invalid embedding settings")?;
+    telemetry::init_logging(settings.log_format);
+    let app = Application::build(&settings, embedder(&embedding).await?).await?;
+    tracing::info!(addr = %settings.projector_http_addr, "projector running");
+    app.run_until_stopped().await?;
+    tracing::info!("projector stopped");
+    Ok(())
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let settings: ReadSettings =
+        service_kit::settings::from_env().context("reading SB_READ_DATABASE_URL")?;
+    let pool = pool(&settings.read_database_url, 1)?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying read-model migrations")?;
+    eprintln!("read-model migrations applied");
+    declare_topology(service_kit::settings::from_env().context("reading the broker settings")?)
+        .await
+}
+
+/// The embedding settings, with the provider and model a rebuild names
+/// instead of the configured ones.
+fn rebuild_embedding(
+    provider: Option<ProviderName>,
+    model: Option<String>,
+) -> anyhow::Result<EmbeddingSettings> {
+    let mut embedding: EmbeddingSettings =
+        service_kit::settings::from_env().context("invalid embedding settings")?;
+    if let Some(provider) = provider {
+        embedding.embedding_provider = match provider {
+            ProviderName::Local => EmbeddingProvider::Local,
+            ProviderName::Openai => EmbeddingProvider::Openai,
+        };
+    }
+    if let Some(model) = model {
+        match embedding.embedding_provider {
+            EmbeddingProvider::Local => embedding.embedding_model_name = model,
+            EmbeddingProvider::Openai => embedding.openai_model = Some(model),
         }
+    }
+    Ok(embedding)
+}
+
+async fn rebuild_projections(
+    projections: &[ProjectionName],
+    embedding_provider: Option<ProviderName>,
+    embedding_model: Option<String>,
+    grace_seconds: u64,
+) -> anyhow::Result<()> {
+    let settings = Settings::from_env().context("invalid settings")?;
+    let embedding = rebuild_embedding(embedding_provider, embedding_model)?;
+    telemetry::init_logging(settings.log_format);
+    let targets = Targets {
+        search: projections.is_empty() || projections.contains(&ProjectionName::Search),
+        documents: projections.is_empty() || projections.contains(&ProjectionName::Documents),
+    };
+    let read_pool = pool(&settings.read_database_url, 4)?;
+    MIGRATOR
+        .run(&read_pool)
+        .await
+        .context("applying read-model migrations")?;
+    let source = EventSource::new(pool(&settings.event_store_url, 2)?);
+    let cached = CachedEmbedder::new(embedder(&embedding).await?, read_pool.clone());
+    let mut rebuild = Rebuild {
+        source: &source,
+        read_pool: &read_pool,
+        embedder: &cached,
+        redis: service_kit::redis::connect(&settings.redis_url).await?,
+        keys: Keys::new(settings.redis_key_prefix.clone()),
+        grace: Duration::from_secs(grace_seconds),
+    };
+    let report = rebuild.run(targets).await?;
+    eprintln!(
+        "rebuilt {} events ({} memories, {} sessions) in {:.1} s; replay {:.1} s ({:.0} events/s); caught up {}",
+        report.events,
+        report.memories,
+        report.sessions,
+        report.total_seconds,
+        report.replay_seconds,
+        report.events as f64 / report.replay_seconds.max(1e-9),
+        report.caught_up,
+    );
+    Ok(())
+}
+
+async fn verify() -> anyhow::Result<()> {
+    let settings = Settings::from_env().context("invalid settings")?;
+    let read_pool = pool(&settings.read_database_url, 2)?;
+    let source = EventSource::new(pool(&settings.event_store_url, 2)?);
+    let mut redis = service_kit::redis::connect(&settings.redis_url).await?;
+    let keys = Keys::new(settings.redis_key_prefix.clone());
+    let expected = Expected::fold(&source).await?;
+    let mut differences = verify_search(&read_pool, &expected).await?;
+    differences.extend(verify_documents(&mut redis, &keys, &expected).await?);
+    for difference in &differences {
+        println!("{difference}");
+    }
+    eprintln!(
+        "verified {} memories and {} sessions: {} differences",
+        expected.memories.len(),
+        expected.sessions.len(),
+        differences.len()
+    );
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        std::process::exit(1)
     }
 }

@@ -20,6 +20,7 @@ use crate::projection::documents::DocumentProjection;
 use crate::projection::search::SearchProjection;
 use crate::projection::{Projection, embedding_text, fold_memory, fold_session};
 use crate::source::{EventSource, snapshot_xmin};
+use anyhow::Context;
 use event_schema::{MemoryState, MemoryStatus, SessionState, StoredEvent};
 use futures::TryStreamExt;
 use read_model::documents::{Keys, Write, active_generation};
@@ -37,6 +38,13 @@ use uuid::Uuid;
 pub struct Targets {
     pub search: bool,
     pub documents: bool,
+}
+
+/// The state of every aggregate after the snapshot's replay.
+#[derive(Debug, Default)]
+struct Replayed {
+    memories: HashMap<Uuid, MemoryState>,
+    sessions: HashMap<Uuid, SessionState>,
 }
 
 /// What a rebuild did.
@@ -113,8 +121,52 @@ impl Rebuild<'_> {
         let mut report = Report::default();
 
         // 1. Replay one snapshot of the store, in global order.
-        let mut memories: HashMap<Uuid, MemoryState> = HashMap::new();
-        let mut sessions: HashMap<Uuid, SessionState> = HashMap::new();
+        let (replayed, xmin) = self.replay(&mut progress, &mut report).await?;
+        report.memories = replayed.memories.len() as u64;
+        report.sessions = replayed.sessions.len() as u64;
+        report.replay_seconds = started.elapsed().as_secs_f64();
+
+        // 2–3. Load each new generation and switch to it.
+        let mut old_search = None;
+        if targets.search {
+            progress.stage("loading the search generation");
+            let (new, old) = self
+                .load_search(&replayed.memories, &replayed.sessions)
+                .await?;
+            report.search_generation = Some(new);
+            old_search = old;
+        }
+        let mut old_documents = None;
+        if targets.documents {
+            progress.stage("loading the document generation");
+            let (new, old) = self
+                .load_documents(&replayed.memories, &replayed.sessions)
+                .await?;
+            report.documents_generation = Some(new);
+            old_documents = Some(old);
+        }
+
+        // 4. Catch up with what the snapshot may have missed.
+        progress.stage("catching up");
+        report.caught_up = self.catch_up(targets, &xmin).await?;
+
+        // 5. Retire the old generations.
+        progress.stage("dropping the old generation");
+        self.retire(old_search, old_documents).await?;
+        progress.finish();
+        report.total_seconds = started.elapsed().as_secs_f64();
+        tracing::info!(?report, "rebuild finished");
+        Ok(report)
+    }
+
+    /// Folds one repeatable-read snapshot of the whole store; returns the
+    /// states and the snapshot's horizon, for the catch-up.
+    async fn replay(
+        &self,
+        progress: &mut Progress,
+        report: &mut Report,
+    ) -> anyhow::Result<(Replayed, String)> {
+        let mut replayed = Replayed::default();
         let mut tx = self.source.pool().begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
@@ -125,74 +177,51 @@ impl Rebuild<'_> {
             while let Some(event) = stream.try_next().await? {
                 report.events += 1;
                 progress.tick();
-                fold_into(&mut memories, &mut sessions, &event)?;
+                fold_into(&mut replayed.memories, &mut replayed.sessions, &event)?;
             }
         }
         tx.commit().await?;
-        report.memories = memories.len() as u64;
-        report.sessions = sessions.len() as u64;
-        report.replay_seconds = started.elapsed().as_secs_f64();
+        Ok((replayed, xmin))
+    }
 
-        // 2–3. Load each new generation and switch to it.
-        let mut old_search = None;
-        if targets.search {
-            progress.stage("loading the search generation");
-            let (new, old) = self.load_search(&memories, &sessions).await?;
-            report.search_generation = Some(new);
-            old_search = old;
+    /// Applies the events committed after the snapshot; returns how many.
+    async fn catch_up(&self, targets: Targets, xmin: &str) -> anyhow::Result<u64> {
+        let late = self.source.since_xmin(xmin).await?;
+        if late.is_empty() {
+            return Ok(0);
         }
-        let mut old_documents = None;
-        if targets.documents {
-            progress.stage("loading the document generation");
-            let (new, old) = self.load_documents(&memories, &sessions).await?;
-            report.documents_generation = Some(new);
-            old_documents = Some(old);
-        }
-
-        // 4. Catch up with what the snapshot may have missed.
-        progress.stage("catching up");
-        let late = self.source.since_xmin(&xmin).await?;
-        report.caught_up = late.len() as u64;
-        if !late.is_empty() {
-            let search = SearchProjection::new(
-                self.read_pool.clone(),
-                self.source.clone(),
-                self.embedder.clone(),
-            );
-            let documents =
-                DocumentProjection::new(self.redis.clone(), self.keys.clone(), self.source.clone());
-            for chunk in late.chunks(256) {
-                if targets.search {
-                    search
-                        .apply(chunk)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("catch-up: {e}"))?;
-                }
-                if targets.documents {
-                    documents
-                        .apply(chunk)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("catch-up: {e}"))?;
-                }
+        let search = SearchProjection::new(
+            self.read_pool.clone(),
+            self.source.clone(),
+            self.embedder.clone(),
+        );
+        let documents =
+            DocumentProjection::new(self.redis.clone(), self.keys.clone(), self.source.clone());
+        for chunk in late.chunks(256) {
+            if targets.search {
+                search.apply(chunk).await.context("catch-up")?;
+            }
+            if targets.documents {
+                documents.apply(chunk).await.context("catch-up")?;
             }
         }
+        Ok(late.len() as u64)
+    }
 
-        // 5. Retire the old generations.
-        progress.stage("dropping the old generation");
-        if let Some(old) = old_search {
+    /// Drops the replaced generations: the search tables at once, the
+    /// documents after the grace period readers may still be in.
+    async fn retire(&mut self, search: Option<i32>, documents: Option<i64>) -> anyhow::Result<()> {
+        if let Some(old) = search {
             sqlx::query("SELECT drop_search_generation($1)")
                 .bind(old)
                 .execute(self.read_pool)
                 .await?;
         }
-        if let Some(old) = old_documents {
+        if let Some(old) = documents {
             tokio::time::sleep(self.grace).await;
             delete_generation(&mut self.redis, &self.keys, old).await?;
         }
-        progress.finish();
-        report.total_seconds = started.elapsed().as_secs_f64();
-        tracing::info!(?report, "rebuild finished");
-        Ok(report)
+        Ok(())
     }
 
     /// Fills a fresh search generation and switches to it; returns the new
