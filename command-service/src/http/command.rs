@@ -17,6 +17,7 @@ use service_kit::problem::Code;
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use std::sync::OnceLock;
+use utoipa::openapi::{ObjectBuilder, Type};
 use uuid::Uuid;
 
 /// The largest request body accepted: room for every field at its limit
@@ -65,7 +66,7 @@ pub enum MemoryChanged {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // documentation only: `CommandHeaders` parses the headers
 pub struct IdempotencyHeader {
-    #[param(rename = "Idempotency-Key", schema_with = super::schemas::idempotency_key)]
+    #[param(rename = "Idempotency-Key", schema_with = idempotency_key_schema)]
     pub idempotency_key: Option<String>,
 }
 
@@ -74,9 +75,9 @@ pub struct IdempotencyHeader {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // documentation only: `CommandHeaders` parses the headers
 pub struct VersionedHeaders {
-    #[param(rename = "Idempotency-Key", schema_with = super::schemas::idempotency_key)]
+    #[param(rename = "Idempotency-Key", schema_with = idempotency_key_schema)]
     pub idempotency_key: Option<String>,
-    #[param(rename = "If-Match", schema_with = super::schemas::if_match)]
+    #[param(rename = "If-Match", schema_with = if_match_schema)]
     pub if_match: Option<String>,
 }
 
@@ -117,6 +118,31 @@ pub const IF_MATCH_PATTERN: &str = r#"^[ \t]*(\*|[0-9]{1,19}|"[0-9]{1,19}")[ \t]
 
 /// `Idempotency-Key`: 1 to 255 visible ASCII characters.
 pub const IDEMPOTENCY_KEY_PATTERN: &str = r"^[!-~]{1,255}$";
+
+// The headers' schemas, from the same patterns. utoipa drops a header's doc
+// comment when its schema comes from `schema_with`, so the descriptions live
+// on the schemas.
+
+fn idempotency_key_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
+        .description(Some(
+            "1 to 255 visible ASCII characters, fresh for each new request: a retry with the \
+             same key and body answers the first result (`Idempotent-Replayed: true`) instead \
+             of acting again",
+        ))
+}
+
+fn if_match_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(IF_MATCH_PATTERN))
+        .description(Some(
+            "Act only if the version is still this one: the `ETag` you read (`\"3\"`), a bare \
+             `3`, or `*` for any; 412 `version_mismatch` if it changed meanwhile",
+        ))
+}
 
 fn matches(pattern: &'static str, cell: &'static OnceLock<Regex>, text: &str) -> bool {
     cell.get_or_init(|| Regex::new(pattern).expect("a valid pattern"))

@@ -3,7 +3,6 @@
 //! document promises what the service does: a request its schema allows is
 //! never refused for its shape, and one it refuses never gets in.
 
-use super::command::{IDEMPOTENCY_KEY_PATTERN, IF_MATCH_PATTERN};
 use crate::domain::{
     CONTENT_PATTERN, Content, METADATA_KEY_PATTERN, METADATA_STRING_PATTERN, Metadata,
     TITLE_PATTERN, TagSet, Title,
@@ -139,28 +138,4 @@ impl Modify for AtLeastOneField {
             object.min_properties = Some(1);
         }
     }
-}
-
-// utoipa drops a header's doc comment when its schema comes from
-// `schema_with`, so the descriptions live on the schemas.
-
-pub fn idempotency_key() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(IDEMPOTENCY_KEY_PATTERN))
-        .description(Some(
-            "1 to 255 visible ASCII characters, fresh for each new request: a retry with the \
-             same key and body answers the first result (`Idempotent-Replayed: true`) instead \
-             of acting again",
-        ))
-}
-
-pub fn if_match() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(IF_MATCH_PATTERN))
-        .description(Some(
-            "Act only if the version is still this one: the `ETag` you read (`\"3\"`), a bare \
-             `3`, or `*` for any; 412 `version_mismatch` if it changed meanwhile",
-        ))
 }
