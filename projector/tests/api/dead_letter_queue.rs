@@ -462,6 +462,19 @@ async fn migrate_gives_an_earlier_releases_dead_letter_queue_its_limit_and_turns
 
     // A new projector runs against the old queue as it is, with references.
     stack.start_projector().await;
+    // The relay may have published the capture before the projector's
+    // consumers declared their queues (a deployment runs `projector migrate`
+    // first; here the old queue has to come first): a later event of the
+    // memory makes each projection fill the gap from the store.
+    stack.wait_for_queues().await;
+    stack
+        .ok(
+            reqwest::Method::POST,
+            &format!("/v1/memories/{id}/tags"),
+            "alice",
+            Some(json!({"tags": ["okapi-late"]})),
+        )
+        .await;
     stack.wait_until_verified().await;
     stack.inject("search", &[b"not an event".to_vec()]).await;
     stack
