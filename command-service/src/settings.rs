@@ -27,7 +27,7 @@ pub struct Settings {
     pub rabbitmq_url: Option<SecretString>,
     /// `SB_RABBITMQ_EXCHANGE`: the durable topic exchange events go to. It
     /// also names the relay's checkpoint and leader lock.
-    #[serde(default = "default_exchange")]
+    #[serde(default = "event_log::broker::default_exchange")]
     pub rabbitmq_exchange: String,
     /// `SB_RELAY_ENABLED`: run the outbox relay in this process.
     #[serde(default = "default_relay_enabled")]
@@ -78,10 +78,6 @@ fn default_http_addr() -> SocketAddr {
 
 fn default_max_connections() -> u32 {
     16
-}
-
-fn default_exchange() -> String {
-    "second_brain.events".to_owned()
 }
 
 fn default_relay_enabled() -> bool {
@@ -162,18 +158,8 @@ impl Settings {
                 }
             }
         }
-        let exchange = &self.rabbitmq_exchange;
-        if exchange.is_empty()
-            || exchange.len() > 255
-            || exchange.starts_with("amq.")
-            || !exchange
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-        {
-            return invalid(
-                "RABBITMQ_EXCHANGE",
-                "must be 1 to 255 of [A-Za-z0-9-_.:], not starting with amq.",
-            );
+        if !event_log::broker::is_valid_exchange(&self.rabbitmq_exchange) {
+            return invalid("RABBITMQ_EXCHANGE", event_log::broker::EXCHANGE_RULE);
         }
         if !(1..=MAX_RELAY_BATCH_SIZE).contains(&self.relay_batch_size) {
             return invalid("RELAY_BATCH_SIZE", "must be between 1 and 10000");

@@ -1,7 +1,8 @@
 //! RabbitMQ: the queues of the projections and the loop that feeds each
 //! projection its deliveries.
 //!
-//! Topology (declared idempotently on every connect):
+//! Topology (declared idempotently on every connect; the names are the
+//! broker contract's, [`event_log::broker`]):
 //! - the relay's durable topic exchange;
 //! - per projection, a durable queue `<prefix>.<projection>` bound with `#`,
 //!   dead-lettering to the fanout exchange `<prefix>.dead_letter`, whose queue
@@ -37,6 +38,7 @@ use crate::dead_letters::{
 };
 use crate::projection::{Applied, Projection, ProjectionError};
 use crate::redact::Redactor;
+use event_log::broker::Queues;
 use event_schema::StoredEvent;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -72,21 +74,22 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    pub fn queue(&self, projection: &str) -> String {
-        if self.partitions > 1 {
-            format!("{}.{projection}.p{}", self.queue_prefix, self.partition)
-        } else {
-            format!("{}.{projection}", self.queue_prefix)
+    /// This partition's queues, named by the broker contract.
+    fn queues(&self) -> Queues<'_> {
+        Queues {
+            prefix: &self.queue_prefix,
+            partitions: self.partitions,
+            partition: self.partition,
         }
+    }
+
+    pub fn queue(&self, projection: &str) -> String {
+        self.queues().projection(projection)
     }
 
     /// The binding key of this partition's queues.
     pub fn binding_key(&self) -> String {
-        if self.partitions > 1 {
-            format!("#.p{}", self.partition)
-        } else {
-            "#".to_owned()
-        }
+        self.queues().binding_key()
     }
 
     /// The same consumer for another partition.
@@ -99,7 +102,7 @@ impl ConsumerConfig {
     }
 
     pub fn dead_letter(&self) -> String {
-        format!("{}.dead_letter", self.queue_prefix)
+        self.queues().dead_letter()
     }
 }
 
@@ -378,6 +381,30 @@ impl Consumer<'_> {
         dead_letters: &Channel,
         batch: Vec<Delivery>,
     ) -> Result<(), Stop> {
+        let Some(items) = self.decoded(dead_letters, batch).await? else {
+            return Ok(());
+        };
+        let Some(fresh) = self.not_parked(dead_letters, items).await? else {
+            return Ok(());
+        };
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        // A redelivery may be the one that brought the last projector down:
+        // count its attempts from the start.
+        if fresh.iter().any(|(delivery, _)| delivery.redelivered) {
+            return self.one_by_one(dead_letters, fresh, None).await;
+        }
+        self.apply_batch(dead_letters, fresh).await
+    }
+
+    /// The batch's events, the undecodable deliveries dead-lettered; `None`
+    /// when the projector stopped meanwhile.
+    async fn decoded(
+        &mut self,
+        dead_letters: &Channel,
+        batch: Vec<Delivery>,
+    ) -> Result<Option<Vec<Item>>, Stop> {
         let mut items: Vec<Item> = Vec::with_capacity(batch.len());
         for delivery in batch {
             match serde_json::from_slice::<StoredEvent>(&delivery.data) {
@@ -396,33 +423,42 @@ impl Consumer<'_> {
                     // Stopped while the dead-letter queue refused it: the
                     // batch's acknowledgement (multiple) must not cover it.
                     if self.stopping() {
-                        return Ok(());
+                        return Ok(None);
                     }
                 }
             }
         }
+        Ok(Some(items))
+    }
+
+    /// The items whose aggregate is not parked, the others parked behind
+    /// their aggregate's dead letter; `None` when the projector stopped or
+    /// the ledger could not be read before it did.
+    async fn not_parked(
+        &mut self,
+        dead_letters: &Channel,
+        items: Vec<Item>,
+    ) -> Result<Option<Vec<Item>>, Stop> {
         let mut fresh = Vec::with_capacity(items.len());
         for (delivery, event) in items {
             match self.parked_behind(&event).await {
-                None => return Ok(()),
+                None => return Ok(None),
                 Some(None) => fresh.push((delivery, event)),
                 Some(Some(at)) => {
                     self.park_behind(dead_letters, &delivery, &event, at)
                         .await?;
                     if self.stopping() {
-                        return Ok(());
+                        return Ok(None);
                     }
                 }
             }
         }
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        // A redelivery may be the one that brought the last projector down:
-        // count its attempts from the start.
-        if fresh.iter().any(|(delivery, _)| delivery.redelivered) {
-            return self.one_by_one(dead_letters, fresh, None).await;
-        }
+        Ok(Some(fresh))
+    }
+
+    /// Applies `fresh` as one batch, waiting out unavailable dependencies;
+    /// a batch that fails otherwise is settled one event at a time.
+    async fn apply_batch(&mut self, dead_letters: &Channel, fresh: Vec<Item>) -> Result<(), Stop> {
         let events: Vec<StoredEvent> = fresh.iter().map(|(_, event)| event.clone()).collect();
         let redactor = Redactor::of_events(&events);
         let mut unavailable = 0u32;
@@ -521,16 +557,10 @@ impl Consumer<'_> {
         let max = self.config.max_attempts;
         let mut failures = 0u32;
         if let Some(error) = first_failure {
-            let Some(attempts) = self
-                .until_ok("counting a failed attempt", || {
-                    ledger.count_failed(name, event, error.kind(), error.message())
-                })
-                .await
-            else {
+            let Some(attempts) = self.count_failed(event, &error).await else {
                 return Ok(());
             };
             failures = attempts;
-            tracing::warn!(projection = name, attempt = attempts, max, kind = error.kind(), %error, event_id = %event.event_id, "event failed");
         }
         loop {
             if failures > 0 && !self.pause(backoff(failures)).await {
@@ -554,19 +584,7 @@ impl Consumer<'_> {
                 .await
                 .map_err(|e| e.redacted(&Redactor::of_events([event])))
             {
-                Ok(applied) => {
-                    record(name, applied, Some(event));
-                    if let Err(error) = ledger.clear(name, event).await {
-                        // Harmless: a later redelivery is a duplicate, and
-                        // the row goes when the event is next settled.
-                        tracing::warn!(projection = name, %error, "cannot clear the attempts of an applied event");
-                    }
-                    if !self.unpark_erased(std::slice::from_ref(event)).await {
-                        return Ok(());
-                    }
-                    delivery.ack(BasicAckOptions::default()).await?;
-                    return Ok(());
-                }
+                Ok(applied) => return self.settle_applied(applied, delivery, event).await,
                 Err(ProjectionError::Fatal(e)) => {
                     return Err(Stop::Fatal(ProjectionError::Fatal(e)));
                 }
@@ -592,18 +610,7 @@ impl Consumer<'_> {
                     failures = failures.max(1) + 1;
                 }
                 Err(error @ ProjectionError::Transient(_)) => {
-                    metrics::counter!("projector_transient_errors_total", "projection" => name)
-                        .increment(1);
-                    tracing::warn!(projection = name, attempt, max, kind = error.kind(), %error, event_id = %event.event_id, "event failed");
-                    // The database may be what just failed: wait for it, so
-                    // the reason is on record when the attempts run out.
-                    if self
-                        .until_ok("recording a failed attempt", || {
-                            ledger.fail(name, event, error.kind(), error.message())
-                        })
-                        .await
-                        .is_none()
-                    {
+                    if !self.record_failed(event, &error, attempt).await {
                         return Ok(());
                     }
                     // No pause before the ledger says the attempts ran out.
@@ -611,6 +618,65 @@ impl Consumer<'_> {
                 }
             }
         }
+    }
+
+    /// Records a transient failure of `event`'s attempt `attempt` in the
+    /// ledger; false when the projector stopped first. The database may be
+    /// what just failed: this waits for it, so the reason is on record when
+    /// the attempts run out.
+    async fn record_failed(
+        &mut self,
+        event: &StoredEvent,
+        error: &ProjectionError,
+        attempt: u32,
+    ) -> bool {
+        let name = self.name();
+        let max = self.config.max_attempts;
+        metrics::counter!("projector_transient_errors_total", "projection" => name).increment(1);
+        tracing::warn!(projection = name, attempt, max, kind = error.kind(), %error, event_id = %event.event_id, "event failed");
+        let ledger = self.settlement.ledger.clone();
+        self.until_ok("recording a failed attempt", || {
+            ledger.fail(name, event, error.kind(), error.message())
+        })
+        .await
+        .is_some()
+    }
+
+    /// Counts the failed first attempt an event made in its batch; the
+    /// attempts so far, or `None` when the projector stopped first.
+    async fn count_failed(&mut self, event: &StoredEvent, error: &ProjectionError) -> Option<u32> {
+        let name = self.name();
+        let ledger = self.settlement.ledger.clone();
+        let attempts = self
+            .until_ok("counting a failed attempt", || {
+                ledger.count_failed(name, event, error.kind(), error.message())
+            })
+            .await?;
+        let max = self.config.max_attempts;
+        tracing::warn!(projection = name, attempt = attempts, max, kind = error.kind(), %error, event_id = %event.event_id, "event failed");
+        Some(attempts)
+    }
+
+    /// Acknowledges an event applied on its own, once its attempts are
+    /// cleared and, for an erasure, its aggregate unparked.
+    async fn settle_applied(
+        &mut self,
+        applied: Applied,
+        delivery: &Delivery,
+        event: &StoredEvent,
+    ) -> Result<(), Stop> {
+        let name = self.name();
+        record(name, applied, Some(event));
+        if let Err(error) = self.settlement.ledger.clear(name, event).await {
+            // Harmless: a later redelivery is a duplicate, and the row goes
+            // when the event is next settled.
+            tracing::warn!(projection = name, %error, "cannot clear the attempts of an applied event");
+        }
+        if !self.unpark_erased(std::slice::from_ref(event)).await {
+            return Ok(());
+        }
+        delivery.ack(BasicAckOptions::default()).await?;
+        Ok(())
     }
 
     /// Dead-letters an event whose attempts ran out, with the last error.

@@ -134,18 +134,14 @@ struct ReadSettings {
 #[derive(Debug, Deserialize)]
 struct TopologySettings {
     rabbitmq_url: Option<SecretString>,
-    #[serde(default = "default_exchange")]
+    #[serde(default = "event_log::broker::default_exchange")]
     rabbitmq_exchange: String,
-    #[serde(default = "default_queue_prefix")]
+    #[serde(default = "event_log::broker::default_queue_prefix")]
     projector_queue_prefix: String,
-    #[serde(default = "default_partitions")]
+    #[serde(default = "crate::settings::default_partitions")]
     projector_partitions: u32,
     #[serde(default = "crate::settings::default_dead_letter_max_length")]
     projector_dead_letter_max_length: u32,
-}
-
-fn default_partitions() -> u32 {
-    1
 }
 
 /// What `dead-letters` needs: the broker and the read database, and for
@@ -155,7 +151,9 @@ struct DeadLetterSettings {
     read_database_url: SecretString,
     rabbitmq_url: SecretString,
     event_store_url: Option<SecretString>,
-    #[serde(default = "default_queue_prefix")]
+    #[serde(default = "event_log::broker::default_exchange")]
+    rabbitmq_exchange: String,
+    #[serde(default = "event_log::broker::default_queue_prefix")]
     projector_queue_prefix: String,
 }
 
@@ -165,7 +163,7 @@ async fn dead_letters(command: DeadLetterCommand) -> anyhow::Result<()> {
         .context("reading SB_READ_DATABASE_URL, SB_RABBITMQ_URL and SB_PROJECTOR_QUEUE_PREFIX")?;
     let config = crate::broker::ConsumerConfig {
         url: settings.rabbitmq_url.clone(),
-        exchange: default_exchange(),
+        exchange: settings.rabbitmq_exchange,
         queue_prefix: settings.projector_queue_prefix,
         prefetch: 1,
         batch_size: 1,
@@ -251,14 +249,6 @@ fn left(outcome: &crate::dead_letters::Outcome) -> String {
         ));
     }
     out
-}
-
-fn default_exchange() -> String {
-    "second_brain.events".to_owned()
-}
-
-fn default_queue_prefix() -> String {
-    "second_brain.projector".to_owned()
 }
 
 /// Declares the exchange and every projection's queue, so events the relay

@@ -828,7 +828,7 @@ impl DeadLetter {
             projection: own("projection").or_else(|| {
                 queue
                     .as_deref()
-                    .and_then(|q| q.rsplit('.').find(|part| !is_partition(part)))
+                    .and_then(|q| event_log::broker::projection_of_queue(q))
                     .map(str::to_owned)
             }),
             queue,
@@ -912,11 +912,6 @@ fn resent_properties(delivery: &Delivery) -> BasicProperties {
 }
 
 /// `p3`, the suffix of a partition's queue.
-fn is_partition(part: &str) -> bool {
-    part.strip_prefix('p')
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// What `retry` or `purge` did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Outcome {
@@ -1085,93 +1080,104 @@ impl DeadLetterQueue {
 /// `dead-letters list` for people: one table of dead letters, one of parked
 /// aggregates.
 pub fn tables(letters: &[DeadLetter], parked: &[ParkedAggregate]) -> String {
-    let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
     let mut out = format!("{} dead letters\n", letters.len());
     if !letters.is_empty() {
-        let rows: Vec<Vec<String>> = letters
-            .iter()
-            .map(|l| {
-                vec![
-                    or_dash(l.projection.clone()),
-                    format!(
-                        "{} {}",
-                        l.aggregate_type.as_deref().unwrap_or("-"),
-                        l.aggregate_id.as_deref().unwrap_or("-")
-                    ),
-                    or_dash(l.sequence.map(|s| s.to_string())),
-                    or_dash(l.event_type.clone()),
-                    or_dash(l.reason.clone()),
-                    or_dash(l.attempts.map(|a| a.to_string())),
-                    or_dash(l.dead_lettered_at.clone()),
-                    body_cell(l),
-                    match (&l.error_kind, &l.error) {
-                        (Some(kind), Some(error)) => format!("{kind}: {error}"),
-                        (_, error) => or_dash(error.clone()),
-                    },
-                ]
-            })
-            .collect();
-        out.push_str(&table(
-            &[
-                "PROJECTION",
-                "AGGREGATE",
-                "SEQUENCE",
-                "EVENT TYPE",
-                "REASON",
-                "ATTEMPTS",
-                "DEAD-LETTERED AT",
-                "BODY",
-                "ERROR",
-            ],
-            &rows,
-        ));
-        let undecodable = letters
-            .iter()
-            .filter(|l| l.body == Held::Fingerprint)
-            .count();
-        if undecodable > 0 {
-            out.push_str(&format!(
-                "{undecodable} dead letters were no event: only a SHA-256 of the message and its \
-                 length are kept, so `retry` has nothing to send back; `purge` drops them\n"
-            ));
-        }
-        let whole = letters.iter().filter(|l| l.body.is_whole()).count();
-        if whole > 0 {
-            out.push_str(&format!(
-                "{whole} dead letters still hold their whole message, memory text included \
-                 (from before dead letters held references, or dead-lettered by RabbitMQ \
-                 itself): `projector migrate` turns them into references\n"
-            ));
-        }
+        out.push_str(&letters_table(letters));
     }
     out.push_str(&format!("\n{} parked aggregates\n", parked.len()));
     if !parked.is_empty() {
-        let rows: Vec<Vec<String>> = parked
-            .iter()
-            .map(|p| {
-                vec![
-                    p.projection.clone(),
-                    format!("{} {}", p.aggregate_type, p.aggregate_id),
-                    p.first_parked_sequence.to_string(),
-                    p.attempts.to_string(),
-                    p.parked_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                    p.reason.clone(),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
-            &[
-                "PROJECTION",
-                "AGGREGATE",
-                "PARKED AT SEQUENCE",
-                "ATTEMPTS",
-                "SINCE",
-                "REASON",
-            ],
-            &rows,
+        out.push_str(&parked_table(parked));
+    }
+    out
+}
+
+/// The dead letters, one row each, and what `retry` cannot do with some.
+fn letters_table(letters: &[DeadLetter]) -> String {
+    let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
+    let rows: Vec<Vec<String>> = letters
+        .iter()
+        .map(|l| {
+            vec![
+                or_dash(l.projection.clone()),
+                format!(
+                    "{} {}",
+                    l.aggregate_type.as_deref().unwrap_or("-"),
+                    l.aggregate_id.as_deref().unwrap_or("-")
+                ),
+                or_dash(l.sequence.map(|s| s.to_string())),
+                or_dash(l.event_type.clone()),
+                or_dash(l.reason.clone()),
+                or_dash(l.attempts.map(|a| a.to_string())),
+                or_dash(l.dead_lettered_at.clone()),
+                body_cell(l),
+                match (&l.error_kind, &l.error) {
+                    (Some(kind), Some(error)) => format!("{kind}: {error}"),
+                    (_, error) => or_dash(error.clone()),
+                },
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "PROJECTION",
+            "AGGREGATE",
+            "SEQUENCE",
+            "EVENT TYPE",
+            "REASON",
+            "ATTEMPTS",
+            "DEAD-LETTERED AT",
+            "BODY",
+            "ERROR",
+        ],
+        &rows,
+    );
+    let undecodable = letters
+        .iter()
+        .filter(|l| l.body == Held::Fingerprint)
+        .count();
+    if undecodable > 0 {
+        out.push_str(&format!(
+            "{undecodable} dead letters were no event: only a SHA-256 of the message and its \
+             length are kept, so `retry` has nothing to send back; `purge` drops them\n"
+        ));
+    }
+    let whole = letters.iter().filter(|l| l.body.is_whole()).count();
+    if whole > 0 {
+        out.push_str(&format!(
+            "{whole} dead letters still hold their whole message, memory text included \
+             (from before dead letters held references, or dead-lettered by RabbitMQ \
+             itself): `projector migrate` turns them into references\n"
         ));
     }
     out
+}
+
+/// The parked aggregates, one row each.
+fn parked_table(parked: &[ParkedAggregate]) -> String {
+    let rows: Vec<Vec<String>> = parked
+        .iter()
+        .map(|p| {
+            vec![
+                p.projection.clone(),
+                format!("{} {}", p.aggregate_type, p.aggregate_id),
+                p.first_parked_sequence.to_string(),
+                p.attempts.to_string(),
+                p.parked_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                p.reason.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "PROJECTION",
+            "AGGREGATE",
+            "PARKED AT SEQUENCE",
+            "ATTEMPTS",
+            "SINCE",
+            "REASON",
+        ],
+        &rows,
+    )
 }
 
 /// What a dead letter's body holds, in a few words.
@@ -1232,15 +1238,6 @@ mod tests {
             table(&["P", "SEQ", "E"], &rows),
             "P          SEQ  E\nsearch     1    x\ndocuments  12   y\n"
         );
-    }
-
-    #[test]
-    fn a_partition_suffix_is_recognised() {
-        assert!(is_partition("p0"));
-        assert!(is_partition("p12"));
-        assert!(!is_partition("p"));
-        assert!(!is_partition("projector"));
-        assert!(!is_partition("search"));
     }
 
     fn event() -> StoredEvent {

@@ -19,11 +19,11 @@ pub struct Settings {
     /// `SB_RABBITMQ_URL`.
     pub rabbitmq_url: SecretString,
     /// `SB_RABBITMQ_EXCHANGE`: the topic exchange the relay publishes to.
-    #[serde(default = "default_exchange")]
+    #[serde(default = "event_log::broker::default_exchange")]
     pub rabbitmq_exchange: String,
     /// `SB_PROJECTOR_QUEUE_PREFIX`: queue names are `<prefix>.<projection>`;
     /// the dead-letter exchange and queue are `<prefix>.dead_letter`.
-    #[serde(default = "default_queue_prefix")]
+    #[serde(default = "event_log::broker::default_queue_prefix")]
     pub projector_queue_prefix: String,
     /// `SB_REDIS_URL`.
     pub redis_url: SecretString,
@@ -71,12 +71,6 @@ pub struct ListenSettings {
 fn default_http_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8082))
 }
-fn default_exchange() -> String {
-    "second_brain.events".to_owned()
-}
-fn default_queue_prefix() -> String {
-    "second_brain.projector".to_owned()
-}
 fn default_key_prefix() -> String {
     "sb:".to_owned()
 }
@@ -86,7 +80,7 @@ fn default_prefetch() -> u16 {
 fn default_batch_size() -> usize {
     64
 }
-fn default_partitions() -> u32 {
+pub fn default_partitions() -> u32 {
     1
 }
 fn default_max_attempts() -> u32 {

@@ -7,10 +7,10 @@
 //! every query: another user's stream reads as no stream at all.
 
 use chrono::{DateTime, Utc};
+use event_log::store::Slice;
 use event_schema::{
     DecodeError, FoldError, MemoryEvent, MemoryState, SessionEvent, SessionState, StoredEvent, fold,
 };
-use read_model::events::stored;
 use serde::Serialize;
 use serde_json::Value;
 use service_kit::pg::retry_once;
@@ -93,25 +93,14 @@ impl History {
         after: u64,
         limit: Option<u32>,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        let rows = retry_once(&self.pool, || {
-            sqlx::query(
-                "SELECT event_id, aggregate_type, aggregate_id, sequence, global_position, event_type, \
-                        event_version, recorded_at, payload::jsonb AS payload, metadata::jsonb AS metadata \
-                   FROM events \
-                  WHERE aggregate_type = $1 AND aggregate_id = $2 AND metadata->>'owner_id' = $3 \
-                    AND sequence > $4 \
-                  ORDER BY sequence \
-                  LIMIT $5",
-            )
-            .bind(aggregate.type_name())
-            .bind(id.to_string())
-            .bind(owner)
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(limit.map(i64::from))
-            .fetch_all(&self.pool)
-        })
-        .await?;
-        rows.iter().map(stored).collect()
+        let id = id.to_string();
+        let mut slice = Slice::of(aggregate.type_name(), &id)
+            .after(i64::try_from(after).unwrap_or(i64::MAX))
+            .owned_by(owner);
+        if let Some(limit) = limit {
+            slice = slice.limit(i64::from(limit));
+        }
+        retry_once(&self.pool, || slice.read(&self.pool)).await
     }
 
     /// Up to `limit` entries after version `after`, and whether more follow.

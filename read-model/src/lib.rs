@@ -1,6 +1,6 @@
 //! The read models' contract: what the projector writes and the query service
-//! (and `projector verify`) reads. Besides `event-schema`, it is the only code
-//! the two share, so neither reaches into the other's crate.
+//! (and `projector verify`) reads. Besides `event-schema` and `event-log`, it
+//! is the only code the two share, so neither reaches into the other's crate.
 //!
 //! - [`documents`]: the Redis document model: key layout, the active
 //!   generation pointer, the compare-and-set script every write goes
@@ -8,15 +8,12 @@
 //! - [`tables`]: the search read model in Postgres: per-generation table
 //!   names, the views over the active one, `projection_state`, and the rows
 //!   with their one mapping to memory and session states.
-//! - [`events`]: an event-store row as a `StoredEvent`, for the projector's
-//!   gap fill and the query service's history alike.
 //! - [`MIGRATOR`]: the read database's migrations.
 //!
 //! Projection names are stable: queue suffixes, metric labels, dead-letter
 //! headers and the keys of `projection_state`.
 
 pub mod documents;
-pub mod events;
 pub mod tables;
 
 /// The search projection: Postgres rows with embeddings and full-text vectors.

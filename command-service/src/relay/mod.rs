@@ -53,14 +53,15 @@
 mod publisher;
 mod source;
 
-pub use publisher::{Message, message_for, partition_of, routing_key};
+pub use publisher::{Message, message_for};
 pub use source::{APPLICATION_NAME, CHANNEL, Checkpoint, LOCK_CLASS};
 
 use crate::settings::Settings;
+use event_log::store::Committed;
 use publisher::Broker;
 use rand::Rng;
 use secrecy::SecretString;
-use source::{Leader, Row};
+use source::Leader;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -447,7 +448,7 @@ impl Relay {
             while in_flight.len() < BATCHES_IN_FLIGHT && !exhausted && !stopping() {
                 let batch = leader.read_after(read_from, batch_size).await?;
                 record_lag(&name, &batch);
-                match batch.last().map(Row::checkpoint) {
+                match batch.last().map(|committed| committed.position) {
                     None => exhausted = true,
                     Some(last) => {
                         read_from = last;
@@ -471,7 +472,7 @@ impl Relay {
     }
 }
 
-fn record_lag(name: &str, batch: &[Row]) {
+fn record_lag(name: &str, batch: &[Committed]) {
     let age = batch.first().map_or(0.0, |row| {
         (chrono::Utc::now() - row.event.recorded_at)
             .to_std()

@@ -3,7 +3,8 @@
 //! projector consumes).
 
 use super::RelayError;
-use super::source::Row;
+use event_log::broker::published_routing_key;
+use event_log::store::Committed;
 use event_schema::StoredEvent;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -35,31 +36,6 @@ fn short(value: &str) -> ShortString {
     ShortString::try_new(&value[..end]).unwrap_or_default()
 }
 
-/// `<aggregate>.<event>`: the event type's registered routing name
-/// (`memory.captured`), or for a type this build does not know,
-/// `<aggregate_type lowercased>.<event_type>`.
-pub fn routing_key(aggregate_type: &str, event_type: &str) -> String {
-    match event_schema::upcast::kind(aggregate_type, event_type) {
-        Some(kind) => kind.routing_name.to_owned(),
-        None => format!("{}.{event_type}", aggregate_type.to_lowercase()),
-    }
-}
-
-/// Which of `partitions` partitions an aggregate's events go to: the first
-/// eight bytes of the SHA-256 of its id, modulo the count. Stable across
-/// processes and releases, and spread evenly whatever the ids look like
-/// (UUIDv7s begin with a timestamp).
-pub fn partition_of(aggregate_id: &str, partitions: u32) -> u32 {
-    use sha2::{Digest, Sha256};
-    if partitions <= 1 {
-        return 0;
-    }
-    let digest = Sha256::digest(aggregate_id.as_bytes());
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&digest[..8]);
-    u32::try_from(u64::from_be_bytes(head) % u64::from(partitions)).unwrap_or(0)
-}
-
 /// One event as it goes on the wire.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -71,9 +47,9 @@ pub struct Message {
 
 /// Builds the message for one stored event: persistent JSON, message id =
 /// event id, type = event type, timestamp = recorded_at (unix seconds), and
-/// headers for routing and deduplication without parsing the body. With more
-/// than one partition the routing key ends in `.p<partition>`
-/// (`memory.captured.p3`), which the partition's queues are bound to.
+/// headers for routing and deduplication without parsing the body. The
+/// routing key is the broker contract's
+/// ([`event_log::broker::published_routing_key`]).
 pub fn message_for(event: &StoredEvent, partitions: u32) -> Result<Message, serde_json::Error> {
     let body = serde_json::to_vec(event)?;
     let text = |value: &str| AMQPValue::LongString(LongString::from(value.as_bytes()));
@@ -99,12 +75,8 @@ pub fn message_for(event: &StoredEvent, partitions: u32) -> Result<Message, serd
         .with_type(short(&event.event_type))
         .with_timestamp(u64::try_from(event.recorded_at.timestamp()).unwrap_or(0))
         .with_headers(headers);
-    let mut key = routing_key(&event.aggregate_type, &event.event_type);
-    if partitions > 1 {
-        key = format!("{key}.p{}", partition_of(&event.aggregate_id, partitions));
-    }
     Ok(Message {
-        routing_key: short(&key),
+        routing_key: short(&published_routing_key(event, partitions)),
         body,
         properties,
     })
@@ -179,7 +151,7 @@ impl Broker {
     /// Sends every event of the batch, in order, without waiting for any
     /// confirm: the whole batch is in flight at once.
     #[tracing::instrument(skip_all, fields(events = rows.len()), err(Display))]
-    pub(super) async fn publish(&self, rows: &[Row]) -> Result<Confirms, RelayError> {
+    pub(super) async fn publish(&self, rows: &[Committed]) -> Result<Confirms, RelayError> {
         let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
             let message = message_for(&row.event, self.partitions).map_err(RelayError::Encode)?;
@@ -273,13 +245,6 @@ mod tests {
             payload: json!({"MemoryCaptured": {"content": "c"}}),
             metadata: json!({"owner_id": "u1", "correlation_id": "c1", "request_id": "r1"}),
         }
-    }
-
-    #[test]
-    fn known_types_route_by_their_registered_name_and_unknown_ones_by_convention() {
-        assert_eq!(routing_key("Memory", "MemoryCaptured"), "memory.captured");
-        assert_eq!(routing_key("Session", "SessionEnded"), "session.ended");
-        assert_eq!(routing_key("Widget", "WidgetSpun"), "widget.WidgetSpun");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The Postgres side of the relay: the leader lock, the checkpoint, the
-//! commit-safe read of the events table, and the wake-up notifications.
+//! commit-safe read of the events table ([`event_log::store`]), and the
+//! wake-up notifications.
 //!
 //! Everything but the notifications runs on one dedicated connection that
 //! holds the session advisory lock. The checkpoint is written through that same
@@ -7,10 +8,10 @@
 //! checkpoint any more: the lock fences the writes, not just the reads.
 
 use super::RelayError;
-use event_schema::StoredEvent;
+use event_log::store::{self, Committed, Position};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, Row as _};
+use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -27,30 +28,8 @@ pub const APPLICATION_NAME: &str = "second-brain-relay";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A place in the relay's reading order, `(transaction_id, global_position)`.
-/// `transaction_id` is an `xid8` (a full 64-bit transaction id), which sqlx
-/// has no type for; it travels as text and is cast in SQL.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Checkpoint {
-    pub transaction_id: u64,
-    pub global_position: i64,
-}
-
-/// One event as read, with its place in the reading order.
-#[derive(Debug, Clone)]
-pub(super) struct Row {
-    pub transaction_id: u64,
-    pub event: StoredEvent,
-}
-
-impl Row {
-    pub(super) fn checkpoint(&self) -> Checkpoint {
-        Checkpoint {
-            transaction_id: self.transaction_id,
-            global_position: self.event.global_position,
-        }
-    }
-}
+/// A place in the relay's reading order: the last event it published.
+pub type Checkpoint = Position;
 
 fn pg_error(stage: &'static str) -> impl FnOnce(sqlx::Error) -> RelayError {
     move |source| RelayError::Postgres { stage, source }
@@ -132,64 +111,17 @@ impl Leader {
         self.checkpoint
     }
 
-    /// The next events after `after` in `(transaction_id, global_position)`
-    /// order, from transactions older than every transaction still running.
-    ///
-    /// A transaction that is still open may yet commit rows *before* rows
-    /// already committed by later transactions. Taking only rows whose
-    /// transaction id is below the snapshot's `xmin` (every transaction below
-    /// it has finished) means nothing can later appear behind the checkpoint.
-    /// The snapshot is the statement's own, taken with the read.
-    ///
-    /// The text copy of the id has its own alias: named `transaction_id`, it
-    /// would be what `ORDER BY transaction_id` sorts, as text ("10" < "9"),
-    /// and the index could not serve the order.
+    /// The next events after `after` in commit-safe order (see
+    /// [`event_log::store`]): nothing can later appear behind them.
     #[tracing::instrument(skip_all, fields(limit), err(Display))]
     pub(super) async fn read_after(
         &mut self,
         after: Checkpoint,
         limit: usize,
-    ) -> Result<Vec<Row>, RelayError> {
-        let rows = sqlx::query(
-            "SELECT transaction_id::text AS transaction_text, event_id, aggregate_type,
-                    aggregate_id, sequence, global_position, event_type, event_version,
-                    recorded_at, payload, metadata
-               FROM events
-              WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY transaction_id, global_position
-              LIMIT $3",
-        )
-        .bind(after.transaction_id.to_string())
-        .bind(after.global_position)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut self.connection)
-        .await
-        .map_err(pg_error("read"))?;
-        rows.into_iter()
-            .map(|row| {
-                let get = |e| RelayError::Postgres {
-                    stage: "read",
-                    source: e,
-                };
-                let transaction_id: String = row.try_get("transaction_text").map_err(get)?;
-                Ok(Row {
-                    transaction_id: parse_xid(&transaction_id)?,
-                    event: StoredEvent {
-                        event_id: row.try_get("event_id").map_err(get)?,
-                        aggregate_type: row.try_get("aggregate_type").map_err(get)?,
-                        aggregate_id: row.try_get("aggregate_id").map_err(get)?,
-                        sequence: row.try_get("sequence").map_err(get)?,
-                        global_position: row.try_get("global_position").map_err(get)?,
-                        event_type: row.try_get("event_type").map_err(get)?,
-                        event_version: row.try_get("event_version").map_err(get)?,
-                        recorded_at: row.try_get("recorded_at").map_err(get)?,
-                        payload: row.try_get("payload").map_err(get)?,
-                        metadata: row.try_get("metadata").map_err(get)?,
-                    },
-                })
-            })
-            .collect()
+    ) -> Result<Vec<Committed>, RelayError> {
+        store::committed_after(&mut self.connection, after, limit)
+            .await
+            .map_err(pg_error("read"))
     }
 
     /// Moves the checkpoint forward to `to`, through the lock's connection.
@@ -232,20 +164,9 @@ impl Leader {
     /// or 0 when there is none. Used while the broker is unreachable, when
     /// no batch is being read.
     pub(super) async fn oldest_unpublished_age(&mut self) -> Result<f64, RelayError> {
-        let age: Option<f64> = sqlx::query_scalar(
-            "SELECT extract(epoch FROM clock_timestamp() - recorded_at)::float8
-               FROM events
-              WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY transaction_id, global_position
-              LIMIT 1",
-        )
-        .bind(self.checkpoint.transaction_id.to_string())
-        .bind(self.checkpoint.global_position)
-        .fetch_optional(&mut self.connection)
-        .await
-        .map_err(pg_error("read"))?;
-        Ok(age.unwrap_or(0.0).max(0.0))
+        store::age_of_first_committed_after(&mut self.connection, self.checkpoint)
+            .await
+            .map_err(pg_error("read"))
     }
 
     /// Closes both connections; closing the lock's connection releases the lock.

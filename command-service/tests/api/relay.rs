@@ -817,7 +817,7 @@ async fn with_partitions_each_aggregates_events_carry_its_one_partition_and_all_
     broker.receive_all(&events).await;
     let mut used = HashSet::new();
     for received in &broker.received {
-        let partition = relay::partition_of(&received.event.aggregate_id, 3);
+        let partition = event_log::broker::partition_of(&received.event.aggregate_id, 3);
         assert!(
             received.routing_key.ends_with(&format!(".p{partition}")),
             "{} for aggregate {}",
