@@ -524,8 +524,9 @@ impl Stack {
     }
 
     /// Captures a memory of just `content`.
-    pub async fn note(&self, user: &str, content: &str) -> Uuid {
-        self.capture(user, json!({ "content": content })).await
+    pub async fn note(&self, user: &str, content: impl AsRef<str>) -> Uuid {
+        self.capture(user, json!({ "content": content.as_ref() }))
+            .await
     }
 
     pub async fn start_session(&self, user: &str, title: &str) -> Uuid {

@@ -16,9 +16,7 @@ async fn relay_and_projector_recover_on_their_own_when_the_broker_cuts_their_con
         let stack = &stack;
         async move {
             for i in 0..120 {
-                let id = stack
-                    .capture("alice", json!({"content": format!("flowing {i}")}))
-                    .await;
+                let id = stack.note("alice", format!("flowing {i}")).await;
                 stack.add_tags("alice", id, json!(["t"])).await;
             }
         }
@@ -56,8 +54,6 @@ async fn relay_and_projector_recover_on_their_own_when_the_broker_cuts_their_con
         })
         .await;
     // And the new connections carry traffic end to end.
-    stack
-        .capture("alice", json!({"content": "after the reconnect"}))
-        .await;
+    stack.note("alice", "after the reconnect").await;
     stack.wait_until_verified().await;
 }

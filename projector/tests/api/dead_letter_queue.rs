@@ -217,9 +217,7 @@ async fn a_full_dead_letter_queue_refuses_the_next_and_its_projection_waits_unti
     assert_eq!(stack.ready_in(&dead_letters).await, 1);
 
     // The documents projection waits behind it; the search projection goes on.
-    let later = stack
-        .capture("alice", json!({"content": "written while it waits"}))
-        .await;
+    let later = stack.note("alice", "written while it waits").await;
     stack
         .eventually("the search projection applies it", || async {
             stack.search_row(later).await.is_some()
@@ -268,10 +266,7 @@ async fn a_text_the_embedding_provider_echoes_in_its_refusal_stays_out_of_the_de
     .await;
     start_openai_projector(&mut stack, url, &[]).await;
     let id = stack
-        .capture(
-            "alice",
-            json!({"content": "okapi-content-secret, embedded fine"}),
-        )
+        .note("alice", "okapi-content-secret, embedded fine")
         .await;
     stack.wait_until_verified().await;
     // The new title's event holds no content, but the text embedded (and
@@ -487,9 +482,7 @@ async fn migrate_gives_an_earlier_releases_dead_letter_queue_its_limit_and_turns
 #[tokio::test]
 async fn retry_reads_the_event_from_the_store_not_from_the_dead_letter() {
     let stack = spawn_projector_stack(Options::default()).await;
-    let id = stack
-        .capture("alice", json!({"content": "the note as stored"}))
-        .await;
+    let id = stack.note("alice", "the note as stored").await;
     stack.wait_until_verified().await;
     // The search model misses the memory, until a retry brings it back.
     sqlx::query("DELETE FROM memories WHERE id = $1")

@@ -95,10 +95,8 @@ async fn stored_event_type(stack: &Stack, id: Uuid, sequence: i64) -> String {
 async fn an_event_that_fails_every_time_is_dead_lettered_after_max_attempts_and_its_aggregate_parked_while_others_flow()
  {
     let stack = spawn_projector_stack(Options::default()).await;
-    let faulty = stack
-        .capture("alice", json!({"content": "will fail"}))
-        .await;
-    let other = stack.capture("alice", json!({"content": "fine"})).await;
+    let faulty = stack.note("alice", "will fail").await;
+    let other = stack.note("alice", "fine").await;
     stack.wait_until_verified().await;
 
     refuse_search_rows(&stack, faulty).await;
@@ -111,9 +109,7 @@ async fn an_event_that_fails_every_time_is_dead_lettered_after_max_attempts_and_
         })
         .await;
     let version = revise(&stack, other, "fine, revised").await;
-    let third = stack
-        .capture("alice", json!({"content": "another one"}))
-        .await;
+    let third = stack.note("alice", "another one").await;
 
     let letters = dead_letters_of(&stack, faulty, 1).await;
     let letter = &letters[0];
@@ -256,14 +252,9 @@ async fn an_openai_compatible_providers_refusal_of_one_text_dead_letters_that_ev
     .await;
     start_openai_projector(&mut stack, url, &[("SB_OPENAI_MAX_INPUT_CHARS", "200")]).await;
 
-    let fine = stack
-        .capture("alice", json!({"content": "a fine note"}))
-        .await;
+    let fine = stack.note("alice", "a fine note").await;
     let refused = stack
-        .capture(
-            "alice",
-            json!({"content": "REFUSE-ME: the provider cannot take this"}),
-        )
+        .note("alice", "REFUSE-ME: the provider cannot take this")
         .await;
     let long = stack
         .capture("alice", json!({"content": "long ".repeat(300)}))
@@ -365,9 +356,7 @@ async fn a_provider_outage_longer_than_max_attempts_is_waited_out_and_parks_noth
     .await;
     start_openai_projector(&mut stack, url, &[("SB_OPENAI_MAX_RETRIES", "0")]).await;
 
-    let id = stack
-        .capture("alice", json!({"content": "written during an outage"}))
-        .await;
+    let id = stack.note("alice", "written during an outage").await;
     stack.wait_until_verified().await;
     assert!(
         received.lock().unwrap().len() > outage,
@@ -437,12 +426,8 @@ async fn lock_search_table(stack: &Stack) -> PgConnection {
 async fn a_connection_that_drops_during_one_event_every_time_parks_it_and_one_that_recovers_parks_nothing()
  {
     let stack = spawn_projector_stack(Options::default()).await;
-    let recovers = stack
-        .capture("alice", json!({"content": "drops once"}))
-        .await;
-    let drops = stack
-        .capture("alice", json!({"content": "drops every time"}))
-        .await;
+    let recovers = stack.note("alice", "drops once").await;
+    let drops = stack.note("alice", "drops every time").await;
     stack.wait_until_verified().await;
 
     // Dropped once, then it goes through: nothing is dead-lettered.

@@ -91,9 +91,7 @@ async fn duplicate_and_reordered_deliveries_leave_the_read_models_equal_to_the_f
 #[tokio::test]
 async fn a_poison_event_is_dead_lettered_and_later_events_are_still_projected() {
     let stack = spawn_projector_stack(Options::default()).await;
-    let first = stack
-        .capture("alice", json!({"content": "before the poison"}))
-        .await;
+    let first = stack.note("alice", "before the poison").await;
     stack.wait_until_verified().await;
 
     // One body that is not an event, one event of a kind no projection knows.
@@ -104,9 +102,7 @@ async fn a_poison_event_is_dead_lettered_and_later_events_are_still_projected() 
     for projection in ["search", "documents"] {
         stack.inject(projection, &poison).await;
     }
-    let later = stack
-        .capture("alice", json!({"content": "after the poison"}))
-        .await;
+    let later = stack.note("alice", "after the poison").await;
     stack
         .eventually("the later event is projected", || async {
             stack.document(later).await.is_some() && stack.search_row(later).await.is_some()

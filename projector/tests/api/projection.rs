@@ -252,7 +252,7 @@ async fn user_ids_and_tags_with_colons_never_share_a_list_or_a_tag_index() {
     assert!(layout_1.is_empty(), "{layout_1:?}");
 
     // A member in another owner's index is a difference `verify` reports.
-    let x_memory = stack.capture("x", json!({"content": "another"})).await;
+    let x_memory = stack.note("x", "another").await;
     stack.wait_until_verified().await;
     let () = redis
         .sadd(keys.tag(g, "x:tag:y", "y"), x_memory.to_string())

@@ -76,10 +76,7 @@ async fn a_rebuild_while_reads_run_never_fails_or_empties_a_read_and_ends_verifi
         let writes = async {
             for i in 0..5 {
                 stack
-                    .capture(
-                        "alice",
-                        json!({"content": format!("written during the rebuild {i}")}),
-                    )
+                    .note("alice", format!("written during the rebuild {i}"))
                     .await;
             }
         };
@@ -119,9 +116,7 @@ async fn a_rebuild_while_reads_run_never_fails_or_empties_a_read_and_ends_verifi
 async fn a_rebuild_with_another_model_changes_the_dimension_and_stops_a_projector_on_the_old_one() {
     let mut stack = spawn_projector_stack(Options::default()).await;
     for i in 0..5 {
-        stack
-            .capture("bob", json!({"content": format!("thing {i}")}))
-            .await;
+        stack.note("bob", format!("thing {i}")).await;
     }
     stack.wait_until_verified().await;
 
@@ -158,7 +153,7 @@ async fn a_rebuild_with_another_model_changes_the_dimension_and_stops_a_projecto
 
     // The running projector still embeds with the 384-dimension model: the
     // next event stops it with an error that says to rebuild.
-    stack.capture("bob", json!({"content": "one more"})).await;
+    stack.note("bob", "one more").await;
     let projector = stack.projector.take().unwrap();
     let outcome = tokio::time::timeout(stack.deadline, projector)
         .await

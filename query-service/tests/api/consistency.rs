@@ -73,9 +73,7 @@ async fn a_read_with_the_returned_version_reflects_its_write_200_times_in_a_row(
 #[tokio::test]
 async fn a_version_the_projection_does_not_reach_in_time_is_a_plain_503() {
     let stack = spawn_query_stack_with(&[("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "300")]).await;
-    let id = stack
-        .capture("alice", json!({"content": "only one version"}))
-        .await;
+    let id = stack.note("alice", "only one version").await;
     stack
         .get_ok(&format!("/v1/memories/{id}?min_version=1"), "alice")
         .await;
@@ -114,15 +112,11 @@ async fn a_version_the_projection_does_not_reach_in_time_is_a_plain_503() {
 #[tokio::test]
 async fn min_version_answers_strangers_erased_and_unknown_ids_alike_and_only_the_owner_waits() {
     let stack = spawn_query_stack_with(&[("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "300")]).await;
-    let alices = stack
-        .capture("alice", json!({"content": "alice's note"}))
-        .await;
+    let alices = stack.note("alice", "alice's note").await;
     let alices_session = stack.start_session("alice", "Alice's day").await;
-    let erased = stack.capture("bob", json!({"content": "to forget"})).await;
+    let erased = stack.note("bob", "to forget").await;
     stack.erase("bob", erased).await;
-    let unprojected = stack
-        .capture("bob", json!({"content": "not projected yet"}))
-        .await;
+    let unprojected = stack.note("bob", "not projected yet").await;
     let unprojected_session = stack.start_session("bob", "Bob's day").await;
     stack.wait_until_verified().await;
     // Bob's latest writes as the read side holds them before the projector

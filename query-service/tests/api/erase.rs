@@ -165,9 +165,7 @@ async fn after_erase_no_text_of_the_memory_is_left_in_postgres_redis_or_rabbitmq
         (letter.projection.as_deref(), letter.sequence, letter.body),
         (Some("search"), Some(2), Held::Reference)
     );
-    let kept = stack
-        .capture("alice", json!({"content": "okapi-kept-elsewhere"}))
-        .await;
+    let kept = stack.note("alice", "okapi-kept-elsewhere").await;
     let before = everything(&stack).await;
     for secret in [
         "okapi-content-secret",

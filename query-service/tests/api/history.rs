@@ -200,7 +200,7 @@ async fn a_sessions_history_and_past_states_are_read_too() {
 #[tokio::test]
 async fn history_reads_the_event_store_through_a_role_that_cannot_write_it() {
     let stack = spawn_query_stack().await;
-    stack.capture("alice", json!({"content": "x"})).await;
+    stack.note("alice", "x").await;
     let events_db = stack.events_url.rsplit('/').next().unwrap().to_owned();
     let mut reader = PgConnection::connect(&database_url(&events_db, Some(READER_ROLE)))
         .await

@@ -3,7 +3,6 @@
 //! run as these roles throughout the suite (test_kit::stack::spawn_query_stack), so every
 //! other test also shows that reads, search and history need nothing more.
 
-use serde_json::json;
 use sqlx::PgPool;
 use test_kit::db::{QUERY_READER_ROLE as READER_ROLE, database_of, sqlstate_as};
 use test_kit::stack::spawn_query_stack;
@@ -16,9 +15,7 @@ async fn refused_as_reader(pool: &PgPool, sql: &str) -> String {
 #[tokio::test]
 async fn the_query_role_reads_both_databases_and_can_change_neither() {
     let stack = spawn_query_stack().await;
-    let id = stack
-        .capture("alice", json!({"content": "Capybara husbandry notes"}))
-        .await;
+    let id = stack.note("alice", "Capybara husbandry notes").await;
     stack.wait_until_verified().await;
     // Served through the reader login: search (read model) and history
     // (event store).

@@ -103,8 +103,8 @@ async fn one_user_waits_for_at_most_the_capped_number_of_versions_at_once() {
         ("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "60000"),
     ])
     .await;
-    let mine = stack.capture("alice", json!({"content": "one"})).await;
-    let bobs = stack.capture("bob", json!({"content": "one"})).await;
+    let mine = stack.note("alice", "one").await;
+    let bobs = stack.note("bob", "one").await;
     for (id, user) in [(mine, "alice"), (bobs, "bob")] {
         stack
             .get_ok(&format!("/v1/memories/{id}?min_version=1"), user)

@@ -113,9 +113,7 @@ async fn until_every_worker_reads(
 #[tokio::test]
 async fn cached_documents_follow_every_change_redis_sees() {
     let stack = spawn_query_stack().await;
-    let id = stack
-        .capture("alice", json!({"content": "The first words"}))
-        .await;
+    let id = stack.note("alice", "The first words").await;
     stack.wait_until_verified().await;
     let path = format!("/v1/memories/{id}");
     let original = stack.get_ok(&path, "alice").await;
@@ -159,8 +157,8 @@ async fn cached_documents_follow_every_change_redis_sees() {
 #[tokio::test]
 async fn deleted_memories_leave_the_reads_unless_asked_for_and_return_on_restore() {
     let stack = spawn_query_stack().await;
-    let kept = stack.capture("alice", json!({"content": "kept"})).await;
-    let gone = stack.capture("alice", json!({"content": "deleted"})).await;
+    let kept = stack.note("alice", "kept").await;
+    let gone = stack.note("alice", "deleted").await;
     stack
         .ok(
             Method::DELETE,

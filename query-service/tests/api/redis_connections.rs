@@ -3,7 +3,6 @@
 //! more on a fresh connection instead of failing.
 
 use reqwest::StatusCode;
-use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -77,10 +76,7 @@ async fn reads_by_id_survive_redis_dropping_every_client_connection() {
     for i in 0..4 {
         ids.push(
             stack
-                .capture(
-                    "alice",
-                    json!({"content": format!("Redis may drop us, note {i}")}),
-                )
+                .note("alice", format!("Redis may drop us, note {i}"))
                 .await,
         );
     }

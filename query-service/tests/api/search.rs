@@ -20,22 +20,19 @@ async fn the_three_modes_find_by_words_by_meaning_and_by_both() {
         .capture("alice", json!({"title": "Pets", "content": "The cat sleeps on the warm windowsill every afternoon."}))
         .await;
     let invoice = stack
-        .capture(
+        .note(
             "alice",
-            json!({"content": "Invoice INV-4471 from the plumber is due on Friday."}),
+            "Invoice INV-4471 from the plumber is due on Friday.",
         )
         .await;
     let deploy = stack
-        .capture(
+        .note(
             "alice",
-            json!({"content": "We switched production to a blue green deployment last spring."}),
+            "We switched production to a blue green deployment last spring.",
         )
         .await;
     let green = stack
-        .capture(
-            "alice",
-            json!({"content": "The garden is green and the sky is blue."}),
-        )
+        .note("alice", "The garden is green and the sky is blue.")
         .await;
     stack.wait_until_verified().await;
 
@@ -113,10 +110,7 @@ async fn k_bounds_the_hits() {
     let stack = spawn_query_stack().await;
     for i in 0..15 {
         stack
-            .capture(
-                "alice",
-                json!({"content": format!("weekly review number {i}")}),
-            )
+            .note("alice", format!("weekly review number {i}"))
             .await;
     }
     stack.wait_until_verified().await;
