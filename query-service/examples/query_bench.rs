@@ -710,15 +710,5 @@ async fn main() {
             .execute(&mut admin)
             .await;
     }
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut redis)
-        .await
-        .unwrap_or_default();
-    for chunk in keys.chunks(500) {
-        let _: Result<(), _> = redis::cmd("UNLINK")
-            .arg(chunk)
-            .query_async(&mut redis)
-            .await;
-    }
+    test_kit::redis::unlink_prefix(&mut redis, &prefix).await;
 }

@@ -1,7 +1,8 @@
-use crate::helpers::{Answer, expired_token_for, spawn_app};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use service_kit::auth::ApiKeyStore;
+use test_kit::command_app::spawn_app;
+use test_kit::http::{Answer, expired_token_for};
 
 #[tokio::test]
 async fn no_credentials_is_401_and_writes_nothing() {

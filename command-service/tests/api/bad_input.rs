@@ -1,9 +1,10 @@
 //! Malformed requests, each answered by a 4xx problem with its own code and
 //! nothing written.
 
-use crate::helpers::{Answer, spawn_app, token_for};
 use reqwest::Method;
 use serde_json::{Value, json};
+use test_kit::command_app::spawn_app;
+use test_kit::http::{Answer, send_raw, token_for};
 
 enum Body {
     None,
@@ -630,7 +631,6 @@ async fn a_huge_tag_list_is_refused_by_its_count_before_any_tag_is_looked_at() {
 /// id that is not plain is replaced, never stored.
 #[tokio::test]
 async fn a_nul_in_a_header_never_reaches_the_store_and_an_odd_request_id_is_replaced() {
-    use std::io::{Read, Write};
     let app = spawn_app().await;
     let before = app.event_count().await;
     let address = app.address.trim_start_matches("http://").to_owned();
@@ -651,19 +651,8 @@ async fn a_nul_in_a_header_never_reaches_the_store_and_an_odd_request_id_is_repl
         request.extend_from_slice(header.as_bytes());
         request.extend_from_slice(b": a\0b\r\n\r\n");
         request.extend_from_slice(body);
-        // Plain blocking I/O off the runtime: a client library would refuse
-        // to send such a header.
-        let target = address.clone();
-        let response = tokio::task::spawn_blocking(move || {
-            let mut stream = std::net::TcpStream::connect(target).unwrap();
-            stream.write_all(&request).unwrap();
-            let mut response = Vec::new();
-            stream.read_to_end(&mut response).unwrap();
-            response
-        })
-        .await
-        .unwrap();
-        let response = String::from_utf8_lossy(&response);
+        // A client library would refuse to send such a header.
+        let response = send_raw(&address, request).await;
         assert!(response.starts_with("HTTP/1.1 400"), "{header}: {response}");
     }
     assert_eq!(app.event_count().await, before, "nothing was written");

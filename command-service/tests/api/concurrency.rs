@@ -1,7 +1,7 @@
-use crate::helpers::spawn_app;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use test_kit::command_app::spawn_app;
 
 #[tokio::test]
 async fn a_stale_if_match_is_refused_and_nothing_is_written() {

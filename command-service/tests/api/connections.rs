@@ -4,12 +4,13 @@
 //! the requests that meet them can tell the pool; the restart itself is
 //! tested across both services in query-service's `restarts`.
 
-use crate::helpers::{Answer, TestApp, settings_for, spawn_app, token_for};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use std::time::Duration;
+use test_kit::command_app::{TestApp, settings_for, spawn_app};
+use test_kit::http::{Answer, token_for};
 use tokio::time::Instant;
 use uuid::Uuid;
 

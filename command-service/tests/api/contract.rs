@@ -2,9 +2,10 @@
 //! judges from outside, pinned here for what it found: a request the schema
 //! allows is taken, and what it cannot state is answered as documented.
 
-use crate::helpers::{Answer, spawn_app};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use test_kit::command_app::spawn_app;
+use test_kit::http::Answer;
 
 /// A number at the edge of f64 went into the store as `jsonb`, which prints
 /// it in full; read back without exact float parsing it overflowed, every

@@ -1,6 +1,6 @@
-use crate::helpers::spawn_app;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use test_kit::command_app::spawn_app;
 
 #[tokio::test]
 async fn after_erase_the_event_store_holds_none_of_the_erased_text() {

@@ -1,7 +1,7 @@
-use crate::helpers::spawn_app;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use test_kit::command_app::spawn_app;
 
 #[tokio::test]
 async fn a_replayed_idempotency_key_answers_the_first_result_and_appends_nothing() {
@@ -106,7 +106,7 @@ async fn a_key_whose_first_attempt_committed_without_answering_replays_that_comm
     let lost = app
         .client
         .request(Method::POST, format!("{}{path}", app.address))
-        .bearer_auth(crate::helpers::token_for("alice"))
+        .bearer_auth(test_kit::http::token_for("alice"))
         .header("idempotency-key", "lost-response")
         .json(&body)
         .send()

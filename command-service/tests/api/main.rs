@@ -11,7 +11,6 @@ mod concurrency;
 mod connections;
 mod contract;
 mod erase;
-mod helpers;
 mod idempotency;
 mod operations;
 mod privileges;

@@ -1,8 +1,10 @@
-use crate::helpers::{Answer, settings_for, spawn_app};
 use command_service::startup::Application;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
+use test_kit::command_app::{settings_for, spawn_app};
+use test_kit::http::Answer;
+use test_kit::process::assert_healthcheck_subcommand;
 
 #[tokio::test]
 async fn health_openapi_and_metrics_are_served() {
@@ -95,30 +97,14 @@ async fn readiness_fails_while_postgres_is_unreachable() {
     ready.assert_problem(503, "service_unavailable");
 }
 
-/// Runs `command-service healthcheck` with `SB_COMMAND_HTTP_ADDR` set as a
-/// container would set it; returns whether it exited 0.
-async fn healthcheck(listen: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_command-service"))
-            .arg("healthcheck")
-            .env("SB_COMMAND_HTTP_ADDR", listen)
-            .status()
-            .unwrap()
-            .success()
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn the_healthcheck_subcommand_passes_against_a_live_service_and_fails_against_a_dead_one() {
     let app = spawn_app().await;
     let port = app.address.rsplit(':').next().unwrap().to_owned();
-    // Listening on every interface, as in a container: probed on loopback.
-    assert!(healthcheck(format!("0.0.0.0:{port}")).await);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    assert!(!healthcheck(dead.to_string()).await);
+    assert_healthcheck_subcommand(
+        env!("CARGO_BIN_EXE_command-service"),
+        "SB_COMMAND_HTTP_ADDR",
+        &port,
+    )
+    .await;
 }

@@ -2,26 +2,13 @@
 //! events and erases through the redaction trigger, and nothing else may
 //! change an event (README, "Database roles").
 
-use crate::helpers::{WRITER_ROLE, database_url_as, spawn_app};
 use reqwest::{Method, StatusCode};
-use sqlx::{Connection, PgConnection};
-
-/// Runs `sql` as login `role` and returns the SQLSTATE it failed with.
-async fn refused_as(database: &str, role: &str, sql: &str) -> String {
-    let mut conn = PgConnection::connect(&database_url_as(database, role))
-        .await
-        .expect("the role logs in");
-    let error = sqlx::query(sql).execute(&mut conn).await.expect_err(sql);
-    error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .map(|code| code.into_owned())
-        .unwrap_or_else(|| panic!("{sql}: not a database error: {error}"))
-}
+use test_kit::command_app::spawn_app;
+use test_kit::db::{WRITER_ROLE, sqlstate_as};
 
 #[tokio::test]
 async fn the_writer_role_appends_and_erases_but_cannot_change_or_delete_an_event() {
-    // The app itself runs as the writer role (helpers::spawn_app).
+    // The app itself runs as the writer role (test_kit::command_app::spawn_app).
     let app = spawn_app().await;
     let id = app.memory("alice", "quokka-secret-text").await;
     let answer = app
@@ -47,7 +34,7 @@ async fn the_writer_role_appends_and_erases_but_cannot_change_or_delete_an_event
         "erased text left in {rows:?}"
     );
 
-    let database = app.database_url.rsplit('/').next().unwrap().to_owned();
+    let database = app.database();
     for sql in [
         "UPDATE events SET payload = '{}'",
         "DELETE FROM events",
@@ -56,7 +43,7 @@ async fn the_writer_role_appends_and_erases_but_cannot_change_or_delete_an_event
         "UPDATE events SET metadata = metadata WHERE false",
     ] {
         assert_eq!(
-            refused_as(&database, WRITER_ROLE, sql).await,
+            sqlstate_as(&database, WRITER_ROLE, sql).await,
             "42501",
             "{sql} must be refused for lack of privilege"
         );

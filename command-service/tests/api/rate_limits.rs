@@ -3,9 +3,10 @@
 //! stays empty for the test's whole run, however slow the machine: no
 //! timing is asserted and nothing sleeps.
 
-use crate::helpers::{Answer, TestApp, spawn_app_with, token_for};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::json;
+use test_kit::command_app::{TestApp, spawn_app_with};
+use test_kit::http::{Answer, token_for};
 
 /// One token an hour.
 const HOURLY: &str = "0.000277778";

@@ -3,33 +3,27 @@
 //! (`sb_test_<uuid>`) and queue, bound with `#`, and deletes the exchange and
 //! queue when it passes.
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 use command_service::relay::{self, APPLICATION_NAME, RelayConfig, RelayHandle};
 use event_schema::{MemoryEvent, SessionEvent, StoredEvent};
 use futures::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ExchangeKind};
 use reqwest::Method;
-use secrecy::SecretString;
 use serde_json::json;
 use sqlx::{Connection as _, PgConnection};
 use std::collections::HashSet;
 use std::time::Duration;
+use test_kit::broker::{self, connection_pids, rabbitmq_url, rabbitmqctl};
+use test_kit::command_app::{TestApp, spawn_app, spawn_app_with};
 use tokio::time::{Instant, timeout};
 use uuid::Uuid;
 
 /// How long any one expectation may take before the test fails. Generous:
 /// the machine is shared and noisy; a passing test takes far less.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn rabbitmq_url() -> String {
-    std::env::var("SB_TEST_RABBITMQ_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
-}
 
 fn unique_exchange() -> String {
     format!("sb_test_{}", Uuid::new_v4().simple())
@@ -53,17 +47,13 @@ async fn spawn_app_with_relay(exchange: &str) -> TestApp {
 
 /// A relay outside the app, on the app's database.
 fn relay_config(app: &TestApp, exchange: &str, instance: &str) -> RelayConfig {
-    RelayConfig {
-        name: exchange.to_owned(),
-        event_store_url: SecretString::from(app.database_url.clone()),
-        rabbitmq_url: SecretString::from(rabbitmq_url()),
-        exchange: exchange.to_owned(),
-        batch_size: 256,
-        poll_interval: Duration::from_millis(100),
-        standby_retry: Duration::from_millis(200),
-        connection_name: format!("sb test relay {exchange} {instance}"),
-        partitions: 1,
-    }
+    broker::relay_config(
+        &app.database_url,
+        exchange,
+        format!("sb test relay {exchange} {instance}"),
+        256,
+        1,
+    )
 }
 
 /// One message as the test queue got it.
@@ -104,18 +94,7 @@ impl TestBroker {
             .expect("the test RabbitMQ answers (run deploy/native/stack servers)");
         let channel = connection.create_channel().await.unwrap();
         // Declared exactly as the relay declares it, so either may come first.
-        channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        broker::declare_exchange(&channel, exchange, ExchangeKind::Topic).await;
         let queue = format!("{exchange}_all");
         channel
             .queue_declare(
@@ -125,16 +104,7 @@ impl TestBroker {
             )
             .await
             .unwrap();
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                exchange.into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        broker::bind(&channel, &queue, exchange, "#").await;
         let consumer = channel
             .basic_consume(
                 queue.as_str().into(),
@@ -284,47 +254,6 @@ async fn wait_for_checkpoint_at_end(app: &TestApp, name: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// `rabbitmqctl` (root, or `SB_TEST_RABBITMQCTL`), off the async threads.
-async fn rabbitmqctl(args: &[&str]) -> String {
-    let program =
-        std::env::var("SB_TEST_RABBITMQCTL").unwrap_or_else(|_| "/usr/sbin/rabbitmqctl".to_owned());
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let output = std::process::Command::new(&program)
-            .args(&args)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("{program} runs (as root, or set SB_TEST_RABBITMQCTL): {e}")
-            });
-        assert!(
-            output.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    })
-    .await
-    .unwrap()
-}
-
-/// The broker's pids of the connections whose client-provided name
-/// contains `name`.
-async fn connection_pids(name: &str) -> Vec<String> {
-    rabbitmqctl(&[
-        "list_connections",
-        "--no-table-headers",
-        "-q",
-        "pid",
-        "client_properties",
-    ])
-    .await
-    .lines()
-    .filter(|line| line.contains(name))
-    .filter_map(|line| line.split('\t').next())
-    .map(str::to_owned)
-    .collect()
 }
 
 async fn capture_many(app: &TestApp, user: &str, count: usize) -> Vec<Uuid> {

@@ -1,6 +1,6 @@
-use crate::helpers::spawn_app;
 use reqwest::Method;
 use serde_json::{Value, json};
+use test_kit::command_app::spawn_app;
 
 #[tokio::test]
 async fn another_users_memory_or_session_is_not_found_and_untouched() {

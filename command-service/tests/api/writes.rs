@@ -1,6 +1,6 @@
-use crate::helpers::spawn_app;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use test_kit::command_app::spawn_app;
 use uuid::Uuid;
 
 #[derive(sqlx::FromRow)]

@@ -1,8 +1,8 @@
-use crate::helpers::{DEADLINE, Options, spawn_stack};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::json;
 use std::process::{Command, Stdio};
+use test_kit::stack::{Options, spawn_projector_stack};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -43,7 +43,7 @@ impl Drop for Projector {
 
 #[tokio::test]
 async fn a_projector_killed_repeatedly_while_5000_events_flow_ends_equal_to_the_fold() {
-    let mut stack = spawn_stack(Options {
+    let mut stack = spawn_projector_stack(Options {
         relay: true,
         projector: false,
     })
@@ -70,11 +70,12 @@ async fn a_projector_killed_repeatedly_while_5000_events_flow_ends_equal_to_the_
         }
     };
     let (read_pool, vars) = (stack.read_pool.clone(), stack.projector_vars.clone());
+    let within = stack.deadline;
     let killer = {
         let child = &mut child;
         async move {
             for threshold in [300_i64, 1_500, 3_000] {
-                let deadline = Instant::now() + DEADLINE;
+                let deadline = Instant::now() + within;
                 loop {
                     let projected: i64 = sqlx::query_scalar(
                         "SELECT coalesce(sum(version), 0)::bigint FROM memories",
@@ -110,7 +111,7 @@ async fn a_projector_killed_repeatedly_while_5000_events_flow_ends_equal_to_the_
 
 /// One memory and its 19 changes, none of which changes its text (so the
 /// embedder works once per memory).
-async fn write_one(stack: &crate::helpers::Stack, i: usize, session: Uuid, sessions: &[Uuid]) {
+async fn write_one(stack: &test_kit::stack::Stack, i: usize, session: Uuid, sessions: &[Uuid]) {
     let id = stack
         .capture(
             "alice",

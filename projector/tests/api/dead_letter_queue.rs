@@ -7,18 +7,17 @@
 use crate::dead_letters::{
     dead_letters_command, dead_letters_of, refuse_search_rows, revise, start_openai_projector,
 };
-use crate::helpers::{Faults, Options, Stack, rabbitmq_url, spawn_fake_openai, spawn_stack};
-use lapin::options::{
-    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use projector::dead_letters::queue::arguments;
 use projector::dead_letters::{Held, Selection};
-use reqwest::Method;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::process::{Command, Stdio};
+use test_kit::broker::{self, put, rabbitmq_url};
+use test_kit::fake_openai::{Faults, spawn_fake_openai};
+use test_kit::stack::{Options, Stack, spawn_projector_stack};
 use uuid::Uuid;
 
 const SECRETS: [&str; 4] = [
@@ -49,7 +48,7 @@ async fn ledger_dump(stack: &Stack) -> String {
 #[tokio::test]
 async fn a_dead_letter_holds_no_memory_text_an_erase_passes_the_park_and_a_retry_sends_the_event_as_redacted()
  {
-    let mut stack = spawn_stack(Options {
+    let mut stack = spawn_projector_stack(Options {
         relay: true,
         projector: false,
     })
@@ -90,14 +89,7 @@ async fn a_dead_letter_holds_no_memory_text_an_erase_passes_the_park_and_a_retry
 
     // The erase is not held behind the park: the search row, with the text
     // of the memory's first version, goes, and so does the park.
-    stack
-        .ok(
-            Method::POST,
-            &format!("/v1/memories/{id}/erase"),
-            "alice",
-            None,
-        )
-        .await;
+    stack.erase("alice", id).await;
     stack.wait_until_verified().await;
     assert!(stack.search_row(id).await.is_none());
     assert!(stack.ledger().all_parked().await.unwrap().is_empty());
@@ -142,7 +134,7 @@ async fn a_dead_letter_holds_no_memory_text_an_erase_passes_the_park_and_a_retry
 
 #[tokio::test]
 async fn a_message_that_is_no_event_is_kept_only_as_its_fingerprint() {
-    let stack = spawn_stack(Options::default()).await;
+    let stack = spawn_projector_stack(Options::default()).await;
     let raw = b"okapi-content-secret, and no JSON at all".to_vec();
     // serde quotes a string it cannot take in its error.
     let mistyped = br#"{"sequence": "okapi-revised-secret"}"#.to_vec();
@@ -202,7 +194,7 @@ async fn a_message_that_is_no_event_is_kept_only_as_its_fingerprint() {
 
 #[tokio::test]
 async fn a_full_dead_letter_queue_refuses_the_next_and_its_projection_waits_until_there_is_room() {
-    let mut stack = spawn_stack(Options {
+    let mut stack = spawn_projector_stack(Options {
         relay: true,
         projector: false,
     })
@@ -225,9 +217,7 @@ async fn a_full_dead_letter_queue_refuses_the_next_and_its_projection_waits_unti
     assert_eq!(stack.ready_in(&dead_letters).await, 1);
 
     // The documents projection waits behind it; the search projection goes on.
-    let later = stack
-        .capture("alice", json!({"content": "written while it waits"}))
-        .await;
+    let later = stack.note("alice", "written while it waits").await;
     stack
         .eventually("the search projection applies it", || async {
             stack.search_row(later).await.is_some()
@@ -261,7 +251,7 @@ async fn a_full_dead_letter_queue_refuses_the_next_and_its_projection_waits_unti
 
 #[tokio::test]
 async fn a_text_the_embedding_provider_echoes_in_its_refusal_stays_out_of_the_dead_letter() {
-    let mut stack = spawn_stack(Options {
+    let mut stack = spawn_projector_stack(Options {
         relay: true,
         projector: false,
     })
@@ -276,21 +266,13 @@ async fn a_text_the_embedding_provider_echoes_in_its_refusal_stays_out_of_the_de
     .await;
     start_openai_projector(&mut stack, url, &[]).await;
     let id = stack
-        .capture(
-            "alice",
-            json!({"content": "okapi-content-secret, embedded fine"}),
-        )
+        .note("alice", "okapi-content-secret, embedded fine")
         .await;
     stack.wait_until_verified().await;
     // The new title's event holds no content, but the text embedded (and
     // echoed back by the provider's refusal) does.
     stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{id}"),
-            "alice",
-            Some(json!({"title": "REFUSE-ME"})),
-        )
+        .revise("alice", id, json!({"title": "REFUSE-ME"}))
         .await;
     let letters = dead_letters_of(&stack, id, 1).await;
     assert_eq!(letters[0].reason.as_deref(), Some("poison"));
@@ -320,28 +302,6 @@ fn old_letter(stack: &Stack, reason: &str, error: &str) -> BasicProperties {
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_headers(headers)
-}
-
-/// Publishes `body` straight into `queue`.
-async fn put(queue: &str, body: &[u8], properties: BasicProperties) {
-    let connection = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel.confirm_select(Default::default()).await.unwrap();
-    channel
-        .basic_publish(
-            "".into(),
-            queue.into(),
-            BasicPublishOptions::default(),
-            body,
-            properties,
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    connection.close(200, "done".into()).await.ok();
 }
 
 /// Whether declaring `queue` with `arguments` succeeds: RabbitMQ refuses
@@ -380,7 +340,7 @@ async fn exists(queue: &str) -> bool {
 #[tokio::test]
 async fn migrate_gives_an_earlier_releases_dead_letter_queue_its_limit_and_turns_its_letters_into_references()
  {
-    let mut stack = spawn_stack(Options {
+    let mut stack = spawn_projector_stack(Options {
         relay: true,
         projector: false,
     })
@@ -403,18 +363,7 @@ async fn migrate_gives_an_earlier_releases_dead_letter_queue_its_limit_and_turns
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
-        channel
-            .exchange_declare(
-                dead_letters.as_str().into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        broker::declare_exchange(&channel, &dead_letters, ExchangeKind::Fanout).await;
         for queue in [&dead_letters, &staging] {
             channel
                 .queue_declare(
@@ -425,16 +374,7 @@ async fn migrate_gives_an_earlier_releases_dead_letter_queue_its_limit_and_turns
                 .await
                 .unwrap();
         }
-        channel
-            .queue_bind(
-                dead_letters.as_str().into(),
-                dead_letters.as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        broker::bind(&channel, &dead_letters, &dead_letters, "").await;
         connection.close(200, "declared".into()).await.ok();
     }
     put(
@@ -467,14 +407,7 @@ async fn migrate_gives_an_earlier_releases_dead_letter_queue_its_limit_and_turns
     // first; here the old queue has to come first): a later event of the
     // memory makes each projection fill the gap from the store.
     stack.wait_for_queues().await;
-    stack
-        .ok(
-            reqwest::Method::POST,
-            &format!("/v1/memories/{id}/tags"),
-            "alice",
-            Some(json!({"tags": ["okapi-late"]})),
-        )
-        .await;
+    stack.add_tags("alice", id, json!(["okapi-late"])).await;
     stack.wait_until_verified().await;
     stack.inject("search", &[b"not an event".to_vec()]).await;
     stack
@@ -548,10 +481,8 @@ async fn migrate_gives_an_earlier_releases_dead_letter_queue_its_limit_and_turns
 
 #[tokio::test]
 async fn retry_reads_the_event_from_the_store_not_from_the_dead_letter() {
-    let stack = spawn_stack(Options::default()).await;
-    let id = stack
-        .capture("alice", json!({"content": "the note as stored"}))
-        .await;
+    let stack = spawn_projector_stack(Options::default()).await;
+    let id = stack.note("alice", "the note as stored").await;
     stack.wait_until_verified().await;
     // The search model misses the memory, until a retry brings it back.
     sqlx::query("DELETE FROM memories WHERE id = $1")

@@ -3,14 +3,15 @@
 //! provider refusing one text, a connection killed during one event), while
 //! other aggregates flow on; then `dead-letters retry` and `purge`.
 
-use crate::helpers::{DEADLINE, Faults, Options, Stack, spawn_fake_openai, spawn_stack};
 use projector::dead_letters::{DeadLetter, Held, Selection};
-use reqwest::Method;
 use serde_json::json;
 use sqlx::{Connection as _, Executor as _, PgConnection};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+use test_kit::db::{self, FaultHits};
+use test_kit::fake_openai::{Faults, spawn_fake_openai};
+use test_kit::stack::{Options, Stack, spawn_projector_stack};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -32,7 +33,7 @@ pub(crate) async fn dead_letters_of(
     aggregate: Uuid,
     count: usize,
 ) -> Vec<DeadLetter> {
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + stack.deadline;
     loop {
         let letters = of(&stack.dead_letters().await, aggregate);
         if letters.len() >= count {
@@ -58,12 +59,7 @@ pub(crate) async fn dead_letters_command(stack: &Stack, args: &[&str]) -> (bool,
 
 pub(crate) async fn revise(stack: &Stack, id: Uuid, content: &str) -> u64 {
     stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{id}"),
-            "alice",
-            Some(json!({ "content": content })),
-        )
+        .revise("alice", id, json!({ "content": content }))
         .await
 }
 
@@ -82,31 +78,7 @@ pub(crate) async fn fault_hits(stack: &Stack) -> i64 {
 /// (a trigger). The sequence `test_fault_hits` counts the tries; it is not
 /// rolled back with them. `DELETE FROM test_faults` lifts it.
 pub(crate) async fn refuse_search_rows(stack: &Stack, id: Uuid) {
-    stack
-        .read_pool
-        .execute(
-            r#"
-            CREATE TABLE test_faults (id uuid PRIMARY KEY);
-            CREATE SEQUENCE test_fault_hits;
-            CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF EXISTS (SELECT 1 FROM test_faults WHERE id = NEW.id) THEN
-                    PERFORM nextval('test_fault_hits');
-                    RAISE EXCEPTION 'injected fault for memory %', NEW.id;
-                END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_fault BEFORE INSERT OR UPDATE ON memories_g1
-                FOR EACH ROW EXECUTE FUNCTION test_fault();
-            "#,
-        )
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO test_faults (id) VALUES ($1)")
-        .bind(id)
-        .execute(&stack.read_pool)
-        .await
-        .unwrap();
+    db::refuse_search_rows(&stack.read_pool, id, FaultHits::Counted).await;
 }
 
 async fn stored_event_type(stack: &Stack, id: Uuid, sequence: i64) -> String {
@@ -122,11 +94,9 @@ async fn stored_event_type(stack: &Stack, id: Uuid, sequence: i64) -> String {
 #[tokio::test]
 async fn an_event_that_fails_every_time_is_dead_lettered_after_max_attempts_and_its_aggregate_parked_while_others_flow()
  {
-    let stack = spawn_stack(Options::default()).await;
-    let faulty = stack
-        .capture("alice", json!({"content": "will fail"}))
-        .await;
-    let other = stack.capture("alice", json!({"content": "fine"})).await;
+    let stack = spawn_projector_stack(Options::default()).await;
+    let faulty = stack.note("alice", "will fail").await;
+    let other = stack.note("alice", "fine").await;
     stack.wait_until_verified().await;
 
     refuse_search_rows(&stack, faulty).await;
@@ -139,9 +109,7 @@ async fn an_event_that_fails_every_time_is_dead_lettered_after_max_attempts_and_
         })
         .await;
     let version = revise(&stack, other, "fine, revised").await;
-    let third = stack
-        .capture("alice", json!({"content": "another one"}))
-        .await;
+    let third = stack.note("alice", "another one").await;
 
     let letters = dead_letters_of(&stack, faulty, 1).await;
     let letter = &letters[0];
@@ -269,7 +237,7 @@ async fn an_event_that_fails_every_time_is_dead_lettered_after_max_attempts_and_
 
 #[tokio::test]
 async fn an_openai_compatible_providers_refusal_of_one_text_dead_letters_that_event_only() {
-    let mut stack = spawn_stack(Options {
+    let mut stack = spawn_projector_stack(Options {
         relay: true,
         projector: false,
     })
@@ -284,14 +252,9 @@ async fn an_openai_compatible_providers_refusal_of_one_text_dead_letters_that_ev
     .await;
     start_openai_projector(&mut stack, url, &[("SB_OPENAI_MAX_INPUT_CHARS", "200")]).await;
 
-    let fine = stack
-        .capture("alice", json!({"content": "a fine note"}))
-        .await;
+    let fine = stack.note("alice", "a fine note").await;
     let refused = stack
-        .capture(
-            "alice",
-            json!({"content": "REFUSE-ME: the provider cannot take this"}),
-        )
+        .note("alice", "REFUSE-ME: the provider cannot take this")
         .await;
     let long = stack
         .capture("alice", json!({"content": "long ".repeat(300)}))
@@ -375,7 +338,7 @@ pub(crate) async fn start_openai_projector(stack: &mut Stack, url: String, extra
 
 #[tokio::test]
 async fn a_provider_outage_longer_than_max_attempts_is_waited_out_and_parks_nothing() {
-    let mut stack = spawn_stack(Options {
+    let mut stack = spawn_projector_stack(Options {
         relay: true,
         projector: false,
     })
@@ -393,9 +356,7 @@ async fn a_provider_outage_longer_than_max_attempts_is_waited_out_and_parks_noth
     .await;
     start_openai_projector(&mut stack, url, &[("SB_OPENAI_MAX_RETRIES", "0")]).await;
 
-    let id = stack
-        .capture("alice", json!({"content": "written during an outage"}))
-        .await;
+    let id = stack.note("alice", "written during an outage").await;
     stack.wait_until_verified().await;
     assert!(
         received.lock().unwrap().len() > outage,
@@ -464,13 +425,9 @@ async fn lock_search_table(stack: &Stack) -> PgConnection {
 #[tokio::test]
 async fn a_connection_that_drops_during_one_event_every_time_parks_it_and_one_that_recovers_parks_nothing()
  {
-    let stack = spawn_stack(Options::default()).await;
-    let recovers = stack
-        .capture("alice", json!({"content": "drops once"}))
-        .await;
-    let drops = stack
-        .capture("alice", json!({"content": "drops every time"}))
-        .await;
+    let stack = spawn_projector_stack(Options::default()).await;
+    let recovers = stack.note("alice", "drops once").await;
+    let drops = stack.note("alice", "drops every time").await;
     stack.wait_until_verified().await;
 
     // Dropped once, then it goes through: nothing is dead-lettered.

@@ -1,11 +1,11 @@
-use crate::helpers::{Options, spawn_stack};
 use reqwest::Method;
 use serde_json::json;
+use test_kit::stack::{Options, spawn_projector_stack};
 
 #[tokio::test]
 async fn duplicate_and_reordered_deliveries_leave_the_read_models_equal_to_the_fold() {
     // No relay: the only deliveries are the ones this test makes.
-    let stack = spawn_stack(Options {
+    let stack = spawn_projector_stack(Options {
         relay: false,
         projector: true,
     })
@@ -19,35 +19,19 @@ async fn duplicate_and_reordered_deliveries_leave_the_read_models_equal_to_the_f
                 json!({"content": format!("note {i}"), "tags": ["a"]}),
             )
             .await;
-        let path = format!("/v1/memories/{id}");
+        stack.add_tags("alice", id, json!(["b", "c"])).await;
+        stack.move_memory("alice", id, json!(session)).await;
         stack
-            .ok(
-                Method::POST,
-                &format!("{path}/tags"),
+            .revise(
                 "alice",
-                Some(json!({"tags": ["b", "c"]})),
+                id,
+                json!({"content": format!("note {i}, revised")}),
             )
             .await;
         stack
             .ok(
                 Method::POST,
-                &format!("{path}/move"),
-                "alice",
-                Some(json!({"session_id": session})),
-            )
-            .await;
-        stack
-            .ok(
-                Method::PATCH,
-                &path,
-                "alice",
-                Some(json!({"content": format!("note {i}, revised")})),
-            )
-            .await;
-        stack
-            .ok(
-                Method::POST,
-                &format!("{path}/tags/remove"),
+                &format!("/v1/memories/{id}/tags/remove"),
                 "alice",
                 Some(json!({"tags": ["a"]})),
             )
@@ -106,10 +90,8 @@ async fn duplicate_and_reordered_deliveries_leave_the_read_models_equal_to_the_f
 
 #[tokio::test]
 async fn a_poison_event_is_dead_lettered_and_later_events_are_still_projected() {
-    let stack = spawn_stack(Options::default()).await;
-    let first = stack
-        .capture("alice", json!({"content": "before the poison"}))
-        .await;
+    let stack = spawn_projector_stack(Options::default()).await;
+    let first = stack.note("alice", "before the poison").await;
     stack.wait_until_verified().await;
 
     // One body that is not an event, one event of a kind no projection knows.
@@ -120,9 +102,7 @@ async fn a_poison_event_is_dead_lettered_and_later_events_are_still_projected() 
     for projection in ["search", "documents"] {
         stack.inject(projection, &poison).await;
     }
-    let later = stack
-        .capture("alice", json!({"content": "after the poison"}))
-        .await;
+    let later = stack.note("alice", "after the poison").await;
     stack
         .eventually("the later event is projected", || async {
             stack.document(later).await.is_some() && stack.search_row(later).await.is_some()

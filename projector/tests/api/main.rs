@@ -11,7 +11,6 @@ mod crash;
 mod dead_letter_queue;
 mod dead_letters;
 mod deliveries;
-mod helpers;
 mod operations;
 mod partitions;
 mod projection;

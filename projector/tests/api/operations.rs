@@ -1,9 +1,11 @@
-use crate::helpers::{Options, openai_embedder, spawn_stack};
 use projector::startup::Application;
+use test_kit::embedder::openai_embedder;
+use test_kit::process::assert_healthcheck_subcommand;
+use test_kit::stack::{Options, spawn_projector_stack};
 
 #[tokio::test]
 async fn the_projector_serves_health_and_metrics() {
-    let stack = spawn_stack(Options::default()).await;
+    let stack = spawn_projector_stack(Options::default()).await;
     let address = format!("http://127.0.0.1:{}", stack.projector_port.unwrap());
     for path in ["/health/live", "/health/ready"] {
         let response = reqwest::get(format!("{address}{path}")).await.unwrap();
@@ -25,7 +27,7 @@ async fn the_projector_serves_health_and_metrics() {
 
 #[tokio::test]
 async fn a_projector_whose_model_does_not_match_the_read_model_refuses_to_start() {
-    let stack = spawn_stack(Options::default()).await;
+    let stack = spawn_projector_stack(Options::default()).await;
     let error = Application::build(&stack.settings(), openai_embedder(8).await)
         .await
         .unwrap_err()
@@ -34,29 +36,14 @@ async fn a_projector_whose_model_does_not_match_the_read_model_refuses_to_start(
     assert!(error.contains("rebuild-projections"), "{error}");
 }
 
-/// Runs `projector healthcheck` with `SB_PROJECTOR_HTTP_ADDR` set as a
-/// container would set it; returns whether it exited 0.
-async fn healthcheck(listen: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_projector"))
-            .arg("healthcheck")
-            .env("SB_PROJECTOR_HTTP_ADDR", listen)
-            .status()
-            .unwrap()
-            .success()
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn the_healthcheck_subcommand_passes_against_a_live_projector_and_fails_against_a_dead_one() {
-    let stack = spawn_stack(Options::default()).await;
-    let port = stack.projector_port.unwrap();
-    assert!(healthcheck(format!("0.0.0.0:{port}")).await);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    assert!(!healthcheck(dead.to_string()).await);
+    let stack = spawn_projector_stack(Options::default()).await;
+    let port = stack.projector_port.unwrap().to_string();
+    assert_healthcheck_subcommand(
+        env!("CARGO_BIN_EXE_projector"),
+        "SB_PROJECTOR_HTTP_ADDR",
+        &port,
+    )
+    .await;
 }

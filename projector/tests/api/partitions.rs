@@ -2,22 +2,21 @@
 //! aggregate over P routing-key suffixes, each projector consumes its
 //! partition's queues, and together they build read models equal to the fold.
 
-use crate::helpers::{Options, local_embedder, rabbitmq_url, spawn_stack};
-use command_service::relay::{self, RelayConfig};
 use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use projector::settings::Settings;
 use projector::startup::Application as ProjectorApp;
-use secrecy::SecretString;
 use serde_json::json;
-use std::time::Duration;
+use test_kit::broker::{self, rabbitmq_url};
+use test_kit::embedder::local_embedder;
+use test_kit::stack::{Options, spawn_projector_stack};
 
 const PARTITIONS: u32 = 2;
 
 #[tokio::test]
 async fn two_projectors_on_two_partitions_build_read_models_equal_to_the_fold() {
-    let stack = spawn_stack(Options {
+    let stack = spawn_projector_stack(Options {
         relay: false,
         projector: false,
     })
@@ -65,17 +64,13 @@ async fn two_projectors_on_two_partitions_build_read_models_equal_to_the_fold() 
                 .await;
         }
     }
-    let relay = relay::spawn(RelayConfig {
-        name: stack.exchange.clone(),
-        event_store_url: SecretString::from(stack.events_url.clone()),
-        rabbitmq_url: SecretString::from(rabbitmq_url()),
-        exchange: stack.exchange.clone(),
-        batch_size: 64,
-        poll_interval: Duration::from_millis(100),
-        standby_retry: Duration::from_millis(200),
-        connection_name: format!("sbt_{} partitioned relay", stack.tag),
-        partitions: PARTITIONS,
-    });
+    let relay = broker::spawn_relay(broker::relay_config(
+        &stack.events_url,
+        &stack.exchange,
+        format!("sbt_{} partitioned relay", stack.tag),
+        64,
+        PARTITIONS,
+    ));
 
     let session = stack.start_session("alice", "Split").await;
     for i in 0..20 {
@@ -85,14 +80,7 @@ async fn two_projectors_on_two_partitions_build_read_models_equal_to_the_fold() 
                 json!({"content": format!("partitioned {i}"), "session_id": session}),
             )
             .await;
-        stack
-            .ok(
-                reqwest::Method::POST,
-                &format!("/v1/memories/{id}/tags"),
-                "alice",
-                Some(json!({"tags": ["split"]})),
-            )
-            .await;
+        stack.add_tags("alice", id, json!(["split"])).await;
     }
     // Every event reached the read models through one partition or the other
     // (the relay holds any event whose partition has no queue yet).

@@ -1,11 +1,11 @@
-use crate::helpers::{Options, spawn_stack};
 use redis::AsyncCommands;
 use reqwest::Method;
 use serde_json::json;
+use test_kit::stack::{Options, spawn_projector_stack};
 
 #[tokio::test]
 async fn a_create_then_a_revise_reach_the_document_and_the_search_row() {
-    let stack = spawn_stack(Options::default()).await;
+    let stack = spawn_projector_stack(Options::default()).await;
     let id = stack
         .capture(
             "alice",
@@ -34,12 +34,7 @@ async fn a_create_then_a_revise_reach_the_document_and_the_search_row() {
             .unwrap();
 
     stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{id}"),
-            "alice",
-            Some(json!({"content": "Quarterly revenue grew 5%"})),
-        )
+        .revise("alice", id, json!({"content": "Quarterly revenue grew 5%"}))
         .await;
     stack
         .eventually("the revision reaches both read models", || async {
@@ -78,7 +73,7 @@ async fn a_create_then_a_revise_reach_the_document_and_the_search_row() {
 
 #[tokio::test]
 async fn deleted_memories_leave_the_lists_and_return_on_restore_and_erased_ones_leave_everything() {
-    let stack = spawn_stack(Options::default()).await;
+    let stack = spawn_projector_stack(Options::default()).await;
     let session = stack.start_session("alice", "Diary").await;
     let id = stack
         .capture(
@@ -87,7 +82,7 @@ async fn deleted_memories_leave_the_lists_and_return_on_restore_and_erased_ones_
         )
         .await;
     let g = 1;
-    let listed = |stack: &crate::helpers::Stack| {
+    let listed = |stack: &test_kit::stack::Stack| {
         let (recent, timeline, tag) = (
             stack.keys.recent(g, "alice"),
             stack.keys.timeline(g, session),
@@ -141,14 +136,7 @@ async fn deleted_memories_leave_the_lists_and_return_on_restore_and_erased_ones_
         })
         .await;
 
-    stack
-        .ok(
-            Method::POST,
-            &format!("/v1/memories/{id}/erase"),
-            "alice",
-            None,
-        )
-        .await;
+    stack.erase("alice", id).await;
     stack
         .eventually("the memory disappears", || async {
             stack.document(id).await.is_none() && stack.search_row(id).await.is_none()
@@ -211,7 +199,7 @@ async fn members_under(
 /// those, sit under that user's prefix.
 #[tokio::test]
 async fn user_ids_and_tags_with_colons_never_share_a_list_or_a_tag_index() {
-    let stack = spawn_stack(Options::default()).await;
+    let stack = spawn_projector_stack(Options::default()).await;
     let x_session = stack.start_session("x", "x's day").await;
     let x = stack
         .capture(
@@ -264,7 +252,7 @@ async fn user_ids_and_tags_with_colons_never_share_a_list_or_a_tag_index() {
     assert!(layout_1.is_empty(), "{layout_1:?}");
 
     // A member in another owner's index is a difference `verify` reports.
-    let x_memory = stack.capture("x", json!({"content": "another"})).await;
+    let x_memory = stack.note("x", "another").await;
     stack.wait_until_verified().await;
     let () = redis
         .sadd(keys.tag(g, "x:tag:y", "y"), x_memory.to_string())
@@ -286,8 +274,7 @@ async fn user_ids_and_tags_with_colons_never_share_a_list_or_a_tag_index() {
 async fn a_generation_in_key_layout_1_is_reported_and_a_documents_rebuild_moves_it_to_layout_2() {
     use projector::embedding_cache::CachedEmbedder;
     use projector::rebuild::{Rebuild, Targets};
-    use projector::source::EventSource;
-    let stack = spawn_stack(Options::default()).await;
+    let stack = spawn_projector_stack(Options::default()).await;
     let session = stack.start_session("alice", "Diary").await;
     let mut memories = Vec::new();
     for i in 0..3 {
@@ -329,9 +316,9 @@ async fn a_generation_in_key_layout_1_is_reported_and_a_documents_rebuild_moves_
         "{differences:?}"
     );
 
-    let source = EventSource::new(stack.event_pool.clone());
+    let source = stack.source();
     let embedder = CachedEmbedder::new(
-        crate::helpers::local_embedder().await,
+        test_kit::embedder::local_embedder().await,
         stack.read_pool.clone(),
     );
     let report = Rebuild {

@@ -1,11 +1,11 @@
-use crate::helpers::{Options, local_embedder, openai_embedder, spawn_stack};
 use projector::embedding_cache::CachedEmbedder;
 use projector::rebuild::{Rebuild, Targets};
-use projector::source::EventSource;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use test_kit::embedder::{local_embedder, openai_embedder};
+use test_kit::stack::{Options, spawn_projector_stack};
 use uuid::Uuid;
 
 const ALL: Targets = Targets {
@@ -15,7 +15,7 @@ const ALL: Targets = Targets {
 
 #[tokio::test]
 async fn a_rebuild_while_reads_run_never_fails_or_empties_a_read_and_ends_verified() {
-    let stack = spawn_stack(Options::default()).await;
+    let stack = spawn_projector_stack(Options::default()).await;
     let session = stack.start_session("alice", "Notes").await;
     let mut ids: Vec<Uuid> = Vec::new();
     for i in 0..40 {
@@ -76,14 +76,11 @@ async fn a_rebuild_while_reads_run_never_fails_or_empties_a_read_and_ends_verifi
         let writes = async {
             for i in 0..5 {
                 stack
-                    .capture(
-                        "alice",
-                        json!({"content": format!("written during the rebuild {i}")}),
-                    )
+                    .note("alice", format!("written during the rebuild {i}"))
                     .await;
             }
         };
-        let source = EventSource::new(stack.event_pool.clone());
+        let source = stack.source();
         let embedder = CachedEmbedder::new(local_embedder().await, stack.read_pool.clone());
         let mut rebuild = Rebuild {
             source: &source,
@@ -117,15 +114,13 @@ async fn a_rebuild_while_reads_run_never_fails_or_empties_a_read_and_ends_verifi
 
 #[tokio::test]
 async fn a_rebuild_with_another_model_changes_the_dimension_and_stops_a_projector_on_the_old_one() {
-    let mut stack = spawn_stack(Options::default()).await;
+    let mut stack = spawn_projector_stack(Options::default()).await;
     for i in 0..5 {
-        stack
-            .capture("bob", json!({"content": format!("thing {i}")}))
-            .await;
+        stack.note("bob", format!("thing {i}")).await;
     }
     stack.wait_until_verified().await;
 
-    let source = EventSource::new(stack.event_pool.clone());
+    let source = stack.source();
     let embedder = CachedEmbedder::new(openai_embedder(8).await, stack.read_pool.clone());
     Rebuild {
         source: &source,
@@ -158,9 +153,9 @@ async fn a_rebuild_with_another_model_changes_the_dimension_and_stops_a_projecto
 
     // The running projector still embeds with the 384-dimension model: the
     // next event stops it with an error that says to rebuild.
-    stack.capture("bob", json!({"content": "one more"})).await;
+    stack.note("bob", "one more").await;
     let projector = stack.projector.take().unwrap();
-    let outcome = tokio::time::timeout(crate::helpers::DEADLINE, projector)
+    let outcome = tokio::time::timeout(stack.deadline, projector)
         .await
         .unwrap()
         .unwrap();

@@ -1,10 +1,10 @@
-use crate::helpers::{spawn_stack, spawn_stack_with};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use test_kit::stack::{spawn_query_stack, spawn_query_stack_with};
 
 #[tokio::test]
 async fn a_read_with_the_returned_version_reflects_its_write_200_times_in_a_row() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let mut id: Option<uuid::Uuid> = None;
     for i in 0..200 {
         let content = format!("revision {i}");
@@ -12,12 +12,7 @@ async fn a_read_with_the_returned_version_reflects_its_write_200_times_in_a_row(
             // Every tenth write starts a new memory, the rest revise it.
             Some(memory) if i % 10 != 0 => {
                 let version = stack
-                    .ok(
-                        Method::PATCH,
-                        &format!("/v1/memories/{memory}"),
-                        "alice",
-                        Some(json!({"content": content})),
-                    )
+                    .revise("alice", memory, json!({"content": content}))
                     .await;
                 (memory, version)
             }
@@ -77,10 +72,8 @@ async fn a_read_with_the_returned_version_reflects_its_write_200_times_in_a_row(
 
 #[tokio::test]
 async fn a_version_the_projection_does_not_reach_in_time_is_a_plain_503() {
-    let stack = spawn_stack_with(&[("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "300")]).await;
-    let id = stack
-        .capture("alice", json!({"content": "only one version"}))
-        .await;
+    let stack = spawn_query_stack_with(&[("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "300")]).await;
+    let id = stack.note("alice", "only one version").await;
     stack
         .get_ok(&format!("/v1/memories/{id}?min_version=1"), "alice")
         .await;
@@ -88,7 +81,7 @@ async fn a_version_the_projection_does_not_reach_in_time_is_a_plain_503() {
         let path = format!("/v1/memories/{id}?min_version=7");
         let response = stack
             .client
-            .get(format!("{}{path}", stack.query))
+            .get(format!("{}{path}", stack.query()))
             .bearer_auth(stack.token("alice"))
             .send()
             .await
@@ -118,25 +111,14 @@ async fn a_version_the_projection_does_not_reach_in_time_is_a_plain_503() {
 /// `not_yet_consistent` the owner's read shows, so a 404 means no wait.
 #[tokio::test]
 async fn min_version_answers_strangers_erased_and_unknown_ids_alike_and_only_the_owner_waits() {
-    let stack = spawn_stack_with(&[("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "300")]).await;
-    let alices = stack
-        .capture("alice", json!({"content": "alice's note"}))
-        .await;
+    let stack = spawn_query_stack_with(&[("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "300")]).await;
+    let alices = stack.note("alice", "alice's note").await;
     let alices_session = stack.start_session("alice", "Alice's day").await;
-    let erased = stack.capture("bob", json!({"content": "to forget"})).await;
-    stack
-        .ok(
-            Method::POST,
-            &format!("/v1/memories/{erased}/erase"),
-            "bob",
-            None,
-        )
-        .await;
-    let unprojected = stack
-        .capture("bob", json!({"content": "not projected yet"}))
-        .await;
+    let erased = stack.note("bob", "to forget").await;
+    stack.erase("bob", erased).await;
+    let unprojected = stack.note("bob", "not projected yet").await;
     let unprojected_session = stack.start_session("bob", "Bob's day").await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     // Bob's latest writes as the read side holds them before the projector
     // gets to them: nowhere. No later event will bring them.
     stack.unproject("memory", unprojected).await;
@@ -147,7 +129,7 @@ async fn min_version_answers_strangers_erased_and_unknown_ids_alike_and_only_the
         async move {
             let response = stack
                 .client
-                .get(format!("{}{path}", stack.query))
+                .get(format!("{}{path}", stack.query()))
                 .bearer_auth(stack.token(user))
                 .send()
                 .await

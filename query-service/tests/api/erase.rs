@@ -5,19 +5,13 @@
 //! memory's events was dead-lettered and its memory parked when the erase
 //! came, and again once that dead letter is retried.
 
-use crate::helpers::{DEADLINE, Stack, admin_url, rabbitmq_url, spawn_stack};
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
-use projector::broker::ConsumerConfig;
-use projector::dead_letters::{DeadLetter, DeadLetterQueue, Held, Ledger, Selection};
-use projector::source::EventSource;
+use lapin::BasicProperties;
+use projector::dead_letters::{Held, Selection};
 use redis::AsyncCommands;
-use reqwest::Method;
 use serde_json::json;
-use sqlx::Executor as _;
-use std::time::Duration;
-use tokio::time::Instant;
+use test_kit::broker;
+use test_kit::db::{self, FaultHits, database_url};
+use test_kit::stack::{Stack, spawn_query_stack};
 use uuid::Uuid;
 
 const SECRETS: [&str; 8] = [
@@ -37,10 +31,8 @@ const SECRETS: [&str; 8] = [
 fn pg_dump(database: &str) -> String {
     let bin = std::env::var("SB_PG_BIN_DIR")
         .expect("SB_PG_BIN_DIR names Postgres's binaries (deploy/native/stack test sets it)");
-    let admin = admin_url();
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     let out = std::process::Command::new(format!("{bin}/pg_dump"))
-        .arg(format!("--dbname={base}/{database}"))
+        .arg(format!("--dbname={}", database_url(database, None)))
         .arg("--data-only")
         .output()
         .expect("pg_dump runs");
@@ -105,107 +97,19 @@ async fn redis_dump(stack: &Stack) -> String {
 /// Messages are fetched without an acknowledgement, so closing the channel
 /// puts them back.
 async fn rabbitmq_dump(stack: &Stack) -> String {
-    let connection = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
+    let connection = broker::connect().await;
     let mut out = String::new();
     for queue in stack.queue_names() {
-        let channel = connection.create_channel().await.unwrap();
-        let passive = QueueDeclareOptions {
-            passive: true,
-            durable: true,
-            ..Default::default()
-        };
-        if channel
-            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
-            .await
-            .is_err()
-        {
+        if !broker::queue_exists(&connection, &queue).await {
             continue;
         }
-        while let Some(message) = channel
-            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
-            .await
-            .unwrap()
-        {
-            out.push_str(&String::from_utf8_lossy(&message.delivery.data));
-            out.push_str(&format!("{:?}\n", message.delivery.properties.headers()));
-        }
+        let channel = connection.create_channel().await.unwrap();
+        let headers = |p: &BasicProperties| format!("{:?}\n", p.headers());
+        out.push_str(&broker::drain_text(&channel, &queue, headers).await);
         channel.close(200, "scanned".into()).await.ok();
     }
     connection.close(200, "done".into()).await.ok();
     out
-}
-
-/// The stack's dead-letter queue, as `projector dead-letters` opens it.
-fn dead_letter_config(stack: &Stack) -> ConsumerConfig {
-    let queue = stack
-        .queue_names()
-        .into_iter()
-        .find(|q| q.ends_with(".dead_letter"))
-        .unwrap();
-    ConsumerConfig {
-        url: rabbitmq_url().into(),
-        exchange: String::new(),
-        queue_prefix: queue.trim_end_matches(".dead_letter").to_owned(),
-        prefetch: 1,
-        batch_size: 1,
-        max_attempts: 1,
-        dead_letter_max_length: projector::settings::default_dead_letter_max_length(),
-        partitions: 1,
-        partition: 0,
-    }
-}
-
-async fn dead_letter_queue(stack: &Stack) -> DeadLetterQueue {
-    DeadLetterQueue::open(&rabbitmq_url(), &dead_letter_config(stack))
-        .await
-        .unwrap()
-}
-
-/// Polls until the memory has a dead letter.
-async fn dead_lettered(stack: &Stack, id: Uuid) -> DeadLetter {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let letters = dead_letter_queue(stack).await.list().await.unwrap();
-        if let Some(letter) = letters
-            .into_iter()
-            .find(|l| l.aggregate_id.as_deref() == Some(id.to_string().as_str()))
-        {
-            return letter;
-        }
-        assert!(Instant::now() < deadline, "{id} was never dead-lettered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The search projection refuses the memory's rows from now on (a trigger,
-/// as a database fault would): its next event is dead-lettered after
-/// `SB_PROJECTOR_MAX_ATTEMPTS` tries, and the memory parked there.
-async fn refuse_search_rows(stack: &Stack, id: Uuid) {
-    stack
-        .read_pool
-        .execute(
-            r#"
-            CREATE TABLE test_faults (id uuid PRIMARY KEY);
-            CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF EXISTS (SELECT 1 FROM test_faults WHERE id = NEW.id) THEN
-                    RAISE EXCEPTION 'injected fault for memory %', NEW.id;
-                END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER test_fault BEFORE INSERT OR UPDATE ON memories_g1
-                FOR EACH ROW EXECUTE FUNCTION test_fault();
-            "#,
-        )
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO test_faults (id) VALUES ($1)")
-        .bind(id)
-        .execute(&stack.read_pool)
-        .await
-        .unwrap();
 }
 
 async fn everything(stack: &Stack) -> String {
@@ -223,7 +127,7 @@ async fn everything(stack: &Stack) -> String {
 
 #[tokio::test]
 async fn after_erase_no_text_of_the_memory_is_left_in_postgres_redis_or_rabbitmq() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let session = stack.start_session("alice", "Zoo diary").await;
     // Keyed, with a key built from the note's words, as some clients do.
     let response = stack
@@ -245,26 +149,23 @@ async fn after_erase_no_text_of_the_memory_is_left_in_postgres_redis_or_rabbitmq
     let body: serde_json::Value = response.json().await.unwrap();
     let id = body["id"].as_str().unwrap().to_owned();
     let memory: Uuid = id.parse().unwrap();
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     // The revision cannot be projected into the search model: it is
     // dead-lettered, and the memory parked there, when the erase comes.
-    refuse_search_rows(&stack, memory).await;
+    db::refuse_search_rows(&stack.read_pool, memory, FaultHits::Uncounted).await;
     stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{id}"),
+        .revise(
             "alice",
-            Some(json!({"content": "okapi-revised-secret, and okapi-session-note-secret"})),
+            memory,
+            json!({"content": "okapi-revised-secret, and okapi-session-note-secret"}),
         )
         .await;
-    let letter = dead_lettered(&stack, memory).await;
+    let letter = stack.dead_lettered(memory).await;
     assert_eq!(
         (letter.projection.as_deref(), letter.sequence, letter.body),
         (Some("search"), Some(2), Held::Reference)
     );
-    let kept = stack
-        .capture("alice", json!({"content": "okapi-kept-elsewhere"}))
-        .await;
+    let kept = stack.note("alice", "okapi-kept-elsewhere").await;
     let before = everything(&stack).await;
     for secret in [
         "okapi-content-secret",
@@ -278,15 +179,8 @@ async fn after_erase_no_text_of_the_memory_is_left_in_postgres_redis_or_rabbitmq
         );
     }
 
-    stack
-        .ok(
-            Method::POST,
-            &format!("/v1/memories/{id}/erase"),
-            "alice",
-            None,
-        )
-        .await;
-    stack.wait_until_projected().await;
+    stack.erase("alice", memory).await;
+    stack.wait_until_verified().await;
 
     let after = everything(&stack).await;
     for secret in SECRETS {
@@ -302,19 +196,16 @@ async fn after_erase_no_text_of_the_memory_is_left_in_postgres_redis_or_rabbitmq
 
     // The dead letter is still there, and a retry sends the event as the
     // store has it now: still no text anywhere.
-    assert_eq!(dead_lettered(&stack, memory).await.sequence, Some(2));
-    let source = EventSource::new(stack.event_pool.clone());
-    let outcome = dead_letter_queue(&stack)
+    assert_eq!(stack.dead_lettered(memory).await.sequence, Some(2));
+    let source = stack.source();
+    let outcome = stack
+        .dead_letter_queue()
         .await
-        .retry(
-            &Ledger::new(stack.read_pool.clone()),
-            &source,
-            &Selection::Aggregate(id.clone()),
-        )
+        .retry(&stack.ledger(), &source, &Selection::Aggregate(id.clone()))
         .await
         .unwrap();
     assert_eq!(outcome.messages, 1);
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     let retried = everything(&stack).await;
     for secret in SECRETS {
         assert!(
@@ -323,7 +214,8 @@ async fn after_erase_no_text_of_the_memory_is_left_in_postgres_redis_or_rabbitmq
         );
     }
     assert!(
-        dead_letter_queue(&stack)
+        stack
+            .dead_letter_queue()
             .await
             .list()
             .await

@@ -1,12 +1,13 @@
-use crate::helpers::{READER_ROLE, database_url, spawn_stack};
 use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
+use test_kit::db::{QUERY_READER_ROLE as READER_ROLE, database_url};
+use test_kit::stack::spawn_query_stack;
 
 #[tokio::test]
 async fn a_memory_edited_ten_times_has_eleven_entries_and_every_past_state() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let id = stack
         .capture(
             "alice",
@@ -23,21 +24,11 @@ async fn a_memory_edited_ten_times_has_eleven_entries_and_every_past_state() {
     for i in 1..=10 {
         let version = if i % 3 == 0 {
             stack
-                .ok(
-                    Method::POST,
-                    &format!("/v1/memories/{id}/tags"),
-                    "alice",
-                    Some(json!({"tags": [format!("pass-{i}")]})),
-                )
+                .add_tags("alice", id, json!([format!("pass-{i}")]))
                 .await
         } else {
             stack
-                .ok(
-                    Method::PATCH,
-                    &format!("/v1/memories/{id}"),
-                    "alice",
-                    Some(json!({"content": format!("draft {i}")})),
-                )
+                .revise("alice", id, json!({"content": format!("draft {i}")}))
                 .await
         };
         assert_eq!(version, i + 1);
@@ -135,26 +126,14 @@ async fn a_memory_edited_ten_times_has_eleven_entries_and_every_past_state() {
 
 #[tokio::test]
 async fn an_erased_memory_keeps_the_shape_of_its_history_and_none_of_its_content() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let id = stack
         .capture("alice", json!({"content": "my secret diary", "title": "Secret", "tags": ["private"], "metadata": {"mood": "secret"}}))
         .await;
     stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{id}"),
-            "alice",
-            Some(json!({"content": "more secret words"})),
-        )
+        .revise("alice", id, json!({"content": "more secret words"}))
         .await;
-    stack
-        .ok(
-            Method::POST,
-            &format!("/v1/memories/{id}/erase"),
-            "alice",
-            None,
-        )
-        .await;
+    stack.erase("alice", id).await;
     let history = stack
         .get_ok(&format!("/v1/memories/{id}/history"), "alice")
         .await;
@@ -178,7 +157,7 @@ async fn an_erased_memory_keeps_the_shape_of_its_history_and_none_of_its_content
 
 #[tokio::test]
 async fn a_sessions_history_and_past_states_are_read_too() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let id = stack.start_session("alice", "Planning").await;
     stack
         .ok(
@@ -220,8 +199,8 @@ async fn a_sessions_history_and_past_states_are_read_too() {
 
 #[tokio::test]
 async fn history_reads_the_event_store_through_a_role_that_cannot_write_it() {
-    let stack = spawn_stack().await;
-    stack.capture("alice", json!({"content": "x"})).await;
+    let stack = spawn_query_stack().await;
+    stack.note("alice", "x").await;
     let events_db = stack.events_url.rsplit('/').next().unwrap().to_owned();
     let mut reader = PgConnection::connect(&database_url(&events_db, Some(READER_ROLE)))
         .await

@@ -6,7 +6,6 @@
 
 mod consistency;
 mod erase;
-mod helpers;
 mod history;
 mod operations;
 mod privileges;

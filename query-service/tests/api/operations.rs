@@ -1,24 +1,28 @@
-use crate::helpers::{READER_ROLE, database_url, local_embedder, spawn_stack};
 use query_service::settings::Settings;
 use query_service::startup::Application;
 use reqwest::StatusCode;
 use serde_json::json;
+use test_kit::db::{QUERY_READER_ROLE as READER_ROLE, database_url};
+use test_kit::embedder::local_embedder;
+use test_kit::http::send_raw;
+use test_kit::process::assert_healthcheck_subcommand;
+use test_kit::stack::spawn_query_stack;
 
 #[tokio::test]
 async fn health_openapi_and_metrics_are_served_and_errors_are_problems() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     for path in [
         "/health/live",
         "/health/ready",
         "/metrics",
         "/v1/openapi.json",
     ] {
-        let response = reqwest::get(format!("{}{path}", stack.query))
+        let response = reqwest::get(format!("{}{path}", stack.query()))
             .await
             .unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let document: serde_json::Value = reqwest::get(format!("{}/v1/openapi.json", stack.query))
+    let document: serde_json::Value = reqwest::get(format!("{}/v1/openapi.json", stack.query()))
         .await
         .unwrap()
         .json()
@@ -37,7 +41,7 @@ async fn health_openapi_and_metrics_are_served_and_errors_are_problems() {
     ] {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }
-    let missing = reqwest::get(format!("{}/nothing", stack.query))
+    let missing = reqwest::get(format!("{}/nothing", stack.query()))
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
@@ -48,7 +52,7 @@ async fn health_openapi_and_metrics_are_served_and_errors_are_problems() {
     // A method the path lacks: 405, naming the ones it has.
     let wrong = stack
         .client
-        .delete(format!("{}/v1/search", stack.query))
+        .delete(format!("{}/v1/search", stack.query()))
         .send()
         .await
         .unwrap();
@@ -56,7 +60,7 @@ async fn health_openapi_and_metrics_are_served_and_errors_are_problems() {
     assert_eq!(wrong.headers()["allow"], "GET");
 
     // No credentials: 401 on every read.
-    let anonymous = reqwest::get(format!("{}/v1/memories", stack.query))
+    let anonymous = reqwest::get(format!("{}/v1/memories", stack.query()))
         .await
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
@@ -68,7 +72,7 @@ async fn health_openapi_and_metrics_are_served_and_errors_are_problems() {
 
 #[tokio::test]
 async fn bad_input_is_a_4xx_problem_never_a_5xx() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let cases = [
         "/v1/memories/not-a-uuid",
         "/v1/memories?limit=0",
@@ -98,7 +102,7 @@ async fn bad_input_is_a_4xx_problem_never_a_5xx() {
     for path in cases.iter().copied().chain([long.as_str()]) {
         let response = stack
             .client
-            .get(format!("{}{path}", stack.query))
+            .get(format!("{}{path}", stack.query()))
             .bearer_auth(stack.token("alice"))
             .send()
             .await
@@ -122,7 +126,7 @@ type Expected = (u16, &'static str, Option<&'static str>);
 /// the cap are a 4xx problem with their own code, never a database error.
 #[tokio::test]
 async fn a_nul_anywhere_in_the_query_and_a_huge_tag_list_are_refused_with_their_code() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let session = stack.start_session("alice", "Standup").await;
     let id = stack
         .capture("alice", json!({"content": "x", "session_id": session}))
@@ -211,7 +215,7 @@ async fn a_nul_anywhere_in_the_query_and_a_huge_tag_list_are_refused_with_their_
     for (path, (status, code, field_code)) in &cases {
         let response = stack
             .client
-            .get(format!("{}{path}", stack.query))
+            .get(format!("{}{path}", stack.query()))
             .bearer_auth(stack.token("alice"))
             .send()
             .await
@@ -250,9 +254,8 @@ async fn a_nul_anywhere_in_the_query_and_a_huge_tag_list_are_refused_with_their_
 /// a request id that is not plain is replaced by a fresh one.
 #[tokio::test]
 async fn a_nul_in_a_header_is_refused_and_an_odd_request_id_is_replaced() {
-    use std::io::{Read, Write};
-    let stack = spawn_stack().await;
-    let address = stack.query.trim_start_matches("http://").to_owned();
+    let stack = spawn_query_stack().await;
+    let address = stack.query().trim_start_matches("http://").to_owned();
     for header in ["X-Request-Id", "X-Correlation-Id", "Authorization"] {
         let mut request =
             format!("GET /v1/memories HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n")
@@ -264,24 +267,13 @@ async fn a_nul_in_a_header_is_refused_and_an_odd_request_id_is_replaced() {
         }
         request.extend_from_slice(header.as_bytes());
         request.extend_from_slice(b": a\0b\r\n\r\n");
-        // Blocking I/O off the runtime: a client library would refuse to
-        // send such a header.
-        let target = address.clone();
-        let response = tokio::task::spawn_blocking(move || {
-            let mut stream = std::net::TcpStream::connect(target).unwrap();
-            stream.write_all(&request).unwrap();
-            let mut response = Vec::new();
-            stream.read_to_end(&mut response).unwrap();
-            response
-        })
-        .await
-        .unwrap();
-        let response = String::from_utf8_lossy(&response);
+        // A client library would refuse to send such a header.
+        let response = send_raw(&address, request).await;
         assert!(response.starts_with("HTTP/1.1 400"), "{header}: {response}");
     }
     let response = stack
         .client
-        .get(format!("{}/v1/memories", stack.query))
+        .get(format!("{}/v1/memories", stack.query()))
         .bearer_auth(stack.token("alice"))
         .header(
             "x-request-id",
@@ -311,10 +303,10 @@ async fn readiness_fails_while_the_read_database_is_unreachable() {
             "SB_EVENT_STORE_READ_URL".to_owned(),
             database_url("nowhere", Some(READER_ROLE)),
         ),
-        ("SB_REDIS_URL".to_owned(), crate::helpers::redis_url()),
+        ("SB_REDIS_URL".to_owned(), test_kit::redis::redis_url()),
         (
             "SB_JWT_SECRET".to_owned(),
-            crate::helpers::JWT_SECRET.to_owned(),
+            test_kit::http::JWT_SECRET.to_owned(),
         ),
         ("SB_QUERY_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
     ])
@@ -334,29 +326,14 @@ async fn readiness_fails_while_the_read_database_is_unreachable() {
     assert_eq!(ready.status(), 503);
 }
 
-/// Runs `query-service healthcheck` with `SB_QUERY_HTTP_ADDR` set as a
-/// container would set it; returns whether it exited 0.
-async fn healthcheck(listen: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_query-service"))
-            .arg("healthcheck")
-            .env("SB_QUERY_HTTP_ADDR", listen)
-            .status()
-            .unwrap()
-            .success()
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn the_healthcheck_subcommand_passes_against_a_live_service_and_fails_against_a_dead_one() {
-    let stack = spawn_stack().await;
-    let port = stack.query.rsplit(':').next().unwrap().to_owned();
-    assert!(healthcheck(format!("0.0.0.0:{port}")).await);
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    assert!(!healthcheck(dead.to_string()).await);
+    let stack = spawn_query_stack().await;
+    let port = stack.query().rsplit(':').next().unwrap().to_owned();
+    assert_healthcheck_subcommand(
+        env!("CARGO_BIN_EXE_query-service"),
+        "SB_QUERY_HTTP_ADDR",
+        &port,
+    )
+    .await;
 }

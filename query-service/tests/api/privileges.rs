@@ -1,37 +1,22 @@
 //! Least privilege on the read side: the query service's login may read the
 //! read model and the event store and change neither; the stack's services
-//! run as these roles throughout the suite (helpers::spawn_stack), so every
+//! run as these roles throughout the suite (test_kit::stack::spawn_query_stack), so every
 //! other test also shows that reads, search and history need nothing more.
 
-use crate::helpers::{READER_ROLE, database_url, spawn_stack};
-use serde_json::json;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
+use test_kit::db::{QUERY_READER_ROLE as READER_ROLE, database_of, sqlstate_as};
+use test_kit::stack::spawn_query_stack;
 
 /// SQLSTATE of `sql` run as [`READER_ROLE`] in the database of `pool`.
 async fn refused_as_reader(pool: &PgPool, sql: &str) -> String {
-    let database = pool
-        .connect_options()
-        .get_database()
-        .expect("a database name")
-        .to_owned();
-    let mut conn = PgConnection::connect(&database_url(&database, Some(READER_ROLE)))
-        .await
-        .expect("the reader logs in");
-    let error = sqlx::query(sql).execute(&mut conn).await.expect_err(sql);
-    error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .map(|code| code.into_owned())
-        .unwrap_or_else(|| panic!("{sql}: not a database error: {error}"))
+    sqlstate_as(&database_of(pool), READER_ROLE, sql).await
 }
 
 #[tokio::test]
 async fn the_query_role_reads_both_databases_and_can_change_neither() {
-    let stack = spawn_stack().await;
-    let id = stack
-        .capture("alice", json!({"content": "Capybara husbandry notes"}))
-        .await;
-    stack.wait_until_projected().await;
+    let stack = spawn_query_stack().await;
+    let id = stack.note("alice", "Capybara husbandry notes").await;
+    stack.wait_until_verified().await;
     // Served through the reader login: search (read model) and history
     // (event store).
     let hits = stack

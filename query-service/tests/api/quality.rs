@@ -3,11 +3,12 @@
 //! least as good as either alone. The figures are printed; `docs/benchmarks.md`
 //! records them.
 
-use crate::helpers::{ids, spawn_stack};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
+use test_kit::http::ids;
+use test_kit::stack::spawn_query_stack;
 use uuid::Uuid;
 
 #[derive(Debug, Deserialize)]
@@ -71,7 +72,7 @@ async fn hybrid_ranks_at_least_as_well_as_semantic_or_keyword_alone() {
     let fixture: Fixture =
         serde_json::from_str(include_str!("../fixtures/search-quality.json")).unwrap();
     assert!(fixture.memories.len() >= 200 && fixture.queries.len() >= 30);
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let by_id: HashMap<Uuid, String> = futures::stream::iter(&fixture.memories)
         .map(|m| {
             let stack = &stack;
@@ -86,7 +87,7 @@ async fn hybrid_ranks_at_least_as_well_as_semantic_or_keyword_alone() {
         .buffer_unordered(8)
         .collect()
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
 
     let mut totals: HashMap<&str, f64> = HashMap::new();
     let mut by_kind: HashMap<(&str, String), (f64, usize)> = HashMap::new();

@@ -3,10 +3,10 @@
 //! A limit here refills one token an hour and a wait lasts until the test
 //! writes what it waits for: no timing is asserted and nothing sleeps.
 
-use crate::helpers::{Stack, spawn_stack_with};
 use futures::future::{Either, select};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use test_kit::stack::{Stack, spawn_query_stack_with};
 
 /// One token an hour.
 const HOURLY: &str = "0.000277778";
@@ -40,7 +40,7 @@ async fn assert_rate_limited(response: Response, max_retry_after: u64) -> Value 
 }
 
 async fn get(stack: &Stack, path: &str, token: Option<&str>) -> Response {
-    let mut request = stack.client.get(format!("{}{path}", stack.query));
+    let mut request = stack.client.get(format!("{}{path}", stack.query()));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -49,7 +49,7 @@ async fn get(stack: &Stack, path: &str, token: Option<&str>) -> Response {
 
 #[tokio::test]
 async fn a_reader_over_the_limit_gets_429_and_another_reader_does_not() {
-    let stack = spawn_stack_with(&[
+    let stack = spawn_query_stack_with(&[
         ("SB_RATE_LIMIT_USER_PER_SECOND", HOURLY),
         ("SB_RATE_LIMIT_USER_BURST", "2"),
     ])
@@ -72,7 +72,7 @@ async fn a_reader_over_the_limit_gets_429_and_another_reader_does_not() {
 async fn unauthenticated_reads_are_limited_by_address_before_the_key_lookup() {
     // API keys live in the event store; this one is a port nothing listens
     // on, so a request whose key is looked up answers 503.
-    let stack = spawn_stack_with(&[
+    let stack = spawn_query_stack_with(&[
         ("SB_RATE_LIMIT_IP_PER_SECOND", HOURLY),
         ("SB_RATE_LIMIT_IP_BURST", "2"),
         (
@@ -97,14 +97,14 @@ async fn unauthenticated_reads_are_limited_by_address_before_the_key_lookup() {
 
 #[tokio::test]
 async fn one_user_waits_for_at_most_the_capped_number_of_versions_at_once() {
-    let stack = spawn_stack_with(&[
+    let stack = spawn_query_stack_with(&[
         ("SB_QUERY_MIN_VERSION_WAITS_PER_USER", "1"),
         // Longer than the test: a wait ends when its version is written.
         ("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "60000"),
     ])
     .await;
-    let mine = stack.capture("alice", json!({"content": "one"})).await;
-    let bobs = stack.capture("bob", json!({"content": "one"})).await;
+    let mine = stack.note("alice", "one").await;
+    let bobs = stack.note("bob", "one").await;
     for (id, user) in [(mine, "alice"), (bobs, "bob")] {
         stack
             .get_ok(&format!("/v1/memories/{id}?min_version=1"), user)
@@ -115,7 +115,7 @@ async fn one_user_waits_for_at_most_the_capped_number_of_versions_at_once() {
             .client
             .get(format!(
                 "{}/v1/memories/{id}?min_version={version}",
-                stack.query
+                stack.query()
             ))
             .bearer_auth(stack.token(user));
         tokio::spawn(async move { request.send().await.unwrap() })
@@ -136,38 +136,19 @@ async fn one_user_waits_for_at_most_the_capped_number_of_versions_at_once() {
 
     // Bob's slot is his own: his read waits while alice's does.
     let bobs_read = waiting_read(bobs, "bob", 2);
-    stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{bobs}"),
-            "bob",
-            Some(json!({"content": "two"})),
-        )
-        .await;
+    stack.revise("bob", bobs, json!({"content": "two"})).await;
     let read = bobs_read.await.unwrap();
     assert_eq!(read.status(), StatusCode::OK);
     assert_eq!(read.json::<Value>().await.unwrap()["version"], 2);
 
     // Alice's write ends her wait, and frees her slot for the next one.
-    stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{mine}"),
-            "alice",
-            Some(json!({"content": "two"})),
-        )
-        .await;
+    stack.revise("alice", mine, json!({"content": "two"})).await;
     let read = waiting.await.unwrap();
     assert_eq!(read.status(), StatusCode::OK);
     assert_eq!(read.json::<Value>().await.unwrap()["version"], 2);
     let next = waiting_read(mine, "alice", 3);
     stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{mine}"),
-            "alice",
-            Some(json!({"content": "three"})),
-        )
+        .revise("alice", mine, json!({"content": "three"}))
         .await;
     let read = next.await.unwrap();
     assert_eq!(read.status(), StatusCode::OK);

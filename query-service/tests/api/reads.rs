@@ -1,14 +1,15 @@
-use crate::helpers::{ids, spawn_stack};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use test_kit::http::ids;
+use test_kit::stack::spawn_query_stack;
 use uuid::Uuid;
 
 #[tokio::test]
 async fn a_memory_is_served_from_redis_and_a_missing_document_is_repaired() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let session = stack.start_session("alice", "Trip").await;
     let id = stack
         .capture(
@@ -17,10 +18,10 @@ async fn a_memory_is_served_from_redis_and_a_missing_document_is_repaired() {
                    "metadata": {"list": 1}, "session_id": session}),
         )
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     let response = stack
         .client
-        .get(format!("{}/v1/memories/{id}", stack.query))
+        .get(format!("{}/v1/memories/{id}", stack.query()))
         .bearer_auth(stack.token("alice"))
         .send()
         .await
@@ -62,17 +63,16 @@ async fn a_memory_is_served_from_redis_and_a_missing_document_is_repaired() {
     }
     // And the repair is exactly what the projector would have written,
     // indexes included.
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     // Later events apply on top of the repaired document.
     stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{id}"),
+        .revise(
             "alice",
-            Some(json!({"content": "Pack the tent and the stove"})),
+            id,
+            json!({"content": "Pack the tent and the stove"}),
         )
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     let revised = stack.get_ok(&format!("/v1/memories/{id}"), "alice").await;
     assert_eq!(revised["content"], "Pack the tent and the stove");
     assert_eq!(revised["version"], 2);
@@ -88,7 +88,7 @@ async fn a_memory_is_served_from_redis_and_a_missing_document_is_repaired() {
 /// a second passes: far less than the cache's 5 s bound on an entry's age,
 /// so a change the cache missed fails the test.
 async fn until_every_worker_reads(
-    stack: &crate::helpers::Stack,
+    stack: &test_kit::stack::Stack,
     path: &str,
     expected: impl Fn(StatusCode, &Value) -> bool,
 ) {
@@ -112,11 +112,9 @@ async fn until_every_worker_reads(
 
 #[tokio::test]
 async fn cached_documents_follow_every_change_redis_sees() {
-    let stack = spawn_stack().await;
-    let id = stack
-        .capture("alice", json!({"content": "The first words"}))
-        .await;
-    stack.wait_until_projected().await;
+    let stack = spawn_query_stack().await;
+    let id = stack.note("alice", "The first words").await;
+    stack.wait_until_verified().await;
     let path = format!("/v1/memories/{id}");
     let original = stack.get_ok(&path, "alice").await;
     // Every worker caches it.
@@ -142,7 +140,7 @@ async fn cached_documents_follow_every_change_redis_sees() {
             Some(json!({"content": "The second words"})),
         )
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     until_every_worker_reads(&stack, &path, |s, b| {
         s == 200 && b["content"] == "The second words" && b["version"] == 2
     })
@@ -152,15 +150,15 @@ async fn cached_documents_follow_every_change_redis_sees() {
     stack
         .ok(Method::POST, &format!("{path}/erase"), "alice", None)
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     until_every_worker_reads(&stack, &path, |s, _| s == StatusCode::NOT_FOUND).await;
 }
 
 #[tokio::test]
 async fn deleted_memories_leave_the_reads_unless_asked_for_and_return_on_restore() {
-    let stack = spawn_stack().await;
-    let kept = stack.capture("alice", json!({"content": "kept"})).await;
-    let gone = stack.capture("alice", json!({"content": "deleted"})).await;
+    let stack = spawn_query_stack().await;
+    let kept = stack.note("alice", "kept").await;
+    let gone = stack.note("alice", "deleted").await;
     stack
         .ok(
             Method::DELETE,
@@ -169,7 +167,7 @@ async fn deleted_memories_leave_the_reads_unless_asked_for_and_return_on_restore
             None,
         )
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
 
     let (status, body) = stack.get(&format!("/v1/memories/{gone}"), "alice").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
@@ -202,7 +200,7 @@ async fn deleted_memories_leave_the_reads_unless_asked_for_and_return_on_restore
             None,
         )
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     let restored = stack.get_ok(&format!("/v1/memories/{gone}"), "alice").await;
     assert_eq!(restored["status"], "active");
     let search = stack
@@ -212,7 +210,7 @@ async fn deleted_memories_leave_the_reads_unless_asked_for_and_return_on_restore
 }
 
 /// The ids of `/v1/memories?<query>` as a set.
-async fn listed(stack: &crate::helpers::Stack, query: &str) -> HashSet<Uuid> {
+async fn listed(stack: &test_kit::stack::Stack, query: &str) -> HashSet<Uuid> {
     let body = stack
         .get_ok(&format!("/v1/memories?{query}"), "alice")
         .await;
@@ -222,7 +220,7 @@ async fn listed(stack: &crate::helpers::Stack, query: &str) -> HashSet<Uuid> {
 
 #[tokio::test]
 async fn lists_filter_by_session_by_any_or_all_tags_and_by_time() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let session = stack.start_session("alice", "Work").await;
     let a = stack
         .capture(
@@ -239,7 +237,7 @@ async fn lists_filter_by_session_by_any_or_all_tags_and_by_time() {
             json!({"content": "c", "tags": ["green"], "session_id": session}),
         )
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     let doc = |id: Uuid| {
         let stack = &stack;
         async move { stack.get_ok(&format!("/v1/memories/{id}"), "alice").await }
@@ -283,15 +281,8 @@ async fn lists_filter_by_session_by_any_or_all_tags_and_by_time() {
     );
 
     // Updated-at moves with a change; created-at does not.
-    let version = stack
-        .ok(
-            Method::POST,
-            &format!("/v1/memories/{a}/tags"),
-            "alice",
-            Some(json!({"tags": ["new"]})),
-        )
-        .await;
-    stack.wait_until_projected().await;
+    let version = stack.add_tags("alice", a, json!(["new"])).await;
+    stack.wait_until_verified().await;
     let updated_a = doc(a).await;
     assert_eq!(updated_a["version"], version);
     let updated = updated_a["updated_at"].as_str().unwrap().to_owned();
@@ -313,7 +304,7 @@ async fn lists_filter_by_session_by_any_or_all_tags_and_by_time() {
 
 #[tokio::test]
 async fn sessions_are_read_listed_and_their_timelines_run_in_time_order() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let first = stack.start_session("alice", "First").await;
     let second = stack.start_session("alice", "Second").await;
     stack
@@ -338,7 +329,7 @@ async fn sessions_are_read_listed_and_their_timelines_run_in_time_order() {
     let middle = stack
         .capture("alice", json!({"content": "middle", "session_id": second, "occurred_at": "2026-02-01T10:00:00Z"}))
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
 
     let session = stack
         .get_ok(&format!("/v1/sessions/{first}"), "alice")
@@ -403,15 +394,8 @@ async fn sessions_are_read_listed_and_their_timelines_run_in_time_order() {
     }
     assert_eq!(walked, vec![early, middle, late]);
     // Moving a memory out takes it off the timeline.
-    stack
-        .ok(
-            Method::POST,
-            &format!("/v1/memories/{middle}/move"),
-            "alice",
-            Some(json!({"session_id": null})),
-        )
-        .await;
-    stack.wait_until_projected().await;
+    stack.move_memory("alice", middle, json!(null)).await;
+    stack.wait_until_verified().await;
     let timeline = stack
         .get_ok(&format!("/v1/sessions/{second}/timeline"), "alice")
         .await;
@@ -420,7 +404,7 @@ async fn sessions_are_read_listed_and_their_timelines_run_in_time_order() {
 
 #[tokio::test]
 async fn pagination_walks_1000_memories_without_a_duplicate_or_a_gap_while_writes_continue() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let created: Vec<Uuid> = futures::stream::iter(0..1000)
         .map(|i| {
             let stack = &stack;
@@ -436,7 +420,7 @@ async fn pagination_walks_1000_memories_without_a_duplicate_or_a_gap_while_write
         .buffer_unordered(16)
         .collect()
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
 
     let writer = async {
         // New memories, and changes to the listed ones, while the walk runs.

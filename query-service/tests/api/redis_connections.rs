@@ -2,13 +2,12 @@
 //! Redis restart, `CLIENT KILL`, a proxy's idle timeout): the read runs once
 //! more on a fresh connection instead of failing.
 
-use crate::helpers::spawn_stack_with;
 use reqwest::StatusCode;
-use serde_json::json;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use test_kit::stack::spawn_query_stack_with;
 use tokio::time::Instant;
 
 /// A Redis server of this test's own, so that killing its clients touches
@@ -68,7 +67,7 @@ async fn reads_by_id_survive_redis_dropping_every_client_connection() {
     // Only the query service reads this Redis: the projector writes the
     // shared one, so each first read here repairs its document from the read
     // database into it, through the connections about to be dropped.
-    let stack = spawn_stack_with(&[
+    let stack = spawn_query_stack_with(&[
         ("SB_REDIS_URL", url.as_str()),
         ("SB_QUERY_DOCUMENT_CACHE_SIZE", "0"),
     ])
@@ -77,14 +76,11 @@ async fn reads_by_id_survive_redis_dropping_every_client_connection() {
     for i in 0..4 {
         ids.push(
             stack
-                .capture(
-                    "alice",
-                    json!({"content": format!("Redis may drop us, note {i}")}),
-                )
+                .note("alice", format!("Redis may drop us, note {i}"))
                 .await,
         );
     }
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     let warm = stack
         .get(&format!("/v1/memories/{}", ids[0]), "alice")
         .await;
@@ -100,7 +96,7 @@ async fn reads_by_id_survive_redis_dropping_every_client_connection() {
     for reader in 0..6 {
         let (client, base, token) = (
             stack.client.clone(),
-            stack.query.clone(),
+            stack.query().to_owned(),
             stack.token("alice"),
         );
         let (ids, reads, stop) = (ids.clone(), reads.clone(), stop.clone());

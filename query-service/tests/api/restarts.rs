@@ -2,14 +2,15 @@
 //! once Postgres answers again, no request fails on either service, and the
 //! relay and projector carry on.
 
-use crate::helpers::postgres::{Shutdown, ThrowawayPostgres};
-use crate::helpers::{DEADLINE, Stack, spawn_stack_on};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use service_kit::auth::{ApiKeyStore, UserId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use test_kit::pg_cluster::{Shutdown, ThrowawayPostgres};
+use test_kit::poll::DEADLINE;
+use test_kit::stack::{Stack, spawn_query_stack_on};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -240,7 +241,7 @@ async fn setup(stack: &Stack) -> Target {
         .await;
     let target = Target {
         command: stack.command.clone(),
-        query: stack.query.clone(),
+        query: stack.query().to_owned(),
         jwt: stack.token(USER),
         api_key,
         memory,
@@ -268,7 +269,7 @@ async fn wait_until_readable(stack: &Stack, id: Uuid) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_request_fails_once_postgres_is_back_from_a_fast_or_an_immediate_restart() {
     let cluster = ThrowawayPostgres::start().await;
-    let stack = spawn_stack_on(&cluster.admin_url(), &[]).await;
+    let stack = spawn_query_stack_on(&cluster.admin_url(), &[]).await;
     let target = setup(&stack).await;
 
     let load = Load::start(&target, 4);

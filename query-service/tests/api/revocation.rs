@@ -3,13 +3,13 @@
 //! transaction, and an instance whose listener lost its connection stops
 //! trusting its cache until it listens again.
 
-use crate::helpers::{Stack, spawn_stack};
 use reqwest::StatusCode;
 use serde_json::json;
 use service_kit::api_keys::DEFAULT_TTL;
 use service_kit::auth::{ApiKeyStore, UserId};
 use sqlx::{Connection, PgConnection};
 use std::time::Duration;
+use test_kit::stack::{Stack, spawn_query_stack};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -35,7 +35,7 @@ async fn answers(stack: &Stack, key: &str) -> (StatusCode, StatusCode) {
         .status();
     let query = stack
         .client
-        .get(format!("{}/v1/memories/{missing}", stack.query))
+        .get(format!("{}/v1/memories/{missing}", stack.query()))
         .bearer_auth(key)
         .send()
         .await
@@ -102,7 +102,7 @@ async fn until_both_cache(stack: &Stack, keys: &ApiKeyStore, user: &UserId) {
 
 #[tokio::test]
 async fn a_revoked_key_is_refused_at_once_by_every_instance_that_had_cached_it() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     // As `command-service api-key` does, from a process of its own.
     let keys = ApiKeyStore::new(stack.event_pool.clone());
     let user = UserId::parse(USER).unwrap();
@@ -126,7 +126,7 @@ async fn a_revoked_key_is_refused_at_once_by_every_instance_that_had_cached_it()
 
 #[tokio::test]
 async fn a_revocation_while_the_listeners_are_disconnected_is_not_missed() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let keys = ApiKeyStore::new(stack.event_pool.clone());
     let user = UserId::parse(USER).unwrap();
     until_both_cache(&stack, &keys, &user).await;

@@ -1,7 +1,7 @@
-use crate::helpers::{Stack, ids, spawn_stack};
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use test_kit::http::ids;
+use test_kit::stack::{Stack, spawn_query_stack};
 use uuid::Uuid;
 
 async fn hits(stack: &Stack, query: &str) -> Vec<Uuid> {
@@ -15,29 +15,26 @@ fn set(ids: &[Uuid]) -> HashSet<Uuid> {
 
 #[tokio::test]
 async fn the_three_modes_find_by_words_by_meaning_and_by_both() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let cat = stack
         .capture("alice", json!({"title": "Pets", "content": "The cat sleeps on the warm windowsill every afternoon."}))
         .await;
     let invoice = stack
-        .capture(
+        .note(
             "alice",
-            json!({"content": "Invoice INV-4471 from the plumber is due on Friday."}),
+            "Invoice INV-4471 from the plumber is due on Friday.",
         )
         .await;
     let deploy = stack
-        .capture(
+        .note(
             "alice",
-            json!({"content": "We switched production to a blue green deployment last spring."}),
+            "We switched production to a blue green deployment last spring.",
         )
         .await;
     let green = stack
-        .capture(
-            "alice",
-            json!({"content": "The garden is green and the sky is blue."}),
-        )
+        .note("alice", "The garden is green and the sky is blue.")
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
 
     // Keyword: stemming ("sleeping" finds "sleeps"), exact identifiers,
     // phrases (the quoted phrase matches only where the words are adjacent),
@@ -74,14 +71,14 @@ async fn the_three_modes_find_by_words_by_meaning_and_by_both() {
 
 #[tokio::test]
 async fn hits_carry_a_marked_escaped_snippet_and_explain_shows_each_ranking() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let id = stack
         .capture(
             "alice",
             json!({"title": "Parsing", "content": "The parser fails when parsing HTML where a < b & c > d appears in fragments."}),
         )
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     let body = stack
         .get_ok("/v1/search?q=parsing%20html&explain=true", "alice")
         .await;
@@ -110,16 +107,13 @@ async fn hits_carry_a_marked_escaped_snippet_and_explain_shows_each_ranking() {
 
 #[tokio::test]
 async fn k_bounds_the_hits() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     for i in 0..15 {
         stack
-            .capture(
-                "alice",
-                json!({"content": format!("weekly review number {i}")}),
-            )
+            .note("alice", format!("weekly review number {i}"))
             .await;
     }
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     for mode in ["semantic", "keyword", "hybrid"] {
         assert_eq!(
             hits(&stack, &format!("q=weekly%20review&mode={mode}"))
@@ -159,7 +153,7 @@ struct Filtered {
 }
 
 async fn filtered() -> Filtered {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let session = stack.start_session("alice", "Garden").await;
     let tomatoes = stack
         .capture("alice", json!({"content": "Tomato seedlings need more light", "tags": ["garden", "veg"], "session_id": session}))
@@ -176,7 +170,7 @@ async fn filtered() -> Filtered {
             json!({"content": "Tomato soup with basil", "tags": ["kitchen"]}),
         )
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     let stamp = |doc: &Value, field: &str| doc[field].as_str().unwrap().replace('+', "%2B");
     let roses_created = stamp(
         &stack
@@ -189,14 +183,13 @@ async fn filtered() -> Filtered {
         "created_at",
     );
     stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{soup}"),
+        .revise(
             "alice",
-            Some(json!({"content": "Tomato soup with basil and cream"})),
+            soup,
+            json!({"content": "Tomato soup with basil and cream"}),
         )
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
     let soup_updated = stamp(
         &stack.get_ok(&format!("/v1/memories/{soup}"), "alice").await,
         "updated_at",

@@ -1,13 +1,14 @@
-use crate::helpers::{ids, spawn_stack};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
+use test_kit::http::ids;
+use test_kit::stack::spawn_query_stack;
 use uuid::Uuid;
 
 /// Alice's and Bob's data interleaved; Bob, with Alice's ids and words, gets
 /// nothing of hers from any endpoint.
 #[tokio::test]
 async fn no_query_endpoint_returns_another_users_data() {
-    let stack = spawn_stack().await;
+    let stack = spawn_query_stack().await;
     let mut alice_memories: Vec<Uuid> = Vec::new();
     let mut bob_memories: Vec<Uuid> = Vec::new();
     let alice_session = stack.start_session("alice", "Zanzibar expedition").await;
@@ -27,14 +28,9 @@ async fn no_query_endpoint_returns_another_users_data() {
     }
     let alice_one = alice_memories[0];
     stack
-        .ok(
-            Method::PATCH,
-            &format!("/v1/memories/{alice_one}"),
-            "alice",
-            Some(json!({"content": "Zanzibar revised"})),
-        )
+        .revise("alice", alice_one, json!({"content": "Zanzibar revised"}))
         .await;
-    stack.wait_until_projected().await;
+    stack.wait_until_verified().await;
 
     // By id: 404, never the document, with or without options.
     for path in [
