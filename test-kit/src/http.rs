@@ -132,3 +132,16 @@ pub fn ids(body: &Value, field: &str) -> Vec<Uuid> {
         .map(|item| item["id"].as_str().unwrap().parse().unwrap())
         .collect()
 }
+
+/// Percent-encodes `text` for a query string (reqwest's own encoder would
+/// need a typed query struct; this keeps the request visible as a string).
+pub fn encode_query(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
-use test_kit::http::ids;
+use test_kit::http::{encode_query, ids};
 use test_kit::stack::spawn_query_stack;
 use uuid::Uuid;
 
@@ -93,7 +93,7 @@ async fn hybrid_ranks_at_least_as_well_as_semantic_or_keyword_alone() {
     let mut by_kind: HashMap<(&str, String), (f64, usize)> = HashMap::new();
     for query in &fixture.queries {
         for mode in ["semantic", "keyword", "hybrid"] {
-            let q: String = url_encode(&query.q);
+            let q: String = encode_query(&query.q);
             let body = stack
                 .get_ok(&format!("/v1/search?q={q}&mode={mode}&k={K}"), "alice")
                 .await;
@@ -132,17 +132,4 @@ async fn hybrid_ranks_at_least_as_well_as_semantic_or_keyword_alone() {
         hybrid >= keyword,
         "hybrid {hybrid:.3} < keyword {keyword:.3}"
     );
-}
-
-/// Percent-encodes a query for the URL (reqwest's own encoder would need a
-/// typed query struct; this keeps the request visible as a string).
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

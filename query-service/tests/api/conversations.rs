@@ -1,0 +1,200 @@
+//! Search quality on conversations (`tests/fixtures/conversations/`), the
+//! shape agents store: one memory per turn ("Speaker: text"), a session per
+//! chat session dated by `occurred_at`, and questions in plain language whose
+//! words are mostly not in the turn that answers them.
+//!
+//! Each conversation belongs to a user of its own and is loaded through the
+//! HTTP API as an agent would load it. The figure is recall@10: the share of
+//! a question's evidence turns among the first ten hits, averaged over the
+//! questions. Conversations c01–c06 are the half that search is tuned on,
+//! c07–c12 the half held back to report on; both are printed, by mode and
+//! by question kind, and `docs/benchmarks.md` records them.
+
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use test_kit::http::{encode_query, ids};
+use test_kit::stack::{Stack, spawn_query_stack};
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize)]
+struct Conversation {
+    id: String,
+    sessions: Vec<ChatSession>,
+    questions: Vec<Question>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatSession {
+    id: String,
+    date: DateTime<Utc>,
+    turns: Vec<Turn>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Turn {
+    id: String,
+    speaker: String,
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Question {
+    kind: String,
+    q: String,
+    evidence: Vec<String>,
+}
+
+const K: usize = 10;
+const MODES: [&str; 3] = ["keyword", "semantic", "hybrid"];
+
+fn fixture() -> Vec<Conversation> {
+    [
+        include_str!("../fixtures/conversations/c01.json"),
+        include_str!("../fixtures/conversations/c02.json"),
+        include_str!("../fixtures/conversations/c03.json"),
+        include_str!("../fixtures/conversations/c04.json"),
+        include_str!("../fixtures/conversations/c05.json"),
+        include_str!("../fixtures/conversations/c06.json"),
+        include_str!("../fixtures/conversations/c07.json"),
+        include_str!("../fixtures/conversations/c08.json"),
+        include_str!("../fixtures/conversations/c09.json"),
+        include_str!("../fixtures/conversations/c10.json"),
+        include_str!("../fixtures/conversations/c11.json"),
+        include_str!("../fixtures/conversations/c12.json"),
+    ]
+    .into_iter()
+    .map(|text| serde_json::from_str(text).unwrap())
+    .collect()
+}
+
+/// The tuning half or the held-back half.
+fn half(conversation: &Conversation) -> &'static str {
+    if conversation.id.as_str() <= "c06" {
+        "tuning"
+    } else {
+        "held back"
+    }
+}
+
+/// The share of `evidence` among the first [`K`] of `ranking`.
+fn recall(ranking: &[String], evidence: &[String]) -> f64 {
+    let top: Vec<&String> = ranking.iter().take(K).collect();
+    let found = evidence.iter().filter(|id| top.contains(id)).count();
+    found as f64 / evidence.len() as f64
+}
+
+#[test]
+fn recall_counts_the_evidence_in_the_first_ten() {
+    let ranking: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    assert_eq!(recall(&ranking, &["t0".into(), "t9".into()]), 1.0);
+    assert_eq!(recall(&ranking, &["t0".into(), "t10".into()]), 0.5);
+    assert_eq!(recall(&ranking, &["x".into()]), 0.0);
+}
+
+/// Loads one conversation as its user: a session per chat session, a memory
+/// per turn dated by its session (a second apart, so turns keep their
+/// order). The memory id of each turn id.
+async fn load(stack: &Stack, user: &str, conversation: &Conversation) -> HashMap<Uuid, String> {
+    let mut turns = HashMap::new();
+    for session in &conversation.sessions {
+        let title = format!("Chat, {}", session.date.format("%-d %B %Y"));
+        let session_id = stack.start_session(user, &title).await;
+        let captured: Vec<(Uuid, String)> = futures::stream::iter(session.turns.iter().enumerate())
+            .map(|(i, turn)| async move {
+                let occurred_at = session.date + Duration::seconds(i64::try_from(i).unwrap());
+                let body = json!({
+                    "content": format!("{}: {}", turn.speaker, turn.text),
+                    "session_id": session_id,
+                    "occurred_at": occurred_at,
+                });
+                (stack.capture(user, body).await, turn.id.clone())
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        turns.extend(captured);
+        assert!(session.id.starts_with(&conversation.id));
+    }
+    turns
+}
+
+#[tokio::test]
+async fn recall_at_ten_on_conversations_by_mode_and_question_kind() {
+    let conversations = fixture();
+    let turns: usize = conversations
+        .iter()
+        .flat_map(|c| &c.sessions)
+        .map(|s| s.turns.len())
+        .sum();
+    let questions: usize = conversations.iter().map(|c| c.questions.len()).sum();
+    assert!(conversations.len() >= 10 && turns >= 600 && questions >= 150);
+    let stack = spawn_query_stack().await;
+    let mut turn_of = Vec::new();
+    for conversation in &conversations {
+        let user = format!("conv-{}", conversation.id);
+        turn_of.push(load(&stack, &user, conversation).await);
+    }
+    stack.wait_until_verified().await;
+
+    // (half, mode) and (half, kind, mode) -> (sum of recall, questions).
+    let mut by_mode: BTreeMap<(&str, &str), (f64, usize)> = BTreeMap::new();
+    let mut by_kind: BTreeMap<(&str, &str, &str), (f64, usize)> = BTreeMap::new();
+    for (conversation, turn_of) in conversations.iter().zip(&turn_of) {
+        let user = format!("conv-{}", conversation.id);
+        for question in &conversation.questions {
+            for mode in MODES {
+                let body = stack
+                    .get_ok(
+                        &format!(
+                            "/v1/search?q={}&mode={mode}&k={K}",
+                            encode_query(&question.q)
+                        ),
+                        &user,
+                    )
+                    .await;
+                let ranking: Vec<String> = ids(&body, "hits")
+                    .iter()
+                    .map(|id| turn_of[id].clone())
+                    .collect();
+                let score = recall(&ranking, &question.evidence);
+                let entry = by_mode.entry((half(conversation), mode)).or_default();
+                entry.0 += score;
+                entry.1 += 1;
+                let entry = by_kind
+                    .entry((half(conversation), question.kind.as_str(), mode))
+                    .or_default();
+                entry.0 += score;
+                entry.1 += 1;
+            }
+        }
+    }
+    let mean = |(sum, n): (f64, usize)| sum / n as f64;
+    for half in ["tuning", "held back"] {
+        let line: Vec<String> = MODES
+            .iter()
+            .map(|mode| format!("{mode} {:.3}", mean(by_mode[&(half, *mode)])))
+            .collect();
+        println!(
+            "recall@{K}, {half} half ({} questions): {}",
+            by_mode[&(half, "hybrid")].1,
+            line.join(", ")
+        );
+        for ((_, kind, mode), figures) in by_kind.iter().filter(|((h, ..), _)| *h == half) {
+            println!(
+                "  {kind:>8} ({:>2}): {mode:>8} {:.3}",
+                figures.1,
+                mean(*figures)
+            );
+        }
+    }
+    let held = |mode: &str| mean(by_mode[&("held back", mode)]);
+    assert!(
+        held("hybrid") >= held("semantic"),
+        "held back: hybrid {:.3} < semantic {:.3}",
+        held("hybrid"),
+        held("semantic")
+    );
+}
