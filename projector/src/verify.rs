@@ -128,8 +128,90 @@ pub async fn verify_search(pool: &PgPool, expected: &Expected) -> anyhow::Result
         out.push(difference(SEARCH, "memory", *id, "a row with no events"));
     }
     out.extend(compare_session_rows(pool, &tables, expected).await?);
+    out.extend(compare_keyword_statistics(pool, &tables).await?);
     Ok(out)
 }
+
+/// The keyword statistics against a count over the memory rows (which are
+/// compared with the fold above): at most [`MAX_STATISTICS_DIFFERENCES`]
+/// terms and owners whose counts differ.
+async fn compare_keyword_statistics(
+    pool: &PgPool,
+    tables: &Tables,
+) -> anyhow::Result<Vec<Difference>> {
+    let Tables {
+        memories,
+        keyword_terms,
+        keyword_owners,
+        ..
+    } = tables;
+    let terms: Vec<(String, String, Option<i32>, Option<i32>)> = sqlx::query_as(&format!(
+        "WITH want AS (SELECT owner_id, term, count(*)::integer AS documents
+                         FROM {memories}, unnest(tsvector_to_array(search)) AS term
+                        WHERE NOT deleted GROUP BY owner_id, term)
+         SELECT owner_id, term, want.documents, have.documents
+           FROM want FULL JOIN {keyword_terms} AS have USING (owner_id, term)
+          WHERE want.documents IS DISTINCT FROM have.documents
+          ORDER BY owner_id, term LIMIT {MAX_STATISTICS_DIFFERENCES}"
+    ))
+    .fetch_all(pool)
+    .await?;
+    let owners: Vec<OwnerCounts> = sqlx::query_as(&format!(
+            "WITH want AS (SELECT owner_id, count(*) AS documents, sum(length(search)) AS terms
+                             FROM {memories} WHERE NOT deleted GROUP BY owner_id)
+             SELECT owner_id, want.documents AS want_documents, have.documents::bigint AS have_documents,
+                    want.terms::bigint AS want_terms, have.terms AS have_terms
+               FROM want FULL JOIN {keyword_owners} AS have USING (owner_id)
+              WHERE (want.documents, want.terms::bigint) IS DISTINCT FROM (have.documents::bigint, have.terms)
+              ORDER BY owner_id LIMIT {MAX_STATISTICS_DIFFERENCES}"
+    ))
+    .fetch_all(pool)
+    .await?;
+    let statistics = |owner: &str, detail: String| Difference {
+        projection: SEARCH,
+        aggregate: format!("keyword statistics of {owner}"),
+        detail,
+    };
+    let mut out: Vec<Difference> = terms
+        .into_iter()
+        .map(|(owner, term, want, have)| {
+            statistics(
+                &owner,
+                format!(
+                    "term {term:?} counted in {} memories, held by {}",
+                    have.unwrap_or(0),
+                    want.unwrap_or(0)
+                ),
+            )
+        })
+        .collect();
+    out.extend(owners.into_iter().map(|o| {
+        statistics(
+            &o.owner_id,
+            format!(
+                "{} memories of {} terms counted, {} of {} held",
+                o.have_documents.unwrap_or(0),
+                o.have_terms.unwrap_or(0),
+                o.want_documents.unwrap_or(0),
+                o.want_terms.unwrap_or(0)
+            ),
+        )
+    }));
+    Ok(out)
+}
+
+/// One owner's totals as counted (`have`) and as the rows hold them (`want`).
+#[derive(Debug, FromRow)]
+struct OwnerCounts {
+    owner_id: String,
+    want_documents: Option<i64>,
+    have_documents: Option<i64>,
+    want_terms: Option<i64>,
+    have_terms: Option<i64>,
+}
+
+/// Enough to see what went wrong; a broken trigger would list every term.
+const MAX_STATISTICS_DIFFERENCES: i64 = 20;
 
 /// Every memory row of a generation, with its embedding's dimension.
 async fn search_memories(

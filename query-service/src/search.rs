@@ -11,7 +11,7 @@ use crate::rows::Filters;
 use embeddings::{EmbedError, Embedder};
 use lru::LruCache;
 use pgvector::Vector;
-use read_model::tables::MEMORIES;
+use read_model::tables::{KEYWORD_OWNERS, KEYWORD_TERMS, MEMORIES};
 use serde::{Deserialize, Serialize};
 use service_kit::pg::retry_once;
 use sqlx::{PgPool, QueryBuilder};
@@ -69,11 +69,11 @@ pub struct Ranked {
 pub struct KeywordRanked {
     /// 1-based.
     pub rank: u32,
-    /// `ts_rank_cd` (normalised to 0..1) for a full-text match; the trigram
-    /// word similarity for a typo match (`fuzzy`). Memories with every word
-    /// of the query rank above those with some, and those above typo
-    /// matches, whatever the scores. In hybrid mode only the first and the
-    /// last take part, and `rank` is within them.
+    /// The BM25 score for a full-text match; the trigram word similarity
+    /// for a typo match (`fuzzy`). Memories with every word of the query
+    /// rank above those with some, and those above typo matches, whatever
+    /// the scores. In hybrid mode only the first and the last take part,
+    /// and `rank` is within them.
     pub score: f64,
     pub fuzzy: bool,
 }
@@ -178,6 +178,30 @@ const EVERY_WORD: i32 = 2;
 const SOME_WORDS: i32 = 1;
 const TYPO: i32 = 0;
 
+/// Which memories the keyword leg takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Matches {
+    /// Every word (or phrase) of the query: what hybrid fuses. Memories
+    /// sharing only some words of a question are what the semantic ranking
+    /// finds better; fused, they crowd it out (on both labelled fixtures,
+    /// every weight and `k` tried put hybrid below semantic alone; see
+    /// docs/benchmarks.md, "Search quality").
+    EveryWord,
+    /// Any word: keyword mode, where a question in plain language should
+    /// still find the notes that share part of its words.
+    AnyWord,
+}
+
+/// BM25's term-frequency saturation (the usual value: Robertson and
+/// Zaragoza, 2009) and length normalisation. `B` is 0, chosen on the tuning
+/// half of the conversation fixture: memories are short, and at every `B`
+/// tried above 0 (0.3, 0.5, 0.75) the shortest turns ("Oh no, is she ok??"),
+/// which share one common word with a question, outranked the answer
+/// (recall@10 of the keyword mode 0.24–0.25 against 0.33 at 0; the notes
+/// fixture's keyword nDCG@10 0.626–0.627 against 0.631).
+const K1: f64 = 1.2;
+const B: f64 = 0.0;
+
 /// Typo matching runs for queries of at most this many words: typos in the
 /// rare words of short keyword queries are what it is for, and the trigram
 /// similarity of a long query against every note is costly and says little.
@@ -221,7 +245,10 @@ impl Search {
         let k = request.k;
         let (semantic, keyword) = match request.mode {
             Mode::Semantic => (Some(self.semantic(owner, request, k).await?), None),
-            Mode::Keyword => (None, Some(self.keyword(owner, request, k, true, k).await?)),
+            Mode::Keyword => (
+                None,
+                Some(self.keyword(owner, request, k, Matches::AnyWord, k).await?),
+            ),
             Mode::Hybrid => {
                 let n = (k * 3).max(MIN_HYBRID_CANDIDATES);
                 // Fusion takes the strict keyword ranking: every word, or a
@@ -235,7 +262,7 @@ impl Search {
                     // fewer than k memories: they rank below every word
                     // match, so past k they add little to the fusion and
                     // cost a trigram scan of the owner's memories.
-                    self.keyword(owner, request, n, false, k)
+                    self.keyword(owner, request, n, Matches::EveryWord, k)
                 )?;
                 (Some(semantic), Some(keyword))
             }
@@ -306,83 +333,140 @@ impl Search {
         Ok(candidates)
     }
 
-    /// The keyword ranking, in tiers (`EVERY_WORD`, `SOME_WORDS`, `TYPO`):
-    /// memories with every word (or phrase) of the query, ranked by cover
-    /// density; then, with `partial`, those with only some of them, so a
-    /// question in plain language finds notes that share part of its words;
-    /// then, for short queries, memories that match no word but resemble the
-    /// query by trigrams (a typo). Each tier is its own indexed query, run only
-    /// while the page is not full: the strict tier is selective and cheap,
-    /// while ranking every any-word match or trigram-scanning a long query
-    /// over a large corpus is not. A query with an exclusion (`-word`) keeps
-    /// every-word semantics, since "a or not b" would match nearly everything.
-    /// The typo tier runs only while fewer than `typo_below` memories matched.
+    /// The keyword ranking: memories that hold the query's words (see
+    /// [`Matches`]), those with every word (or phrase) before those with
+    /// only some, each ranked by BM25 over the owner's own statistics
+    /// ([`Search::bm25`]). Then, while fewer than
+    /// `typo_below` matched and the query is short, memories that match no
+    /// word but resemble the query by trigrams (a typo), ranked last: the
+    /// trigram scan of a long query over a large corpus is costly and says
+    /// little.
     async fn keyword(
         &self,
         owner: &str,
         request: &SearchRequest,
         n: u32,
-        partial: bool,
+        matches: Matches,
         typo_below: u32,
     ) -> Result<Vec<Candidate>, SearchError> {
-        let mut found = self.keyword_tier(owner, request, n, EVERY_WORD).await?;
-        let full = |found: &Vec<Candidate>| found.len() >= usize::try_from(n).unwrap_or(usize::MAX);
-        if partial && !full(&found) {
-            let rest = n - u32::try_from(found.len()).unwrap_or(n);
-            found.extend(self.keyword_tier(owner, request, rest, SOME_WORDS).await?);
-        }
+        let mut found = self.bm25(owner, request, n, matches).await?;
         if found.len() < usize::try_from(typo_below).unwrap_or(usize::MAX)
             && request.q.split_whitespace().count() <= MAX_TYPO_WORDS
         {
             let rest = n - u32::try_from(found.len()).unwrap_or(n);
-            found.extend(self.keyword_tier(owner, request, rest, TYPO).await?);
+            found.extend(self.typos(owner, request, rest).await?);
         }
         Ok(found)
     }
 
-    async fn keyword_tier(
+    /// Okapi BM25 of the memories holding any word of the query, with the
+    /// statistics of the owner's own searchable memories (`keyword_terms`,
+    /// `keyword_owners`, kept exact by triggers; ADR 16): a word is worth
+    /// more the fewer of the owner's memories hold it (inverse document
+    /// frequency), a repeated word adds less each time (`K1`), and a long
+    /// memory needs more matches than a short one (`B`).
+    async fn bm25(
         &self,
         owner: &str,
         request: &SearchRequest,
         n: u32,
-        tier: i32,
+        matches: Matches,
     ) -> Result<Vec<Candidate>, SearchError> {
         // Built again for a retry: a built query gives its arguments away.
         let build = || {
-            let mut query = QueryBuilder::new("SELECT id, ");
-            match tier {
-                EVERY_WORD => query.push("ts_rank_cd(search, q.all_terms, 32)"),
-                SOME_WORDS => query.push("ts_rank_cd(search, q.any_terms, 32)"),
-                _ => query
-                    .push("word_similarity(")
-                    .push_bind(request.q.clone())
-                    .push(", content)"),
-            };
+            let mut query = QueryBuilder::new(
+                "WITH q AS (SELECT all_terms, \
+                                   CASE WHEN strpos(all_terms::text, '!') > 0 THEN all_terms \
+                                        ELSE to_tsquery('simple', replace(all_terms::text, ' & ', ' | ')) \
+                                   END AS any_terms, \
+                                   tsvector_to_array(to_tsvector('english', input.text)) AS terms \
+                              FROM (SELECT websearch_to_tsquery('english', ",
+            );
             query
-            .push(format!(
-                "::float8 AS score \
-                 FROM {MEMORIES}, \
-                      (SELECT all_terms, \
-                              CASE WHEN strpos(all_terms::text, '!') > 0 THEN all_terms \
-                                   ELSE to_tsquery('simple', replace(all_terms::text, ' & ', ' | ')) \
-                              END AS any_terms \
-                         FROM websearch_to_tsquery('english', "
-            ))
-            .push_bind(request.q.clone())
-            .push(") AS all_terms) AS q WHERE");
+                .push_bind(request.q.clone())
+                .push(") AS all_terms, ")
+                .push_bind(request.q.clone())
+                .push(format!(
+                    "::text AS text) AS input), \
+                     st AS (SELECT documents::float8 AS n, \
+                                   greatest(terms::float8 / greatest(documents, 1), 1) AS avgdl \
+                              FROM {KEYWORD_OWNERS} WHERE owner_id = "
+                ))
+                .push_bind(owner.to_owned())
+                .push(format!(
+                    "), \
+                     idf AS (SELECT t.term, ln(1 + (st.n - t.documents + 0.5) / (t.documents + 0.5)) AS idf \
+                               FROM {KEYWORD_TERMS} t, st, q \
+                              WHERE t.documents > 0 AND t.term = ANY(q.terms) AND t.owner_id = "
+                ))
+                .push_bind(owner.to_owned())
+                .push(format!(
+                    "), \
+                     c AS (SELECT id, search, search @@ q.all_terms AS every FROM {MEMORIES}, q WHERE"
+                ));
             request.filters.push_where(owner, &mut query);
-            match tier {
-                EVERY_WORD => query.push(" AND search @@ q.all_terms"),
-                SOME_WORDS => {
-                    query.push(" AND search @@ q.any_terms AND NOT search @@ q.all_terms")
+            query.push(format!(
+                " AND search @@ q.{}) \
+                 SELECT c.id, c.every, \
+                        sum(idf.idf * x.tf * ({K1} + 1) \
+                            / (x.tf + {K1} * (1 - {B} + {B} * length(c.search) / st.avgdl)))::float8 AS score \
+                   FROM c \
+                   CROSS JOIN LATERAL (SELECT lexeme, cardinality(positions)::float8 AS tf FROM unnest(c.search)) AS x \
+                   JOIN idf ON idf.term = x.lexeme \
+                   CROSS JOIN st \
+                  GROUP BY c.id, c.every \
+                  ORDER BY c.every DESC, score DESC, c.id LIMIT ",
+                match matches {
+                    Matches::EveryWord => "all_terms",
+                    Matches::AnyWord => "any_terms",
                 }
-                _ => query
-                    .push(" AND ")
-                    .push_bind(request.q.clone())
-                    .push(" <% content AND NOT search @@ q.any_terms"),
-            };
+            ));
+            query.push_bind(i64::from(n));
             query
-                .push(" ORDER BY score DESC, id LIMIT ")
+        };
+        let rows: Vec<(Uuid, bool, f64)> = retry_once(&self.pool, || {
+            let mut query = build();
+            async move { query.build_query_as().fetch_all(&self.pool).await }
+        })
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, every, score)| Candidate {
+                id,
+                score,
+                tier: if every { EVERY_WORD } else { SOME_WORDS },
+            })
+            .collect())
+    }
+
+    /// Memories that match no word of the query but resemble it by
+    /// trigrams (`word_similarity`): a typo of a rare word.
+    async fn typos(
+        &self,
+        owner: &str,
+        request: &SearchRequest,
+        n: u32,
+    ) -> Result<Vec<Candidate>, SearchError> {
+        // Built again for a retry: a built query gives its arguments away.
+        let build = || {
+            let mut query = QueryBuilder::new("SELECT id, word_similarity(");
+            query
+                .push_bind(request.q.clone())
+                .push(format!(
+                    ", content)::float8 AS score \
+                     FROM {MEMORIES}, \
+                          (SELECT CASE WHEN strpos(all_terms::text, '!') > 0 THEN all_terms \
+                                       ELSE to_tsquery('simple', replace(all_terms::text, ' & ', ' | ')) \
+                                  END AS any_terms \
+                             FROM websearch_to_tsquery('english', "
+                ))
+                .push_bind(request.q.clone())
+                .push(") AS all_terms) AS q WHERE");
+            request.filters.push_where(owner, &mut query);
+            query
+                .push(" AND ")
+                .push_bind(request.q.clone())
+                .push(" <% content AND NOT search @@ q.any_terms ORDER BY score DESC, id LIMIT ")
                 .push_bind(i64::from(n));
             query
         };
@@ -393,7 +477,11 @@ impl Search {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, score)| Candidate { id, score, tier })
+            .map(|(id, score)| Candidate {
+                id,
+                score,
+                tier: TYPO,
+            })
             .collect())
     }
 

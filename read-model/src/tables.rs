@@ -26,6 +26,16 @@ pub const MEMORIES: &str = "memories";
 /// The view over the active generation's sessions.
 pub const SESSIONS: &str = "sessions";
 
+/// The view over the active generation's per-owner term counts: for each
+/// owner and lexeme, how many of the owner's searchable memories hold it
+/// (`owner_id, term, documents`; kept by triggers, ADR 16).
+pub const KEYWORD_TERMS: &str = "keyword_terms";
+
+/// The view over the active generation's per-owner totals: searchable
+/// memories and the distinct lexemes they hold in all (`owner_id,
+/// documents, terms`).
+pub const KEYWORD_OWNERS: &str = "keyword_owners";
+
 /// The columns [`MemoryRow`] reads.
 pub const MEMORY_COLUMNS: &str = "id, owner_id, session_id, title, content, tags, metadata, \
      occurred_at, created_at, updated_at, deleted, version";
@@ -40,6 +50,8 @@ pub struct Tables {
     pub memories: String,
     pub memory_tombstones: String,
     pub sessions: String,
+    pub keyword_terms: String,
+    pub keyword_owners: String,
 }
 
 impl Tables {
@@ -48,6 +60,8 @@ impl Tables {
             memories: format!("memories_g{g}"),
             memory_tombstones: format!("memory_tombstones_g{g}"),
             sessions: format!("sessions_g{g}"),
+            keyword_terms: format!("keyword_terms_g{g}"),
+            keyword_owners: format!("keyword_owners_g{g}"),
         }
     }
 }

@@ -349,3 +349,86 @@ async fn a_generation_in_key_layout_1_is_reported_and_a_documents_rebuild_moves_
         .unwrap();
     assert_eq!(tagged.len(), memories.len());
 }
+
+/// The keyword statistics follow every write (a revise, a delete, a
+/// restore, an erase) and `verify` counts them again from the rows: a count
+/// off by one is a difference it names.
+#[tokio::test]
+async fn keyword_statistics_follow_every_write_and_verify_recounts_them() {
+    let stack = spawn_projector_stack(Options::default()).await;
+    let kept = stack.note("alice", "The kiln room opens at nine").await;
+    let changing = stack.note("alice", "Pottery class on Tuesday").await;
+    let erased = stack.note("alice", "okapi notes").await;
+    stack.note("bob", "Pottery for bob").await;
+    stack
+        .revise(
+            "alice",
+            changing,
+            json!({"content": "Pottery class moved to Thursday"}),
+        )
+        .await;
+    stack
+        .ok(
+            Method::DELETE,
+            &format!("/v1/memories/{kept}"),
+            "alice",
+            None,
+        )
+        .await;
+    stack
+        .ok(
+            Method::POST,
+            &format!("/v1/memories/{kept}/restore"),
+            "alice",
+            None,
+        )
+        .await;
+    stack.erase("alice", erased).await;
+    stack.wait_until_verified().await;
+
+    let counted = |term: &'static str| {
+        let pool = stack.read_pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i32>(
+                "SELECT documents FROM keyword_terms WHERE owner_id = 'alice' AND term = $1",
+            )
+            .bind(term)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(counted("potteri").await, Some(1));
+    assert_eq!(counted("thursday").await, Some(1));
+    assert_eq!(
+        counted("tuesday").await,
+        None,
+        "the revised-away word is gone"
+    );
+    assert_eq!(counted("kiln").await, Some(1), "restored");
+    assert_eq!(
+        counted("okapi").await,
+        None,
+        "erased: no term of it is left"
+    );
+    let (documents, terms): (i32, i64) =
+        sqlx::query_as("SELECT documents, terms FROM keyword_owners WHERE owner_id = 'alice'")
+            .fetch_one(&stack.read_pool)
+            .await
+            .unwrap();
+    assert_eq!(documents, 2);
+    assert!(terms > 0);
+
+    sqlx::query("UPDATE keyword_terms SET documents = documents + 1 WHERE owner_id = 'bob'")
+        .execute(&stack.read_pool)
+        .await
+        .unwrap();
+    let differences = stack.verify().await;
+    assert!(!differences.is_empty());
+    assert!(
+        differences
+            .iter()
+            .all(|d| d.aggregate == "keyword statistics of bob"),
+        "{differences:?}"
+    );
+}
