@@ -461,6 +461,10 @@ impl Consumer<'_> {
     async fn apply_batch(&mut self, dead_letters: &Channel, fresh: Vec<Item>) -> Result<(), Stop> {
         let events: Vec<StoredEvent> = fresh.iter().map(|(_, event)| event.clone()).collect();
         let redactor = Redactor::of_events(&events);
+        // How full batches run: the lever of throughput (one transaction and
+        // one embedding call per batch).
+        metrics::histogram!("projector_batch_events", "projection" => self.name())
+            .record(events.len() as f64);
         let mut unavailable = 0u32;
         loop {
             match self

@@ -63,6 +63,7 @@ impl CachedEmbedder {
         }
         if !missing.is_empty() {
             metrics::counter!("embedding_cache_misses_total").increment(missing.len() as u64);
+            metrics::histogram!("embedding_texts").record(missing.len() as f64);
             let started = Instant::now();
             let fresh_texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
             // A provider may echo the input it refuses (pydantic's 422s
@@ -85,6 +86,7 @@ impl CachedEmbedder {
                     .into(),
                 ));
             }
+            let storing = Instant::now();
             for ((hash, _), vector) in missing.into_iter().zip(vectors) {
                 sqlx::query(
                     "INSERT INTO embedding_cache (model, content_sha256, embedding) VALUES ($1, $2, $3)
@@ -97,6 +99,8 @@ impl CachedEmbedder {
                 .await?;
                 known.insert(hash, vector);
             }
+            metrics::histogram!("embedding_cache_store_seconds")
+                .record(storing.elapsed().as_secs_f64());
         }
         hashes
             .iter()

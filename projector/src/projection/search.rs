@@ -294,6 +294,7 @@ impl Projection for SearchProjection {
         // of an embedding would hold back the relay, which publishes only
         // below the oldest running transaction. The writing transaction
         // below then finds every vector in the cache.
+        let started = std::time::Instant::now();
         let mut warm = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION READ ONLY")
             .execute(&mut *warm)
@@ -304,7 +305,9 @@ impl Projection for SearchProjection {
                 .await?;
         }
         warm.commit().await?;
+        stage_done("warm", started);
 
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let generation = lock_generation(&mut tx).await?.ok_or_else(|| {
             ProjectionError::Fatal(
@@ -320,8 +323,16 @@ impl Projection for SearchProjection {
             .apply_in(&mut tx, generation.generation, events)
             .await?;
         tx.commit().await?;
+        stage_done("write", started);
         Ok(applied)
     }
+}
+
+/// Times a stage of a batch: "warm" (fold, embed, cache the vectors) and
+/// "write" (fold again, write, commit).
+fn stage_done(stage: &'static str, started: std::time::Instant) {
+    metrics::histogram!("projector_batch_stage_seconds", "projection" => NAME, "stage" => stage)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// Whether a pass writes, or only embeds what a write would need.
