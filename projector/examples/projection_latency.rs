@@ -1,21 +1,43 @@
-//! Client of `bench/projection-latency`: creates memories over HTTP at a fixed
-//! rate and measures, for each, the time from the 201 response until
-//! (a) its Redis document (version >= 1) exists and (b) its row is in the
-//! `memories` view of the read database. Same-run baselines: a bare Redis
-//! SET+GET, a Postgres INSERT+SELECT on the same servers, and one local
-//! embedding of a single sentence.
+//! Client of `bench/projection-latency`: creates memories over HTTP and
+//! measures how soon the read models show them, and how fast the search
+//! projection drains a backlog against the embedder's own batch rate.
+//!
+//! Same-run baselines: a bare Redis SET+GET, a Postgres INSERT+SELECT on the
+//! same servers, one local embedding of a single sentence, and the batch
+//! embedder's texts/s (calls of `SB_EMBEDDING_MAX_BATCH` texts and of
+//! `BENCH_PROJECTOR_BATCH` texts, the most one projector batch can ask for;
+//! the higher of the two is the throughput baseline).
+//!
+//! Phases:
+//! - paced (`BENCH_COUNT` > 0): creates memories one at a time at
+//!   `BENCH_RATE`/s and, for each, times the 201 until (a) its Redis document
+//!   (version >= 1) exists and (b) its row is in the `memories` view; then
+//!   compares the search lag of the first and last 10 % of creates, and
+//!   samples the search queue's ready messages each second (growing backlog?);
+//! - burst (`BENCH_BURST` = N > 0): creates N memories as fast as
+//!   `BENCH_BURST_CLIENTS` concurrent HTTP clients can, then counts the rows
+//!   in `memories` every 200 ms until all N are there; search-projection
+//!   events/s = N / (last visible - first 201), and its ratio to the batch
+//!   embedder's texts/s.
 //!
 //! Environment (the script sets it):
-//!   BENCH_COMMAND_URL  e.g. http://127.0.0.1:40123
-//!   BENCH_API_KEY      an API key of the command service
-//!   BENCH_COUNT        memories to create              (default 300)
-//!   BENCH_RATE         creates per second              (default 20)
-//!   BENCH_DEADLINE_MS  give up on one memory after it  (default 30000)
-//!   BENCH_POLL_US      poll interval, microseconds      (default 1000)
-//!   BENCH_EMBED=0      skip the embedding baseline
-//!   SB_REDIS_URL, SB_REDIS_KEY_PREFIX, SB_READ_DATABASE_URL, SB_EMBEDDING_*
+//!   BENCH_COMMAND_URL     e.g. http://127.0.0.1:40123
+//!   BENCH_API_KEY         an API key of the command service
+//!   BENCH_COUNT           paced creates (0: no paced phase)  (default 300)
+//!   BENCH_RATE            paced creates per second           (default 20)
+//!   BENCH_DEADLINE_MS     give up on one memory after it     (default 30000)
+//!   BENCH_POLL_US         poll interval, microseconds         (default 1000)
+//!   BENCH_BURST           burst creates (0: no burst)         (default 0)
+//!   BENCH_BURST_CLIENTS   concurrent clients of the burst     (default 4)
+//!   BENCH_BURST_DEADLINE_S give up on the burst's drain after (default 900)
+//!   BENCH_PROJECTOR_BATCH texts per call of the 2nd embedder baseline (default 64)
+//!   BENCH_SEARCH_QUEUE    the search queue, sampled for its depth (optional)
+//!   BENCH_PROJECTOR_URL   the projector, scraped for batch metrics (optional)
+//!   BENCH_EMBED=0         skip the embedding baselines
+//!   SB_REDIS_URL, SB_REDIS_KEY_PREFIX, SB_READ_DATABASE_URL, SB_RABBITMQ_URL,
+//!   SB_EMBEDDING_*
 //!
-//! Prints a table and `BENCH <name> n=.. missed=.. p50_us=.. p95_us=.. p99_us=.. max_us=..` lines.
+//! Prints a table and `BENCH <name> key=value ...` lines.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -155,14 +177,208 @@ fn sentence(i: usize, salt: u64) -> String {
     format!("Memory {i} of run {salt:x}: {}.", words.join(" "))
 }
 
+/// Samples the depth of the search queue (ready messages) once a second, and
+/// the 1-minute load average, until dropped.
+struct Sampler {
+    samples: std::sync::Arc<std::sync::Mutex<Vec<(f64, u32, f64)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    async fn start(queue: Option<String>, origin: Instant) -> anyhow::Result<Option<Self>> {
+        let Some(queue) = queue else {
+            return Ok(None);
+        };
+        let connection = lapin::Connection::connect(
+            &env("SB_RABBITMQ_URL")?,
+            lapin::ConnectionProperties::default(),
+        )
+        .await?;
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = samples.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                // A passive declare answers the ready count; a failed one
+                // closes its channel, so each sample takes a fresh one.
+                let Ok(channel) = connection.create_channel().await else {
+                    return;
+                };
+                let options = lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    durable: true,
+                    ..Default::default()
+                };
+                let Ok(declared) = channel
+                    .queue_declare(
+                        queue.as_str().into(),
+                        options,
+                        lapin::types::FieldTable::default(),
+                    )
+                    .await
+                else {
+                    return;
+                };
+                let _ = channel.close(200, "sampled".into()).await;
+                let load = std::fs::read_to_string("/proc/loadavg")
+                    .ok()
+                    .and_then(|l| l.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0.0);
+                out.lock().unwrap().push((
+                    origin.elapsed().as_secs_f64(),
+                    declared.message_count(),
+                    load,
+                ));
+            }
+        });
+        Ok(Some(Self { samples, task }))
+    }
+
+    /// The samples taken since `from` seconds, and stops.
+    fn finish(self, from: f64) -> Vec<(f64, u32, f64)> {
+        self.task.abort();
+        let samples = self.samples.lock().unwrap();
+        samples.iter().copied().filter(|s| s.0 >= from).collect()
+    }
+}
+
+/// Prints the queue-depth samples of a phase: first, max, last, the mean of
+/// each half (a backlog that grows shows in the second), the load average.
+fn report_queue(name: &str, samples: &[(f64, u32, f64)]) {
+    if samples.is_empty() {
+        return;
+    }
+    let half = samples.len() / 2;
+    let mean = |s: &[(f64, u32, f64)]| {
+        if s.is_empty() {
+            0.0
+        } else {
+            s.iter().map(|x| f64::from(x.1)).sum::<f64>() / s.len() as f64
+        }
+    };
+    let max = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let load_max = samples.iter().map(|s| s.2).fold(0.0, f64::max);
+    println!(
+        "BENCH {name}_queue samples={} first={} max={max} last={} mean_first_half={:.1} mean_second_half={:.1} load1_max={load_max:.2}",
+        samples.len(),
+        samples[0].1,
+        samples[samples.len() - 1].1,
+        mean(&samples[..half]),
+        mean(&samples[half..]),
+    );
+}
+
+struct Client {
+    http: reqwest::Client,
+    command_url: String,
+    api_key: String,
+    salt: u64,
+}
+
+impl Client {
+    /// Creates memory `i`; its id and when the 201 arrived, with the time the
+    /// request took.
+    async fn create(&self, i: usize) -> anyhow::Result<(Uuid, Instant, Duration)> {
+        let body = serde_json::json!({
+            "content": sentence(i, self.salt),
+            "tags": ["bench", format!("t{}", i % 7)],
+            "metadata": {"source": "bench-projection-latency"}
+        });
+        let sent = Instant::now();
+        let response = self
+            .http
+            .post(format!("{}/v1/memories", self.command_url))
+            .bearer_auth(&self.api_key)
+            .json(&body)
+            .send()
+            .await?;
+        let answered = Instant::now();
+        let status = response.status();
+        let text = response.text().await?;
+        anyhow::ensure!(status.as_u16() == 201, "create answered {status}: {text}");
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        let id: Uuid = value
+            .get("id")
+            .and_then(|v| v.as_str())
+            .context("no id in the 201 body")?
+            .parse()?;
+        Ok((id, answered, answered - sent))
+    }
+}
+
+/// The batch embedder's texts/s on calls of `size` texts of the same kind as
+/// the bench's memories, after one warm-up call.
+async fn embed_batches(
+    embedder: &dyn embeddings::Embedder,
+    size: usize,
+    salt: u64,
+) -> anyhow::Result<f64> {
+    let texts = |call: usize| -> Vec<String> {
+        (0..size)
+            .map(|j| sentence(200_000 + call * size + j, salt))
+            .collect()
+    };
+    embedder
+        .embed(&texts(0))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let calls = (768 / size).max(3);
+    let started = Instant::now();
+    for call in 1..=calls {
+        let vectors = embedder
+            .embed(&texts(call))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(vectors.len() == size, "too few vectors");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rate = (calls * size) as f64 / secs;
+    println!(
+        "BENCH embed_batch size={size} texts={} secs={secs:.3} texts_per_s={rate:.1}",
+        calls * size
+    );
+    Ok(rate)
+}
+
+/// The projector's batch metrics, if it exposes them: (sum, count) of each
+/// `<metric>_sum` / `_count` line for the search projection.
+async fn scrape(url: &str) -> Option<String> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let wanted = [
+        "projector_batch_events",
+        "projector_batch_stage_seconds",
+        "embedding_duration_seconds",
+        "embedding_texts",
+        "embedding_cache_store_seconds",
+        "events_projected_total",
+    ];
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| wanted.iter().any(|w| l.starts_with(w)))
+        .filter(|l| !l.contains("_bucket"))
+        .collect();
+    Some(lines.join("\n"))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let command_url = env("BENCH_COMMAND_URL")?;
-    let api_key = env("BENCH_API_KEY")?;
     let count: usize = env_or("BENCH_COUNT", 300);
     let rate: f64 = env_or("BENCH_RATE", 20.0);
     let deadline_ms: u64 = env_or("BENCH_DEADLINE_MS", 30_000);
     let poll = Duration::from_micros(env_or("BENCH_POLL_US", 1000));
+    let burst: usize = env_or("BENCH_BURST", 0);
+    let burst_clients: usize = env_or::<usize>("BENCH_BURST_CLIENTS", 4).max(1);
+    let burst_deadline = Duration::from_secs(env_or("BENCH_BURST_DEADLINE_S", 900));
+    let projector_batch: usize = env_or("BENCH_PROJECTOR_BATCH", 64);
+    let search_queue = std::env::var("BENCH_SEARCH_QUEUE").ok();
+    let projector_url = std::env::var("BENCH_PROJECTOR_URL").ok();
     let prefix = std::env::var("SB_REDIS_KEY_PREFIX").unwrap_or_else(|_| "sb:".to_owned());
     let redis_client = redis::Client::open(env("SB_REDIS_URL")?)?;
     let mut redis = ConnectionManager::new(redis_client).await?;
@@ -170,8 +386,13 @@ async fn main() -> anyhow::Result<()> {
         .max_connections(8)
         .connect(&env("SB_READ_DATABASE_URL")?)
         .await?;
-    let http = reqwest::Client::new();
-    let salt = std::process::id() as u64 ^ 0x5eed;
+    let client = std::sync::Arc::new(Client {
+        http: reqwest::Client::new(),
+        command_url: env("BENCH_COMMAND_URL")?,
+        api_key: env("BENCH_API_KEY")?,
+        salt: std::process::id() as u64 ^ 0x5eed,
+    });
+    let salt = client.salt;
 
     eprintln!(
         "| {:<44} | {:>5} | {:>8} | {:>8} | {:>8} | {:>8} |",
@@ -234,6 +455,7 @@ async fn main() -> anyhow::Result<()> {
         &summarise(samples, 0),
     );
 
+    let mut embed_rate = None;
     if std::env::var("BENCH_EMBED").as_deref() != Ok("0") {
         let settings: embeddings::EmbeddingSettings =
             service_kit::settings::from_env().context("embedding settings")?;
@@ -257,92 +479,200 @@ async fn main() -> anyhow::Result<()> {
             "baseline: local embedding of one sentence",
             &summarise(samples, 0),
         );
+        let mut best: f64 = 0.0;
+        let mut sizes = vec![settings.embedding_max_batch, projector_batch];
+        sizes.dedup();
+        for size in sizes {
+            best = best.max(embed_batches(&*embedder, size, salt).await?);
+        }
+        println!("BENCH embed_baseline texts_per_s={best:.1}");
+        embed_rate = Some(best);
+        // The model's sessions go before the projector needs the cores.
+        drop(embedder);
     }
 
-    // Pipeline ------------------------------------------------------------------
-    let g = generation(&mut redis, &prefix).await?;
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let started = Instant::now();
-    let mut http_samples = Vec::with_capacity(count);
-    let mut waiters = Vec::with_capacity(count);
-    for i in 0..count {
-        let due = started + interval * i as u32;
-        tokio::time::sleep_until(due.into()).await;
-        let body = serde_json::json!({
-            "content": sentence(i, salt),
-            "tags": ["bench", format!("t{}", i % 7)],
-            "metadata": {"source": "bench-projection-latency"}
-        });
-        let sent = Instant::now();
-        let response = http
-            .post(format!("{command_url}/v1/memories"))
-            .bearer_auth(&api_key)
-            .json(&body)
-            .send()
+    let origin = Instant::now();
+    let sampler = Sampler::start(search_queue, origin).await?;
+
+    // Paced phase ---------------------------------------------------------------
+    if count > 0 {
+        let phase_start = origin.elapsed().as_secs_f64();
+        let g = generation(&mut redis, &prefix).await?;
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let started = Instant::now();
+        let mut http_samples = Vec::with_capacity(count);
+        let mut waiters = Vec::with_capacity(count);
+        for i in 0..count {
+            let due = started + interval * i as u32;
+            tokio::time::sleep_until(due.into()).await;
+            let (id, answered, took) = client.create(i).await?;
+            http_samples.push(took);
+            let deadline = answered + Duration::from_millis(deadline_ms);
+            let doc = tokio::spawn(redis_visible(
+                redis.clone(),
+                format!("{prefix}g{g}:memory:{id}"),
+                poll,
+                deadline,
+            ));
+            let row = tokio::spawn(search_visible(pool.clone(), id, poll, deadline));
+            waiters.push((answered, doc, row));
+        }
+        let sending = started.elapsed();
+
+        let (mut docs, mut rows) = (Vec::new(), Vec::new());
+        let (mut docs_missed, mut rows_missed) = (0, 0);
+        let mut doc_before_row = 0usize;
+        // The search lag of each create, in order (a miss counts as the deadline).
+        let mut lags = Vec::with_capacity(count);
+        for (answered, doc, row) in waiters {
+            let doc = doc.await??;
+            let row = row.await??;
+            match doc {
+                Some(at) => docs.push(at - answered),
+                None => docs_missed += 1,
+            }
+            match row {
+                Some(at) => {
+                    rows.push(at - answered);
+                    lags.push(at - answered);
+                }
+                None => {
+                    rows_missed += 1;
+                    lags.push(Duration::from_millis(deadline_ms));
+                }
+            }
+            if let (Some(d), Some(r)) = (doc, row)
+                && d <= r
+            {
+                doc_before_row += 1;
+            }
+        }
+        report(
+            "http_create",
+            "HTTP POST /v1/memories (201)",
+            &summarise(http_samples, 0),
+        );
+        report(
+            "redis_document",
+            "201 -> Redis document visible",
+            &summarise(docs, docs_missed),
+        );
+        report(
+            "search_row",
+            "201 -> search row visible (memories view)",
+            &summarise(rows, rows_missed),
+        );
+        let tenth = (count / 10).max(1);
+        let first = summarise(lags[..tenth].to_vec(), 0);
+        let last = summarise(lags[count - tenth..].to_vec(), 0);
+        println!(
+            "BENCH search_lag_tenths first_p50_us={} first_p99_us={} last_p50_us={} last_p99_us={}",
+            first.p50, first.p99, last.p50, last.p99
+        );
+        println!(
+            "BENCH run count={count} rate={rate} achieved_rate={:.1} poll_us={} generation={g} doc_before_row={doc_before_row}",
+            count as f64 / sending.as_secs_f64(),
+            poll.as_micros()
+        );
+        if let Some(sampler) = &sampler {
+            let samples = sampler.samples.lock().unwrap().clone();
+            let phase: Vec<_> = samples.into_iter().filter(|s| s.0 >= phase_start).collect();
+            report_queue("paced", &phase);
+        }
+    }
+
+    // Burst phase ---------------------------------------------------------------
+    if burst > 0 {
+        let phase_start = origin.elapsed().as_secs_f64();
+        let before: i64 = sqlx::query_scalar("SELECT count(*) FROM memories")
+            .fetch_one(&pool)
             .await?;
-        let answered = Instant::now();
-        let status = response.status();
-        let text = response.text().await?;
-        anyhow::ensure!(status.as_u16() == 201, "create answered {status}: {text}");
-        http_samples.push(answered - sent);
-        let value: serde_json::Value = serde_json::from_str(&text)?;
-        let id: Uuid = value
-            .get("id")
-            .and_then(|v| v.as_str())
-            .context("no id in the 201 body")?
-            .parse()?;
-        let deadline = answered + Duration::from_millis(deadline_ms);
-        let doc = tokio::spawn(redis_visible(
-            redis.clone(),
-            format!("{prefix}g{g}:memory:{id}"),
-            poll,
-            deadline,
-        ));
-        let row = tokio::spawn(search_visible(pool.clone(), id, poll, deadline));
-        waiters.push((answered, doc, row));
+        let started = Instant::now();
+        let mut tasks = Vec::with_capacity(burst_clients);
+        for c in 0..burst_clients {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut answered = Vec::new();
+                let mut i = c;
+                while i < burst {
+                    answered.push(client.create(1_000_000 + i).await?.1);
+                    i += burst_clients;
+                }
+                anyhow::Ok(answered)
+            }));
+        }
+        let mut answered = Vec::with_capacity(burst);
+        for task in tasks {
+            answered.extend(task.await??);
+        }
+        let first_201 = answered.iter().min().copied().context("no 201")?;
+        let last_201 = answered.iter().max().copied().context("no 201")?;
+        let create_secs = (last_201 - started).as_secs_f64();
+        eprintln!(
+            "burst: {burst} creates by {burst_clients} clients in {create_secs:.2} s ({:.0}/s); draining",
+            burst as f64 / create_secs
+        );
+        // Rows visible over time, sampled every 200 ms.
+        let mut timeline: Vec<(f64, i64)> = Vec::new();
+        let mut first_visible = None;
+        let last_visible = loop {
+            let now: i64 = sqlx::query_scalar("SELECT count(*) FROM memories")
+                .fetch_one(&pool)
+                .await?;
+            let visible = now - before;
+            let at = Instant::now();
+            if visible > 0 && first_visible.is_none() {
+                first_visible = Some(at);
+            }
+            timeline.push(((at - first_201).as_secs_f64(), visible));
+            if visible >= burst as i64 {
+                break at;
+            }
+            anyhow::ensure!(
+                at - last_201 < burst_deadline,
+                "burst: only {visible} of {burst} rows after {burst_deadline:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let drain = (last_visible - first_201).as_secs_f64();
+        let events_per_s = burst as f64 / drain;
+        // The steady part: from the first row to the last, what the
+        // projection did once it had work.
+        let steady = first_visible.map_or(drain, |f| (last_visible - f).as_secs_f64());
+        eprintln!(
+            "burst drain (s since the first 201, rows visible, rows/s since the previous line):"
+        );
+        let mut previous = (0.0, 0i64);
+        for &(t, visible) in &timeline {
+            if t - previous.0 >= 2.0 || visible >= burst as i64 {
+                eprintln!(
+                    "  {t:7.1} {visible:7} {:7.1}",
+                    (visible - previous.1) as f64 / (t - previous.0)
+                );
+                previous = (t, visible);
+            }
+        }
+        println!(
+            "BENCH burst n={burst} clients={burst_clients} create_s={create_secs:.2} drain_s={drain:.2} events_per_s={events_per_s:.1} steady_events_per_s={:.1} ratio_to_embedder={}",
+            burst as f64 / steady.max(1e-9),
+            embed_rate.map_or_else(|| "n/a".to_owned(), |r| format!("{:.2}", events_per_s / r)),
+        );
+        if let Some(sampler) = &sampler {
+            let samples = sampler.samples.lock().unwrap().clone();
+            let phase: Vec<_> = samples.into_iter().filter(|s| s.0 >= phase_start).collect();
+            report_queue("burst", &phase);
+        }
     }
-    let sending = started.elapsed();
-
-    let (mut docs, mut rows) = (Vec::new(), Vec::new());
-    let (mut docs_missed, mut rows_missed) = (0, 0);
-    let mut doc_before_row = 0usize;
-    for (answered, doc, row) in waiters {
-        let doc = doc.await??;
-        let row = row.await??;
-        match doc {
-            Some(at) => docs.push(at - answered),
-            None => docs_missed += 1,
-        }
-        match row {
-            Some(at) => rows.push(at - answered),
-            None => rows_missed += 1,
-        }
-        if let (Some(d), Some(r)) = (doc, row)
-            && d <= r
-        {
-            doc_before_row += 1;
+    if let Some(sampler) = sampler {
+        sampler.finish(0.0);
+    }
+    if let Some(url) = projector_url
+        && let Some(metrics) = scrape(&url).await
+    {
+        for line in metrics.lines() {
+            println!("METRIC {line}");
         }
     }
-    report(
-        "http_create",
-        "HTTP POST /v1/memories (201)",
-        &summarise(http_samples, 0),
-    );
-    report(
-        "redis_document",
-        "201 -> Redis document visible",
-        &summarise(docs, docs_missed),
-    );
-    report(
-        "search_row",
-        "201 -> search row visible (memories view)",
-        &summarise(rows, rows_missed),
-    );
-    println!(
-        "BENCH run count={count} rate={rate} achieved_rate={:.1} poll_us={} generation={g} doc_before_row={doc_before_row}",
-        count as f64 / sending.as_secs_f64(),
-        poll.as_micros()
-    );
     // Leave nothing of ours behind in Redis (the script deletes the prefix too).
     Ok(())
 }

@@ -64,6 +64,9 @@ pub struct ConsumerConfig {
     pub queue_prefix: String,
     pub prefetch: u16,
     pub batch_size: usize,
+    /// How long a batch that is not full waits for more deliveries after
+    /// its first, when no batch is in flight.
+    pub batch_window: Duration,
     pub max_attempts: u32,
     /// The most messages the dead-letter queue holds.
     pub dead_letter_max_length: u32,
@@ -270,6 +273,143 @@ struct Consumer<'a> {
 /// A delivery and its event.
 type Item = (Delivery, StoredEvent);
 
+/// A consumer's connection, its channels and its deliveries.
+struct Opened {
+    connection: Connection,
+    /// The consuming channel: kept open for as long as its deliveries run.
+    channel: Channel,
+    /// Confirm mode, for dead letters.
+    dead_letters: Channel,
+    consumer: lapin::Consumer,
+}
+
+/// What the consumer does next.
+enum Next {
+    Batch(Vec<Delivery>),
+    /// Read the parked set again.
+    Refresh,
+    Stop,
+}
+
+/// Forms batches from a consumer's deliveries.
+struct Gather<'a> {
+    deliveries: &'a mut lapin::Consumer,
+    shutdown: &'a mut watch::Receiver<bool>,
+    refresh: &'a mut tokio::time::Interval,
+    size: usize,
+    window: Duration,
+}
+
+impl Gather<'_> {
+    /// Waits for a delivery, then gathers more until the batch is full, or
+    /// until both the window has passed and the batch `in_flight` (if any)
+    /// is settled: under load batches fill up (one transaction, one
+    /// embedding call), when idle an event waits at most the window.
+    async fn next(
+        &mut self,
+        in_flight: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Result<Next, Stop> {
+        let first = tokio::select! {
+            next = self.deliveries.next() => next,
+            _ = self.shutdown.changed() => return Ok(Next::Stop),
+            _ = self.refresh.tick() => return Ok(Next::Refresh),
+        };
+        let Some(first) = first else {
+            return Err(closed());
+        };
+        let mut batch = vec![first?];
+        let deadline = tokio::time::Instant::now() + self.window;
+        let mut in_flight = in_flight;
+        while batch.len() < self.size {
+            // What has already arrived joins at once.
+            match self.deliveries.next().now_or_never() {
+                Some(Some(delivery)) => {
+                    batch.push(delivery?);
+                    continue;
+                }
+                // Closed: this batch goes, the next wait finds out.
+                Some(None) => break,
+                None => {}
+            }
+            let window_open = tokio::time::Instant::now() < deadline;
+            if in_flight.is_none() && !window_open {
+                break;
+            }
+            tokio::select! {
+                next = self.deliveries.next() => match next {
+                    Some(delivery) => batch.push(delivery?),
+                    None => break,
+                },
+                _ = settled(&mut in_flight) => in_flight = None,
+                _ = tokio::time::sleep_until(deadline), if window_open => {}
+                // Unacknowledged, the batch comes back after a restart.
+                _ = self.shutdown.changed() => return Ok(Next::Stop),
+            }
+        }
+        Ok(Next::Batch(batch))
+    }
+}
+
+/// Resolves once the batch in flight is settled; never without one.
+async fn settled(in_flight: &mut Option<tokio::sync::oneshot::Receiver<()>>) {
+    match in_flight {
+        Some(receiver) => {
+            let _ = receiver.await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn closed() -> Stop {
+    Stop::Broker(lapin::Error::from(
+        lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
+    ))
+}
+
+/// A batch's events refused as poison while they were prepared: applying
+/// exactly these events would be refused again (an embedding provider that
+/// refuses a text refuses it every time), so the batch's turn takes this
+/// failure instead of asking again.
+struct Refused {
+    events: Vec<uuid::Uuid>,
+    error: ProjectionError,
+}
+
+impl Refused {
+    /// The failure, if `events` are the ones prepared.
+    fn of(self, events: &[StoredEvent]) -> Option<ProjectionError> {
+        let same = self.events.len() == events.len()
+            && self
+                .events
+                .iter()
+                .zip(events)
+                .all(|(id, e)| *id == e.event_id);
+        same.then_some(self.error)
+    }
+}
+
+/// Lets the projection prepare a batch ahead of its turn. A body that is no
+/// event is left to the batch's own settling, and so is a failure: the
+/// batch's turn settles it by its kind (a poison refusal is handed over, see
+/// [`Refused`]).
+async fn prepare(projection: &dyn Projection, batch: &[Delivery]) -> Option<Refused> {
+    let events: Vec<StoredEvent> = batch
+        .iter()
+        .filter_map(|delivery| serde_json::from_slice(&delivery.data).ok())
+        .collect();
+    match projection.prepare(&events).await {
+        Ok(()) => None,
+        Err(error) => {
+            let error = error.redacted(&Redactor::of_events(&events));
+            tracing::debug!(projection = projection.name(), %error, "preparing a batch ahead failed; its turn settles it");
+            matches!(error, ProjectionError::Poison(_)).then(|| Refused {
+                events: events.iter().map(|e| e.event_id).collect(),
+                error,
+            })
+        }
+    }
+}
+
 impl Consumer<'_> {
     fn name(&self) -> &'static str {
         self.projection.name()
@@ -279,7 +419,9 @@ impl Consumer<'_> {
         *self.shutdown.borrow()
     }
 
-    async fn consume(&mut self) -> Result<(), Stop> {
+    /// Connects, declares the topology, opens the dead-letter channel and
+    /// starts consuming the projection's queue; `None` on shutdown.
+    async fn open(&mut self) -> Result<Option<Opened>, Stop> {
         let name = self.name();
         let config = self.config;
         // Named after its queue, so an operator (or a test) can pick this
@@ -308,9 +450,9 @@ impl Consumer<'_> {
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         if !self.refresh_parked().await {
-            return Ok(());
+            return Ok(None);
         }
-        let mut consumer = channel
+        let consumer = channel
             .basic_consume(
                 config.queue(name).as_str().into(),
                 format!("projector.{name}").as_str().into(),
@@ -319,41 +461,87 @@ impl Consumer<'_> {
             )
             .await?;
         tracing::info!(projection = name, queue = %config.queue(name), parked = self.parked.len(), "consuming");
+        Ok(Some(Opened {
+            connection,
+            channel,
+            dead_letters,
+            consumer,
+        }))
+    }
+
+    async fn consume(&mut self) -> Result<(), Stop> {
+        let Some(Opened {
+            connection,
+            channel: _channel,
+            dead_letters,
+            mut consumer,
+        }) = self.open().await?
+        else {
+            return Ok(());
+        };
+        let config = self.config;
         let mut refresh = tokio::time::interval(PARKED_REFRESH);
         refresh.tick().await;
+        let mut shutdown = self.shutdown.clone();
+        let mut gather = Gather {
+            deliveries: &mut consumer,
+            shutdown: &mut shutdown,
+            refresh: &mut refresh,
+            size: config.batch_size,
+            window: config.batch_window,
+        };
+        let mut next = gather.next(None).await?;
+        let mut refused = None;
         loop {
-            let mut shutdown = self.shutdown.clone();
-            let first = tokio::select! {
-                next = consumer.next() => Some(next),
-                _ = shutdown.changed() => None,
-                _ = refresh.tick() => {
+            let batch = match next {
+                Next::Stop => {
+                    let _ = connection.close(200, "shutting down".into()).await;
+                    return Ok(());
+                }
+                Next::Refresh => {
                     self.refresh_parked().await;
+                    next = gather.next(None).await?;
+                    refused = None;
                     continue;
                 }
+                Next::Batch(batch) => batch,
             };
             if self.stopping() {
                 let _ = connection.close(200, "shutting down".into()).await;
                 return Ok(());
             }
-            let first = match first.flatten() {
-                Some(delivery) => delivery?,
-                None => {
-                    return Err(Stop::Broker(lapin::Error::from(
-                        lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
-                    )));
+            // While this batch is applied, the next one gathers behind it
+            // and, once full, is prepared (the search projection embeds its
+            // texts): under load the embedder works while the read model is
+            // written. The next batch is applied only after this one settled,
+            // and acknowledged only after its own commit.
+            let projection = self.projection;
+            let (settled, in_flight) = tokio::sync::oneshot::channel::<()>();
+            let applying = async {
+                let handled = self.handle_batch(&dead_letters, batch, refused).await;
+                let _ = settled.send(());
+                handled
+            };
+            let ahead = async {
+                let next = gather.next(Some(in_flight)).await?;
+                let refused = match &next {
+                    Next::Batch(batch) => prepare(projection, batch).await,
+                    Next::Refresh | Next::Stop => None,
+                };
+                Ok::<_, Stop>((next, refused))
+            };
+            tokio::pin!(applying, ahead);
+            (next, refused) = tokio::select! {
+                handled = &mut applying => {
+                    handled?;
+                    ahead.await?
+                }
+                // The batch in flight always runs to its end.
+                gathered = &mut ahead => {
+                    applying.await?;
+                    gathered?
                 }
             };
-            // Whatever else has already arrived joins the batch: under load
-            // batches fill up (one transaction, one embedding call), when idle
-            // each event goes alone without waiting.
-            let mut batch = vec![first];
-            while batch.len() < config.batch_size {
-                match consumer.next().now_or_never() {
-                    Some(Some(delivery)) => batch.push(delivery?),
-                    _ => break,
-                }
-            }
-            self.handle_batch(&dead_letters, batch).await?;
         }
     }
 
@@ -380,6 +568,7 @@ impl Consumer<'_> {
         &mut self,
         dead_letters: &Channel,
         batch: Vec<Delivery>,
+        refused: Option<Refused>,
     ) -> Result<(), Stop> {
         let Some(items) = self.decoded(dead_letters, batch).await? else {
             return Ok(());
@@ -395,7 +584,7 @@ impl Consumer<'_> {
         if fresh.iter().any(|(delivery, _)| delivery.redelivered) {
             return self.one_by_one(dead_letters, fresh, None).await;
         }
-        self.apply_batch(dead_letters, fresh).await
+        self.apply_batch(dead_letters, fresh, refused).await
     }
 
     /// The batch's events, the undecodable deliveries dead-lettered; `None`
@@ -458,17 +647,30 @@ impl Consumer<'_> {
 
     /// Applies `fresh` as one batch, waiting out unavailable dependencies;
     /// a batch that fails otherwise is settled one event at a time.
-    async fn apply_batch(&mut self, dead_letters: &Channel, fresh: Vec<Item>) -> Result<(), Stop> {
+    async fn apply_batch(
+        &mut self,
+        dead_letters: &Channel,
+        fresh: Vec<Item>,
+        refused: Option<Refused>,
+    ) -> Result<(), Stop> {
         let events: Vec<StoredEvent> = fresh.iter().map(|(_, event)| event.clone()).collect();
         let redactor = Redactor::of_events(&events);
+        // How full batches run: the lever of throughput (one transaction and
+        // one embedding call per batch).
+        metrics::histogram!("projector_batch_events", "projection" => self.name())
+            .record(events.len() as f64);
         let mut unavailable = 0u32;
+        let mut refused = refused.and_then(|r| r.of(&events));
         loop {
-            match self
-                .projection
-                .apply(&events)
-                .await
-                .map_err(|e| e.redacted(&redactor))
-            {
+            let result = match refused.take() {
+                Some(error) => Err(error),
+                None => self
+                    .projection
+                    .apply(&events)
+                    .await
+                    .map_err(|e| e.redacted(&redactor)),
+            };
+            match result {
                 Ok(applied) => {
                     record(self.name(), applied, events.last());
                     if !self.unpark_erased(&events).await {

@@ -63,6 +63,7 @@ impl CachedEmbedder {
         }
         if !missing.is_empty() {
             metrics::counter!("embedding_cache_misses_total").increment(missing.len() as u64);
+            metrics::histogram!("embedding_texts").record(missing.len() as f64);
             let started = Instant::now();
             let fresh_texts: Vec<String> = missing.iter().map(|(_, t)| t.clone()).collect();
             // A provider may echo the input it refuses (pydantic's 422s
@@ -85,18 +86,16 @@ impl CachedEmbedder {
                     .into(),
                 ));
             }
-            for ((hash, _), vector) in missing.into_iter().zip(vectors) {
-                sqlx::query(
-                    "INSERT INTO embedding_cache (model, content_sha256, embedding) VALUES ($1, $2, $3)
-                     ON CONFLICT (model, content_sha256) DO NOTHING",
-                )
-                .bind(self.model_id())
-                .bind(&hash)
-                .bind(&vector)
-                .execute(&self.pool)
-                .await?;
-                known.insert(hash, vector);
-            }
+            let storing = Instant::now();
+            let fresh: Vec<(Vec<u8>, Vec<f32>)> = missing
+                .into_iter()
+                .map(|(hash, _)| hash)
+                .zip(vectors)
+                .collect();
+            self.store(&fresh).await?;
+            known.extend(fresh);
+            metrics::histogram!("embedding_cache_store_seconds")
+                .record(storing.elapsed().as_secs_f64());
         }
         hashes
             .iter()
@@ -106,6 +105,27 @@ impl CachedEmbedder {
                 })
             })
             .collect()
+    }
+}
+
+impl CachedEmbedder {
+    /// Caches fresh vectors, a few hundred rows per statement: one round
+    /// trip and one commit for a batch's texts, not one each.
+    async fn store(&self, fresh: &[(Vec<u8>, Vec<f32>)]) -> Result<(), ProjectionError> {
+        // Three parameters a row, well below Postgres's 65,535.
+        for chunk in fresh.chunks(500) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO embedding_cache (model, content_sha256, embedding) ",
+            );
+            insert.push_values(chunk, |mut row, (hash, vector)| {
+                row.push_bind(self.model_id())
+                    .push_bind(hash)
+                    .push_bind(vector);
+            });
+            insert.push(" ON CONFLICT (model, content_sha256) DO NOTHING");
+            insert.build().execute(&self.pool).await?;
+        }
+        Ok(())
     }
 }
 

@@ -36,6 +36,12 @@ pub struct Settings {
     /// `SB_PROJECTOR_BATCH_SIZE`: deliveries applied (and embedded) together.
     #[serde(default = "default_batch_size")]
     pub projector_batch_size: usize,
+    /// `SB_PROJECTOR_BATCH_WINDOW_MS`: how long a batch that is not full
+    /// waits for more deliveries after its first, when no batch is in
+    /// flight (while one is, the next batch gathers until it is settled).
+    /// What an idle projector adds to a lone event's latency at most.
+    #[serde(default = "default_batch_window_ms")]
+    pub projector_batch_window_ms: u64,
     /// `SB_PROJECTOR_MAX_ATTEMPTS`: tries of one event (a database connection
     /// dropping during it included) before it is dead-lettered and its
     /// aggregate parked; an unavailable dependency is waited for and counts
@@ -80,6 +86,9 @@ fn default_prefetch() -> u16 {
 fn default_batch_size() -> usize {
     64
 }
+fn default_batch_window_ms() -> u64 {
+    5
+}
 pub fn default_partitions() -> u32 {
     1
 }
@@ -113,6 +122,9 @@ impl Settings {
             || usize::from(self.projector_prefetch) < self.projector_batch_size
         {
             return invalid("PROJECTOR_PREFETCH", "must be at least the batch size");
+        }
+        if self.projector_batch_window_ms > 1_000 {
+            return invalid("PROJECTOR_BATCH_WINDOW_MS", "must be at most 1000");
         }
         if self.projector_max_attempts == 0 {
             return invalid("PROJECTOR_MAX_ATTEMPTS", "must be at least 1");

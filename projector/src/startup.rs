@@ -106,6 +106,7 @@ impl Application {
             queue_prefix: settings.projector_queue_prefix.clone(),
             prefetch: settings.projector_prefetch,
             batch_size: settings.projector_batch_size,
+            batch_window: Duration::from_millis(settings.projector_batch_window_ms),
             max_attempts: settings.projector_max_attempts,
             dead_letter_max_length: settings.projector_dead_letter_max_length,
             partitions: settings.projector_partitions,

@@ -75,6 +75,7 @@ impl Names {
             queue_prefix: self.queue_prefix.clone(),
             prefetch: 1,
             batch_size: 1,
+            batch_window: std::time::Duration::ZERO,
             max_attempts: 1,
             dead_letter_max_length: projector::settings::default_dead_letter_max_length(),
             partitions: 1,

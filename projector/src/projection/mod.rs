@@ -235,6 +235,17 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
 
     /// Applies `events` in order; duplicates are skipped, gaps filled.
     async fn apply(&self, events: &[StoredEvent]) -> Result<Applied, ProjectionError>;
+
+    /// Readies what applying `events` will need without changing the read
+    /// model, while the batch before them is still being applied: the search
+    /// projection embeds their texts into the embedding cache, so their own
+    /// `apply` only writes. It may run ahead of parks, duplicates and
+    /// failures that `apply` will meet; whatever it does must be harmless
+    /// then, and its errors are met again (and settled) by `apply`.
+    async fn prepare(&self, events: &[StoredEvent]) -> Result<(), ProjectionError> {
+        let _ = events;
+        Ok(())
+    }
 }
 
 /// Events of one aggregate to fold onto a state at `version`, gaps filled from

@@ -289,22 +289,13 @@ impl Projection for SearchProjection {
     }
 
     async fn apply(&self, events: &[StoredEvent]) -> Result<Applied, ProjectionError> {
-        // Embed first, in a read-only transaction that takes no locks and so
-        // gets no transaction id: a writing transaction open for the length
-        // of an embedding would hold back the relay, which publishes only
-        // below the oldest running transaction. The writing transaction
-        // below then finds every vector in the cache.
-        let mut warm = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION READ ONLY")
-            .execute(&mut *warm)
-            .await?;
-        let active = read_model::tables::active_generation(&mut *warm).await?;
-        if let Some(Generation { generation: g, .. }) = active {
-            self.fold_and_write(&mut warm, g, events, Mode::WarmCache)
-                .await?;
-        }
-        warm.commit().await?;
+        // Embed first (a no-op when `prepare` already did), outside the
+        // writing transaction: see `warm_cache`.
+        let started = std::time::Instant::now();
+        self.warm_cache(events).await?;
+        stage_done("warm", started);
 
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let generation = lock_generation(&mut tx).await?.ok_or_else(|| {
             ProjectionError::Fatal(
@@ -320,8 +311,50 @@ impl Projection for SearchProjection {
             .apply_in(&mut tx, generation.generation, events)
             .await?;
         tx.commit().await?;
+        stage_done("write", started);
         Ok(applied)
     }
+
+    /// Embeds the batch's texts into the cache while the batch before it is
+    /// written. The cache is keyed by text, so vectors made ahead are right
+    /// whatever happens to the batch; the fold reads the event store for
+    /// what the batch in flight has not written yet (a gap, to this pass).
+    async fn prepare(&self, events: &[StoredEvent]) -> Result<(), ProjectionError> {
+        let started = std::time::Instant::now();
+        self.warm_cache(events).await?;
+        stage_done("prepare", started);
+        Ok(())
+    }
+}
+
+impl SearchProjection {
+    /// Folds `events` onto what is stored and embeds every changed text
+    /// into the embedding cache, in a read-only transaction that takes no
+    /// locks and so gets no transaction id: a writing transaction open for
+    /// the length of an embedding would hold back the relay, which publishes
+    /// only below the oldest running transaction. The writing transaction
+    /// then finds every vector in the cache.
+    async fn warm_cache(&self, events: &[StoredEvent]) -> Result<(), ProjectionError> {
+        let mut warm = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION READ ONLY")
+            .execute(&mut *warm)
+            .await?;
+        let active = read_model::tables::active_generation(&mut *warm).await?;
+        if let Some(Generation { generation: g, .. }) = active {
+            self.fold_and_write(&mut warm, g, events, Mode::WarmCache)
+                .await?;
+        }
+        warm.commit().await?;
+        Ok(())
+    }
+}
+
+/// Times a stage of a batch: "prepare" (fold, embed, cache the vectors,
+/// ahead of the batch's turn), "warm" (the same in its turn, finding the
+/// vectors `prepare` made) and "write" (fold again, write, commit).
+fn stage_done(stage: &'static str, started: std::time::Instant) {
+    metrics::histogram!("projector_batch_stage_seconds", "projection" => NAME, "stage" => stage)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// Whether a pass writes, or only embeds what a write would need.

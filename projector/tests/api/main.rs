@@ -6,6 +6,7 @@
 // A failed unwrap is a failed test, with its location; that is the point here.
 #![allow(clippy::unwrap_used)]
 
+mod batches;
 mod broker;
 mod crash;
 mod dead_letter_queue;
