@@ -18,6 +18,7 @@ use anyhow::{Context, ensure};
 use clap::Parser;
 use command_service::relay::{self, RelayConfig, message_for};
 use command_service::startup::MIGRATOR;
+use event_log::store::Position;
 use event_schema::StoredEvent;
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
@@ -26,7 +27,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm};
 use secrecy::SecretString;
-use sqlx::{Connection as _, PgConnection, PgPool, Row};
+use sqlx::{Connection as _, PgConnection, PgPool};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -136,26 +137,14 @@ async fn insert_events(pool: &PgPool, count: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first event in the store, as the relay reads it.
 async fn sample_event(pool: &PgPool) -> anyhow::Result<StoredEvent> {
-    let row = sqlx::query(
-        "SELECT event_id, aggregate_type, aggregate_id, sequence, global_position, event_type,
-                event_version, recorded_at, payload, metadata
-           FROM events ORDER BY global_position LIMIT 1",
-    )
-    .fetch_one(pool)
-    .await?;
-    Ok(StoredEvent {
-        event_id: row.try_get("event_id")?,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        global_position: row.try_get("global_position")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        recorded_at: row.try_get("recorded_at")?,
-        payload: row.try_get("payload")?,
-        metadata: row.try_get("metadata")?,
-    })
+    let first = event_log::store::committed_after(pool, Position::default(), 1).await?;
+    first
+        .into_iter()
+        .next()
+        .map(|committed| committed.event)
+        .ok_or_else(|| anyhow::anyhow!("the event store holds no committed event"))
 }
 
 /// The raw loop: N publishes of one message, `window` confirms in flight.

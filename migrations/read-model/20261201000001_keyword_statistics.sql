@@ -118,52 +118,15 @@ END;
 $$;
 
 -- A new generation gets its statistics with its tables (empty, then kept by
--- the triggers through a rebuild's bulk load).
-CREATE OR REPLACE FUNCTION create_search_generation(g integer, dim integer) RETURNS void
+-- the triggers through a rebuild's bulk load): the tables' function keeps
+-- its body under a new name, and `create_search_generation` does both.
+ALTER FUNCTION create_search_generation(integer, integer) RENAME TO create_search_tables;
+
+CREATE FUNCTION create_search_generation(g integer, dim integer) RETURNS void
     LANGUAGE plpgsql AS
 $$
 BEGIN
-    EXECUTE format($sql$
-        CREATE TABLE memories_g%1$s
-        (
-            id              uuid PRIMARY KEY,
-            owner_id        text        NOT NULL,
-            session_id      uuid,
-            title           text,
-            content         text        NOT NULL,
-            tags            text[]      NOT NULL DEFAULT '{}',
-            metadata        jsonb       NOT NULL DEFAULT '{}',
-            occurred_at     timestamptz,
-            created_at      timestamptz NOT NULL,
-            updated_at      timestamptz NOT NULL,
-            deleted         boolean     NOT NULL DEFAULT false,
-            version         bigint      NOT NULL,
-            embedding       vector(%2$s),
-            embedding_model text,
-            search          tsvector GENERATED ALWAYS AS (
-                setweight(to_tsvector('english', coalesce(title, '')), 'A') ||
-                setweight(to_tsvector('english', content), 'B')) STORED
-        );
-        -- An erased memory leaves no row behind, only the version it was
-        -- erased at, so a late duplicate event cannot bring it back.
-        CREATE TABLE memory_tombstones_g%1$s
-        (
-            id      uuid PRIMARY KEY,
-            version bigint NOT NULL
-        );
-        CREATE TABLE sessions_g%1$s
-        (
-            id         uuid PRIMARY KEY,
-            owner_id   text        NOT NULL,
-            title      text        NOT NULL,
-            metadata   jsonb       NOT NULL DEFAULT '{}',
-            status     text        NOT NULL,
-            started_at timestamptz NOT NULL,
-            updated_at timestamptz NOT NULL,
-            ended_at   timestamptz,
-            version    bigint      NOT NULL
-        );
-    $sql$, g, dim);
+    PERFORM create_search_tables(g, dim);
     PERFORM create_keyword_statistics(g);
 END;
 $$;
