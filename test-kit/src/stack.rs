@@ -481,6 +481,23 @@ impl Stack {
         .await
     }
 
+    /// Deletes memory `id` (it can be restored), which must succeed.
+    pub async fn delete(&self, user: &str, id: Uuid) -> u64 {
+        self.ok(Method::DELETE, &format!("/v1/memories/{id}"), user, None)
+            .await
+    }
+
+    /// Restores deleted memory `id`, which must succeed.
+    pub async fn restore(&self, user: &str, id: Uuid) -> u64 {
+        self.ok(
+            Method::POST,
+            &format!("/v1/memories/{id}/restore"),
+            user,
+            None,
+        )
+        .await
+    }
+
     /// Erases memory `id`, which must succeed.
     pub async fn erase(&self, user: &str, id: Uuid) -> u64 {
         self.ok(

@@ -38,14 +38,7 @@ async fn duplicate_and_reordered_deliveries_leave_the_read_models_equal_to_the_f
             .await;
         memories.push(id);
     }
-    stack
-        .ok(
-            Method::DELETE,
-            &format!("/v1/memories/{}", memories[1]),
-            "alice",
-            None,
-        )
-        .await;
+    stack.delete("alice", memories[1]).await;
     stack
         .ok(
             Method::POST,

@@ -1,5 +1,4 @@
 use redis::AsyncCommands;
-use reqwest::Method;
 use serde_json::json;
 use test_kit::stack::{Options, spawn_projector_stack};
 
@@ -102,9 +101,7 @@ async fn deleted_memories_leave_the_lists_and_return_on_restore_and_erased_ones_
         })
         .await;
 
-    stack
-        .ok(Method::DELETE, &format!("/v1/memories/{id}"), "alice", None)
-        .await;
+    stack.delete("alice", id).await;
     stack
         .eventually("the memory leaves the lists", || async {
             listed(&stack).await == (false, false, false)
@@ -122,14 +119,7 @@ async fn deleted_memories_leave_the_lists_and_return_on_restore_and_erased_ones_
         })
         .await;
 
-    stack
-        .ok(
-            Method::POST,
-            &format!("/v1/memories/{id}/restore"),
-            "alice",
-            None,
-        )
-        .await;
+    stack.restore("alice", id).await;
     stack
         .eventually("the memory returns", || async {
             listed(&stack).await == (true, true, true)
@@ -367,22 +357,8 @@ async fn keyword_statistics_follow_every_write_and_verify_recounts_them() {
             json!({"content": "Pottery class moved to Thursday"}),
         )
         .await;
-    stack
-        .ok(
-            Method::DELETE,
-            &format!("/v1/memories/{kept}"),
-            "alice",
-            None,
-        )
-        .await;
-    stack
-        .ok(
-            Method::POST,
-            &format!("/v1/memories/{kept}/restore"),
-            "alice",
-            None,
-        )
-        .await;
+    stack.delete("alice", kept).await;
+    stack.restore("alice", kept).await;
     stack.erase("alice", erased).await;
     stack.wait_until_verified().await;
 

@@ -159,14 +159,7 @@ async fn deleted_memories_leave_the_reads_unless_asked_for_and_return_on_restore
     let stack = spawn_query_stack().await;
     let kept = stack.note("alice", "kept").await;
     let gone = stack.note("alice", "deleted").await;
-    stack
-        .ok(
-            Method::DELETE,
-            &format!("/v1/memories/{gone}"),
-            "alice",
-            None,
-        )
-        .await;
+    stack.delete("alice", gone).await;
     stack.wait_until_verified().await;
 
     let (status, body) = stack.get(&format!("/v1/memories/{gone}"), "alice").await;
@@ -192,14 +185,7 @@ async fn deleted_memories_leave_the_reads_unless_asked_for_and_return_on_restore
         .await;
     assert!(ids(&search, "hits").is_empty(), "{search}");
 
-    stack
-        .ok(
-            Method::POST,
-            &format!("/v1/memories/{gone}/restore"),
-            "alice",
-            None,
-        )
-        .await;
+    stack.restore("alice", gone).await;
     stack.wait_until_verified().await;
     let restored = stack.get_ok(&format!("/v1/memories/{gone}"), "alice").await;
     assert_eq!(restored["status"], "active");
