@@ -8,13 +8,14 @@
 //! neighbours still fills the page instead of returning fewer hits.
 
 use crate::rows::Filters;
+use chrono::{DateTime, Utc};
 use embeddings::{EmbedError, Embedder};
 use lru::LruCache;
 use pgvector::Vector;
 use read_model::tables::{KEYWORD_OWNERS, KEYWORD_TERMS, MEMORIES};
 use serde::{Deserialize, Serialize};
 use service_kit::pg::retry_once;
-use sqlx::{PgPool, QueryBuilder};
+use sqlx::{PgPool, QueryBuilder, Row};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -89,6 +90,13 @@ pub struct Explanation {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Hit {
     pub id: Uuid,
+    /// The session the memory is in, if any.
+    pub session_id: Option<Uuid>,
+    /// When what the memory records happened, as its writer said; `null`
+    /// when they did not. What a "when…" question is answered from.
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// When the memory was captured.
+    pub created_at: DateTime<Utc>,
     pub title: Option<String>,
     /// Plain text, HTML-escaped, with the matched words in `<mark>…</mark>`.
     pub snippet: String,
@@ -274,11 +282,14 @@ impl Search {
             .into_iter()
             .filter_map(|(id, score, explanation)| {
                 // A memory deleted between the ranking and this read drops out.
-                let (title, snippet) = snippets.remove(&id)?;
+                let text = snippets.remove(&id)?;
                 Some(Hit {
                     id,
-                    title,
-                    snippet,
+                    session_id: text.session_id,
+                    occurred_at: text.occurred_at,
+                    created_at: text.created_at,
+                    title: text.title,
+                    snippet: text.snippet,
                     score,
                     explain: request.explain.then_some(explanation),
                 })
@@ -485,13 +496,14 @@ impl Search {
             .collect())
     }
 
-    /// Title and marked snippet of each hit, from the same read.
+    /// Title, marked snippet, session and times of each hit, from the same
+    /// read.
     async fn snippets(
         &self,
         owner: &str,
         q: &str,
         ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, (Option<String>, String)>, SearchError> {
+    ) -> Result<HashMap<Uuid, HitText>, SearchError> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -501,11 +513,12 @@ impl Search {
         );
         let sql = format!(
             "SELECT id, title, ts_headline('english', translate(content, $4, ''), \
-                                           websearch_to_tsquery('english', $3), $5) \
+                                           websearch_to_tsquery('english', $3), $5) AS snippet, \
+                    session_id, occurred_at, created_at \
                FROM {MEMORIES} WHERE id = ANY($1) AND owner_id = $2 AND NOT deleted"
         );
-        let rows: Vec<(Uuid, Option<String>, String)> = retry_once(&self.pool, || {
-            sqlx::query_as(&sql)
+        let rows = retry_once(&self.pool, || {
+            sqlx::query(&sql)
                 .bind(ids)
                 .bind(owner)
                 .bind(q)
@@ -514,11 +527,30 @@ impl Search {
                 .fetch_all(&self.pool)
         })
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, title, snippet)| (id, (title, mark(&snippet))))
-            .collect())
+        let text = |row: &sqlx::postgres::PgRow| -> Result<(Uuid, HitText), sqlx::Error> {
+            let snippet: String = row.try_get("snippet")?;
+            Ok((
+                row.try_get("id")?,
+                HitText {
+                    title: row.try_get("title")?,
+                    snippet: mark(&snippet),
+                    session_id: row.try_get("session_id")?,
+                    occurred_at: row.try_get("occurred_at")?,
+                    created_at: row.try_get("created_at")?,
+                },
+            ))
+        };
+        Ok(rows.iter().map(text).collect::<Result<_, _>>()?)
     }
+}
+
+/// What a hit shows of its memory besides the ranking.
+struct HitText {
+    title: Option<String>,
+    snippet: String,
+    session_id: Option<Uuid>,
+    occurred_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
 }
 
 /// The final ranking: one mode's candidates as they are, or both fused by

@@ -278,3 +278,54 @@ async fn the_updated_range_narrows_every_mode() {
     )
     .await;
 }
+
+/// A hit says where and when its memory belongs, so that a "when…"
+/// question is answered from the hit itself: the session, when it happened
+/// (as its writer said, or null) and when it was captured.
+#[tokio::test]
+async fn a_hit_carries_its_session_and_when_it_happened() {
+    let stack = spawn_query_stack().await;
+    let session = stack
+        .start_session("alice", "Chat, 10 September 2025")
+        .await;
+    let dated = stack
+        .capture(
+            "alice",
+            json!({
+                "content": "Lena: I finally sat down at a potter's wheel last night",
+                "session_id": session,
+                "occurred_at": "2025-09-10T19:42:00Z",
+            }),
+        )
+        .await;
+    let undated = stack.note("alice", "Potter's wheels are heavy").await;
+    stack.wait_until_verified().await;
+
+    for mode in ["keyword", "semantic", "hybrid"] {
+        let body = stack
+            .get_ok(
+                &format!("/v1/search?q=potter%27s%20wheel&mode={mode}"),
+                "alice",
+            )
+            .await;
+        let hit = |id: Uuid| {
+            body["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|hit| hit["id"] == json!(id))
+                .unwrap_or_else(|| panic!("{mode}: no hit {id} in {body}"))
+                .clone()
+        };
+        let (dated, undated) = (hit(dated), hit(undated));
+        assert_eq!(dated["session_id"], json!(session), "{mode}");
+        assert_eq!(
+            dated["occurred_at"],
+            json!("2025-09-10T19:42:00Z"),
+            "{mode}"
+        );
+        assert_eq!(undated["session_id"], Value::Null, "{mode}");
+        assert_eq!(undated["occurred_at"], Value::Null, "{mode}");
+        assert!(undated["created_at"].is_string(), "{mode}: {undated}");
+    }
+}
