@@ -63,6 +63,10 @@ pub struct Ranked {
     /// 1-based.
     pub rank: u32,
     pub score: f64,
+    /// Hybrid only: what this ranking adds to the hit's fused score,
+    /// `1 / (60 + rank)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contribution: Option<f64>,
 }
 
 /// One hit's place in the keyword ranking.
@@ -77,6 +81,10 @@ pub struct KeywordRanked {
     /// and `rank` is within them.
     pub score: f64,
     pub fuzzy: bool,
+    /// Hybrid only: what this ranking adds to the hit's fused score,
+    /// `1 / (60 + rank)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contribution: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
@@ -563,11 +571,14 @@ fn fuse(
 ) -> Vec<(Uuid, f64, Explanation)> {
     let mut by_id: HashMap<Uuid, (f64, Explanation)> = HashMap::new();
     let rank_of = |i: usize| u32::try_from(i + 1).unwrap_or(u32::MAX);
+    // In hybrid, each ranking adds `1 / (RRF_K + rank)` to a hit's score.
+    let contribution = |rank: u32| (mode == Mode::Hybrid).then(|| 1.0 / (RRF_K + f64::from(rank)));
     for (i, c) in semantic.unwrap_or_default().iter().enumerate() {
         let entry = by_id.entry(c.id).or_default();
         entry.1.semantic = Some(Ranked {
             rank: rank_of(i),
             score: c.score,
+            contribution: contribution(rank_of(i)),
         });
     }
     for (i, c) in keyword.unwrap_or_default().iter().enumerate() {
@@ -576,6 +587,7 @@ fn fuse(
             rank: rank_of(i),
             score: c.score,
             fuzzy: c.tier == TYPO,
+            contribution: contribution(rank_of(i)),
         });
     }
     let mut fused: Vec<(Uuid, f64, Explanation)> = by_id
@@ -585,9 +597,14 @@ fn fuse(
                 Mode::Semantic => explanation.semantic.map_or(0.0, |r| r.score),
                 Mode::Keyword => explanation.keyword.map_or(0.0, |r| r.score),
                 Mode::Hybrid => {
-                    let rrf = |rank: u32| 1.0 / (RRF_K + f64::from(rank));
-                    explanation.semantic.map_or(0.0, |r| rrf(r.rank))
-                        + explanation.keyword.map_or(0.0, |r| rrf(r.rank))
+                    explanation
+                        .semantic
+                        .and_then(|r| r.contribution)
+                        .unwrap_or(0.0)
+                        + explanation
+                            .keyword
+                            .and_then(|r| r.contribution)
+                            .unwrap_or(0.0)
                 }
             };
             (id, score, explanation)

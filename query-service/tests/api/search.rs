@@ -100,6 +100,23 @@ async fn hits_carry_a_marked_escaped_snippet_and_explain_shows_each_ranking() {
         (hit["score"].as_f64().unwrap() - expected).abs() < 1e-9,
         "{hit}"
     );
+    // Each ranking's share of the fused score.
+    for leg in ["semantic", "keyword"] {
+        let contribution = explain[leg]["contribution"].as_f64().unwrap();
+        assert!((contribution - 1.0 / 61.0).abs() < 1e-9, "{explain}");
+    }
+    let alone = stack
+        .get_ok(
+            "/v1/search?q=parsing%20html&explain=true&mode=semantic",
+            "alice",
+        )
+        .await;
+    assert!(
+        alone["hits"][0]["explain"]["semantic"]
+            .get("contribution")
+            .is_none(),
+        "a single mode fuses nothing: {alone}"
+    );
 
     let plain = stack.get_ok("/v1/search?q=parsing%20html", "alice").await;
     assert!(plain["hits"][0].get("explain").is_none());
