@@ -136,7 +136,7 @@ impl CachedEmbedder {
 /// configuration (unreachable, 429, 5xx after the client's own retries, 401,
 /// 403, 404, a malformed answer): waited for, never counted, so an outage or
 /// a wrong key parks nothing.
-fn classify(error: EmbedError) -> ProjectionError {
+pub(crate) fn classify(error: EmbedError) -> ProjectionError {
     let mut text = format!(
         "embedding: {}",
         crate::projection::with_causes(&error as &(dyn std::error::Error + 'static))

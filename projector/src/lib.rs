@@ -11,6 +11,8 @@
 //!   [`projection::search`] (Postgres + pgvector rows with embeddings and
 //!   full-text vectors) and [`projection::documents`] (Redis documents,
 //!   timelines and indexes).
+//! - [`context`]: context vectors (a memory between its neighbours in its
+//!   session), made while the search projection is idle.
 //! - [`embedding_cache`]: embeddings by model and content hash.
 //! - [`redact`]: memory text kept out of error messages, which outlive an
 //!   erase in logs, the ledger and dead letters.
@@ -22,6 +24,7 @@
 
 pub mod broker;
 pub mod cli;
+pub mod context;
 pub mod dead_letters;
 pub mod embedding_cache;
 pub mod projection;

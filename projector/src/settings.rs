@@ -62,9 +62,20 @@ pub struct Settings {
     /// 0 to partitions − 1 (in Kubernetes, the StatefulSet pod's ordinal).
     #[serde(default)]
     pub projector_partition: u32,
+    /// `SB_PROJECTOR_CONTEXT_VECTORS`: whether this projector makes the
+    /// context vectors hybrid search ranks by (ADR 17), while its search
+    /// projection is idle; only partition 0's does. `false` leaves hybrid
+    /// ranking by each memory's own vector and words, and saves the
+    /// embedding of each window (about three times a turn's cost).
+    #[serde(default = "default_true")]
+    pub projector_context_vectors: bool,
     /// `SB_LOG_FORMAT`.
     #[serde(default)]
     pub log_format: LogFormat,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Only the listen address: what `healthcheck` needs to find the projector.

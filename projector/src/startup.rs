@@ -2,6 +2,7 @@
 //! check, one consumer per projection, and the health and metrics endpoints.
 
 use crate::broker::{self, ConsumerConfig, ConsumerError, Dependencies, Settlement};
+use crate::context::ContextWorker;
 use crate::dead_letters::Ledger;
 use crate::embedding_cache::CachedEmbedder;
 use crate::projection::Projection;
@@ -45,6 +46,7 @@ pub struct Parts {
     pub keys: Keys,
     pub search: Arc<SearchProjection>,
     pub documents: Arc<DocumentProjection>,
+    pub context: Arc<ContextWorker>,
 }
 
 impl Parts {
@@ -53,11 +55,17 @@ impl Parts {
         let events = EventSource::new(pool(&settings.event_store_url, 4)?);
         let redis = service_kit::redis::connect(&settings.redis_url).await?;
         let keys = Keys::new(settings.redis_key_prefix.clone());
+        let raw_embedder = embedder.clone();
         let embedder = CachedEmbedder::new(embedder, read_pool.clone());
         let search = Arc::new(SearchProjection::new(
             read_pool.clone(),
             events.clone(),
             embedder,
+        ));
+        let context = Arc::new(ContextWorker::new(
+            read_pool.clone(),
+            raw_embedder,
+            search.activity(),
         ));
         let documents = Arc::new(DocumentProjection::new(
             redis.clone(),
@@ -71,6 +79,7 @@ impl Parts {
             keys,
             search,
             documents,
+            context,
         })
     }
 }
@@ -81,6 +90,7 @@ pub struct Application {
     server: Server,
     handle: ServerHandle,
     consumers: Vec<JoinHandle<Result<(), ConsumerError>>>,
+    context: Option<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -139,6 +149,14 @@ impl Application {
             })
             .collect();
 
+        // One worker for all partitions' memories: partition 0's.
+        let context = (settings.projector_context_vectors && settings.projector_partition == 0)
+            .then(|| {
+                let worker = parts.context.clone();
+                let stopped = stopped.clone();
+                tokio::spawn(async move { worker.run(stopped).await })
+            });
+
         let listener = TcpListener::bind(settings.projector_http_addr)?;
         let port = listener.local_addr()?.port();
         let readiness = web::Data::new(
@@ -165,6 +183,7 @@ impl Application {
             server,
             handle,
             consumers,
+            context,
             shutdown,
         })
     }
@@ -181,6 +200,7 @@ impl Application {
             server,
             handle,
             consumers,
+            context,
             shutdown,
             ..
         } = self;
@@ -205,6 +225,10 @@ impl Application {
                 Err(join) => return Err(anyhow::anyhow!("a consumer panicked: {join}")),
                 Ok(Ok(())) => {}
             }
+        }
+        if let Some(context) = context {
+            // It stops at the shutdown signal, between two of its steps.
+            let _ = context.await;
         }
         Ok(())
     }

@@ -1,7 +1,9 @@
 //! Search over the read database: `semantic` (pgvector cosine distance on the
 //! HNSW index), `keyword` (Postgres full text with stemming and phrases, and
 //! pg_trgm word similarity for typos) and `hybrid`, the default: reciprocal
-//! rank fusion of the two rankings.
+//! rank fusion of the two rankings, the semantic one ordered also by each
+//! memory's context vector (the memory between its neighbours in its
+//! session; ADR 17).
 //!
 //! Every query carries the caller as `owner_id = $n`; the vector search runs
 //! with pgvector's iterative index scan, so a filter that discards most
@@ -28,6 +30,17 @@ use uuid::Uuid;
 /// original paper (Cormack et al., 2009) and the common default; it keeps a
 /// single first place from outweighing agreement further down.
 const RRF_K: f64 = 60.0;
+
+/// How much hybrid's semantic ranking counts a memory's context vector (the
+/// memory between its neighbours in its session; ADR 17) beside its own:
+/// the ranking is by `own + CONTEXT_WEIGHT × context` cosine similarity.
+/// Chosen on the tuning half of the conversation fixture (0, 0.25, 0.5,
+/// 0.75, 1 and 1.5 tried: 1 was best there, 0.780 against 0.728 at 0; the
+/// held-back half's 0.765 against 0.726 is the report; docs/benchmarks.md).
+/// A memory without a context vector (not in a session, or not made yet)
+/// counts its own vector twice over, which leaves the order among such
+/// memories as semantic mode's.
+const CONTEXT_WEIGHT: f64 = 1.0;
 
 /// How many candidates hybrid takes from each ranking, at least: enough that
 /// a memory ranked modestly by both still reaches the fusion.
@@ -60,9 +73,15 @@ pub struct SearchRequest {
 /// One hit's place in one ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
 pub struct Ranked {
-    /// 1-based.
+    /// 1-based. In hybrid, the rank by `score + context`.
     pub rank: u32,
+    /// Cosine similarity of the query and the memory.
     pub score: f64,
+    /// Hybrid only: cosine similarity of the query and the memory between
+    /// the turns before and after it in its session (its own `score` while
+    /// it has no such context).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<f64>,
     /// Hybrid only: what this ranking adds to the hit's fused score,
     /// `1 / (60 + rank)`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -185,6 +204,8 @@ pub struct Search {
 struct Candidate {
     id: Uuid,
     score: f64,
+    /// Semantic in hybrid only: the similarity with the context vector.
+    context: Option<f64>,
     /// Keyword only: 2 every word matched, 1 some, 0 a typo match.
     tier: i32,
 }
@@ -260,7 +281,7 @@ impl Search {
     pub async fn run(&self, owner: &str, request: &SearchRequest) -> Result<Vec<Hit>, SearchError> {
         let k = request.k;
         let (semantic, keyword) = match request.mode {
-            Mode::Semantic => (Some(self.semantic(owner, request, k).await?), None),
+            Mode::Semantic => (Some(self.semantic(owner, request, k, false).await?), None),
             Mode::Keyword => (
                 None,
                 Some(self.keyword(owner, request, k, Matches::AnyWord, k).await?),
@@ -273,7 +294,7 @@ impl Search {
                 // weight they crowd it out (on the search-quality fixture,
                 // nDCG@10 of semantic-kind queries fell from 0.88 to 0.59).
                 let (semantic, keyword) = tokio::try_join!(
-                    self.semantic(owner, request, n),
+                    self.semantic(owner, request, n, true),
                     // Typo matches only for a query whose words match
                     // fewer than k memories: they rank below every word
                     // match, so past k they add little to the fusion and
@@ -310,6 +331,7 @@ impl Search {
         owner: &str,
         request: &SearchRequest,
         n: u32,
+        in_context: bool,
     ) -> Result<Vec<Candidate>, SearchError> {
         if let Some(stored) = self.stored_model().await?
             && stored != self.embedder.model_id()
@@ -325,7 +347,11 @@ impl Search {
             let mut query = QueryBuilder::new("SELECT id, (embedding <=> ");
             query
                 .push_bind(vector.as_ref().clone())
-                .push(format!(")::float8 AS distance FROM {MEMORIES} WHERE"));
+                .push(")::float8 AS distance, (coalesce(context_embedding, embedding) <=> ")
+                .push_bind(vector.as_ref().clone())
+                .push(format!(
+                    ")::float8 AS context_distance FROM {MEMORIES} WHERE"
+                ));
             request.filters.push_where(owner, &mut query);
             query
                 .push(" AND embedding IS NOT NULL ORDER BY embedding <=> ")
@@ -334,21 +360,28 @@ impl Search {
                 .push_bind(i64::from(n));
             query
         };
-        let rows: Vec<(Uuid, f64)> = retry_once(&self.pool, || {
+        let rows: Vec<(Uuid, f64, f64)> = retry_once(&self.pool, || {
             let mut query = build();
             async move { query.build_query_as().fetch_all(&self.pool).await }
         })
         .await?;
         let mut candidates: Vec<Candidate> = rows
             .into_iter()
-            .map(|(id, distance)| Candidate {
+            .map(|(id, distance, context_distance)| Candidate {
                 id,
                 score: 1.0 - distance,
+                context: in_context.then_some(1.0 - context_distance),
                 tier: EVERY_WORD,
             })
             .collect();
-        // The iterative index scan may return neighbours slightly out of order.
-        candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+        // The iterative index scan may return neighbours slightly out of
+        // order; in hybrid, the context reorders them.
+        let rank_score = |c: &Candidate| c.score + CONTEXT_WEIGHT * c.context.unwrap_or(0.0);
+        candidates.sort_by(|a, b| {
+            rank_score(b)
+                .total_cmp(&rank_score(a))
+                .then(a.id.cmp(&b.id))
+        });
         Ok(candidates)
     }
 
@@ -453,6 +486,7 @@ impl Search {
             .map(|(id, every, score)| Candidate {
                 id,
                 score,
+                context: None,
                 tier: if every { EVERY_WORD } else { SOME_WORDS },
             })
             .collect())
@@ -499,6 +533,7 @@ impl Search {
             .map(|(id, score)| Candidate {
                 id,
                 score,
+                context: None,
                 tier: TYPO,
             })
             .collect())
@@ -578,6 +613,7 @@ fn fuse(
         entry.1.semantic = Some(Ranked {
             rank: rank_of(i),
             score: c.score,
+            context: c.context,
             contribution: contribution(rank_of(i)),
         });
     }
@@ -648,6 +684,7 @@ mod tests {
             .map(|(i, id)| Candidate {
                 id: Uuid::from_u128(*id),
                 score: 1.0 / (i as f64 + 1.0),
+                context: None,
                 tier: EVERY_WORD,
             })
             .collect()

@@ -625,6 +625,22 @@ impl Stack {
         }
     }
 
+    /// Polls until every visible memory in a session has its context vector
+    /// (the projector's context worker made them all), for at most `limit`.
+    pub async fn wait_until_context_made(&self, limit: Duration) {
+        poll::eventually("every context vector made", limit, || async {
+            let missing: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM memories
+                  WHERE context_embedding IS NULL AND session_id IS NOT NULL AND NOT deleted",
+            )
+            .fetch_one(&self.read_pool)
+            .await
+            .unwrap();
+            missing == 0
+        })
+        .await;
+    }
+
     /// Polls until `check` holds.
     pub async fn eventually<F, Fut>(&self, what: &str, check: F)
     where

@@ -6,6 +6,7 @@ use super::{
     Applied, Projection, ProjectionError, embedding_text, fold_memory, fold_session, pending,
     poison,
 };
+use crate::context::Activity;
 use crate::embedding_cache::CachedEmbedder;
 use crate::source::EventSource;
 use event_schema::{MemoryState, MemoryStatus, SessionState, StoredEvent};
@@ -17,6 +18,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgPool, Postgres, Row, Transaction};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub const NAME: &str = read_model::SEARCH;
@@ -100,6 +102,9 @@ pub struct SearchProjection {
     pool: PgPool,
     source: EventSource,
     embedder: CachedEmbedder,
+    /// When this projection works, for the context worker to keep out of
+    /// its way.
+    activity: Arc<Activity>,
 }
 
 /// A memory as loaded for one batch and as it stands after it.
@@ -127,7 +132,13 @@ impl SearchProjection {
             pool,
             source,
             embedder,
+            activity: Arc::default(),
         }
+    }
+
+    /// What the context worker watches to run only while this is idle.
+    pub fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
     }
 
     /// Applies `events` to generation `g` inside `tx`; shared by the live
@@ -289,6 +300,7 @@ impl Projection for SearchProjection {
     }
 
     async fn apply(&self, events: &[StoredEvent]) -> Result<Applied, ProjectionError> {
+        let _busy = self.activity.busy();
         // Embed first (a no-op when `prepare` already did), outside the
         // writing transaction: see `warm_cache`.
         let started = std::time::Instant::now();
@@ -320,6 +332,7 @@ impl Projection for SearchProjection {
     /// whatever happens to the batch; the fold reads the event store for
     /// what the batch in flight has not written yet (a gap, to this pass).
     async fn prepare(&self, events: &[StoredEvent]) -> Result<(), ProjectionError> {
+        let _busy = self.activity.busy();
         let started = std::time::Instant::now();
         self.warm_cache(events).await?;
         stage_done("prepare", started);

@@ -8,6 +8,7 @@
 
 mod batches;
 mod broker;
+mod context;
 mod crash;
 mod dead_letter_queue;
 mod dead_letters;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
 use test_kit::http::{encode_query, ids};
-use test_kit::stack::spawn_query_stack;
+use test_kit::stack::{Stack, spawn_query_stack};
 use uuid::Uuid;
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +67,34 @@ fn ndcg_is_one_for_the_ideal_ranking_and_less_otherwise() {
     assert_eq!(ndcg(&["c".into()], &relevant), 0.0);
 }
 
+/// Writes, for every query (by its position), each leg's ranking of every
+/// memory with its scores (`[{"semantic": [[key, score]…], "keyword": […]}…]`),
+/// for trying rankings offline against the fixture.
+async fn dump(stack: &Stack, fixture: &Fixture, by_id: &HashMap<Uuid, String>, path: &str) {
+    let mut out = Vec::new();
+    for query in &fixture.queries {
+        let mut legs = serde_json::Map::new();
+        for mode in ["semantic", "keyword"] {
+            let q: String = encode_query(&query.q);
+            let body = stack
+                .get_ok(&format!("/v1/search?q={q}&mode={mode}&k=100"), "alice")
+                .await;
+            let ranking: Vec<serde_json::Value> = body["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|hit| {
+                    let id: Uuid = hit["id"].as_str().unwrap().parse().unwrap();
+                    json!([by_id[&id], hit["score"]])
+                })
+                .collect();
+            legs.insert(mode.to_owned(), ranking.into());
+        }
+        out.push(serde_json::Value::from(legs));
+    }
+    std::fs::write(path, serde_json::to_vec(&out).unwrap()).unwrap();
+}
+
 #[tokio::test]
 async fn hybrid_ranks_at_least_as_well_as_semantic_or_keyword_alone() {
     let fixture: Fixture =
@@ -107,6 +135,9 @@ async fn hybrid_ranks_at_least_as_well_as_semantic_or_keyword_alone() {
             entry.0 += score;
             entry.1 += 1;
         }
+    }
+    if let Ok(path) = std::env::var("SB_QUALITY_DUMP") {
+        dump(&stack, &fixture, &by_id, &path).await;
     }
     let n = fixture.queries.len() as f64;
     let mean = |mode: &str| totals[mode] / n;
