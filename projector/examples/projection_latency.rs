@@ -18,7 +18,12 @@
 //!   `BENCH_BURST_CLIENTS` concurrent HTTP clients can, then counts the rows
 //!   in `memories` every 200 ms until all N are there; search-projection
 //!   events/s = N / (last visible - first 201), and its ratio to the batch
-//!   embedder's texts/s.
+//!   embedder's texts/s;
+//! - backlog (`BENCH_PHASE`, run twice by the script around a projector
+//!   restart): with the projector stopped, `backlog-write` creates
+//!   `BENCH_BACKLOG` memories and waits until all are in the search queue;
+//!   started with the projector, `backlog-drain` counts their rows until all
+//!   are there: the search projection's own rate, nothing else writing.
 //!
 //! Environment (the script sets it):
 //!   BENCH_COMMAND_URL     e.g. http://127.0.0.1:40123
@@ -30,6 +35,10 @@
 //!   BENCH_BURST           burst creates (0: no burst)         (default 0)
 //!   BENCH_BURST_CLIENTS   concurrent clients of the burst     (default 4)
 //!   BENCH_BURST_DEADLINE_S give up on the burst's drain after (default 900)
+//!   BENCH_PHASE           `backlog-write` or `backlog-drain`: one half of
+//!                         the backlog phase instead of the above
+//!   BENCH_BACKLOG         the backlog's memories
+//!   BENCH_EMBED_RATE      backlog-drain: the embedder's texts/s, for the ratio
 //!   BENCH_PROJECTOR_BATCH texts per call of the 2nd embedder baseline (default 64)
 //!   BENCH_SEARCH_QUEUE    the search queue, sampled for its depth (optional)
 //!   BENCH_PROJECTOR_URL   the projector, scraped for batch metrics (optional)
@@ -280,9 +289,18 @@ impl Client {
     /// Creates memory `i`; its id and when the 201 arrived, with the time the
     /// request took.
     async fn create(&self, i: usize) -> anyhow::Result<(Uuid, Instant, Duration)> {
+        self.create_tagged(i, &format!("t{}", i % 7)).await
+    }
+
+    /// Creates memory `i` with the tags `bench` and `tag`.
+    async fn create_tagged(
+        &self,
+        i: usize,
+        tag: &str,
+    ) -> anyhow::Result<(Uuid, Instant, Duration)> {
         let body = serde_json::json!({
             "content": sentence(i, self.salt),
-            "tags": ["bench", format!("t{}", i % 7)],
+            "tags": ["bench", tag],
             "metadata": {"source": "bench-projection-latency"}
         });
         let sent = Instant::now();
@@ -305,6 +323,142 @@ impl Client {
             .parse()?;
         Ok((id, answered, answered - sent))
     }
+}
+
+/// Creates `n` memories (numbered from `first`, tagged `tag`) as fast as
+/// `clients` concurrent clients can; when each 201 arrived.
+async fn create_concurrently(
+    client: &std::sync::Arc<Client>,
+    clients: usize,
+    n: usize,
+    first: usize,
+    tag: &'static str,
+) -> anyhow::Result<Vec<Instant>> {
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut answered = Vec::new();
+            let mut i = c;
+            while i < n {
+                answered.push(client.create_tagged(first + i, tag).await?.1);
+                i += clients;
+            }
+            anyhow::Ok(answered)
+        }));
+    }
+    let mut answered = Vec::with_capacity(n);
+    for task in tasks {
+        answered.extend(task.await??);
+    }
+    Ok(answered)
+}
+
+/// The ready messages of `queue`.
+async fn ready_messages(connection: &lapin::Connection, queue: &str) -> anyhow::Result<u32> {
+    // A passive declare answers the count; a failed one closes its channel.
+    let channel = connection.create_channel().await?;
+    let options = lapin::options::QueueDeclareOptions {
+        passive: true,
+        durable: true,
+        ..Default::default()
+    };
+    let declared = channel
+        .queue_declare(queue.into(), options, lapin::types::FieldTable::default())
+        .await?;
+    let _ = channel.close(200, "counted".into()).await;
+    Ok(declared.message_count())
+}
+
+/// Backlog, first half (the projector stopped): creates `n` memories tagged
+/// `backlog`, then waits until the relay has put every one in the search
+/// queue.
+async fn backlog_write(
+    client: &std::sync::Arc<Client>,
+    clients: usize,
+    n: usize,
+    queue: &str,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    create_concurrently(client, clients, n, 2_000_000, "backlog").await?;
+    let created = started.elapsed().as_secs_f64();
+    let connection = lapin::Connection::connect(
+        &env("SB_RABBITMQ_URL")?,
+        lapin::ConnectionProperties::default(),
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let ready = loop {
+        let ready = ready_messages(&connection, queue).await?;
+        if ready as usize >= n {
+            break ready;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "backlog: only {ready} of {n} events reached {queue}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "BENCH backlog_written n={n} create_s={created:.2} queued_s={:.2} ready={ready}",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Backlog, second half (started with the projector): counts the backlog's
+/// rows in `memories` every 100 ms until all `n` are there. Events/s from
+/// this client's start (the projector's start-up included) and from the
+/// first row seen (consuming: what the projection does once it has work).
+async fn backlog_drain(
+    pool: &PgPool,
+    n: usize,
+    deadline: Duration,
+    embed_rate: Option<f64>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut first: Option<(Instant, i64)> = None;
+    let mut timeline = Vec::new();
+    let last = loop {
+        let visible: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM memories WHERE 'backlog' = ANY(tags)")
+                .fetch_one(pool)
+                .await?;
+        let at = Instant::now();
+        if visible > 0 && first.is_none() {
+            first = Some((at, visible));
+        }
+        timeline.push(((at - started).as_secs_f64(), visible));
+        if visible >= n as i64 {
+            break at;
+        }
+        anyhow::ensure!(
+            at - started < deadline,
+            "backlog: only {visible} of {n} rows after {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let total = n as f64 / (last - started).as_secs_f64();
+    let (first_at, first_rows) = first.context("no row seen")?;
+    let consuming = (n as f64 - first_rows as f64) / (last - first_at).as_secs_f64().max(1e-9);
+    eprintln!("backlog drain (s since the projector's start, rows visible):");
+    let mut shown = -10.0;
+    for &(t, visible) in &timeline {
+        if t - shown >= 2.0 || visible >= n as i64 {
+            eprintln!("  {t:7.1} {visible:7}");
+            shown = t;
+        }
+    }
+    let ratio =
+        |rate: f64| embed_rate.map_or_else(|| "n/a".to_owned(), |r| format!("{:.2}", rate / r));
+    println!(
+        "BENCH backlog n={n} first_row_s={:.2} drain_s={:.2} events_per_s={total:.1} consuming_events_per_s={consuming:.1} ratio_to_embedder={} consuming_ratio_to_embedder={}",
+        (first_at - started).as_secs_f64(),
+        (last - started).as_secs_f64(),
+        ratio(total),
+        ratio(consuming),
+    );
+    Ok(())
 }
 
 /// The batch embedder's texts/s on calls of `size` texts of the same kind as
@@ -393,6 +547,19 @@ async fn main() -> anyhow::Result<()> {
         salt: std::process::id() as u64 ^ 0x5eed,
     });
     let salt = client.salt;
+    match std::env::var("BENCH_PHASE").as_deref() {
+        Ok("backlog-write") => {
+            let queue = search_queue.context("BENCH_SEARCH_QUEUE names the search queue")?;
+            return backlog_write(&client, burst_clients, env_or("BENCH_BACKLOG", 0), &queue).await;
+        }
+        Ok("backlog-drain") => {
+            let rate = std::env::var("BENCH_EMBED_RATE")
+                .ok()
+                .and_then(|r| r.parse().ok());
+            return backlog_drain(&pool, env_or("BENCH_BACKLOG", 0), burst_deadline, rate).await;
+        }
+        _ => {}
+    }
 
     eprintln!(
         "| {:<44} | {:>5} | {:>8} | {:>8} | {:>8} | {:>8} |",
@@ -588,23 +755,8 @@ async fn main() -> anyhow::Result<()> {
             .fetch_one(&pool)
             .await?;
         let started = Instant::now();
-        let mut tasks = Vec::with_capacity(burst_clients);
-        for c in 0..burst_clients {
-            let client = client.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut answered = Vec::new();
-                let mut i = c;
-                while i < burst {
-                    answered.push(client.create(1_000_000 + i).await?.1);
-                    i += burst_clients;
-                }
-                anyhow::Ok(answered)
-            }));
-        }
-        let mut answered = Vec::with_capacity(burst);
-        for task in tasks {
-            answered.extend(task.await??);
-        }
+        let answered =
+            create_concurrently(&client, burst_clients, burst, 1_000_000, "burst").await?;
         let first_201 = answered.iter().min().copied().context("no 201")?;
         let last_201 = answered.iter().max().copied().context("no 201")?;
         let create_secs = (last_201 - started).as_secs_f64();
