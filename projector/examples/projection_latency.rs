@@ -38,7 +38,9 @@
 //!   BENCH_PHASE           `backlog-write` or `backlog-drain`: one half of
 //!                         the backlog phase instead of the above
 //!   BENCH_BACKLOG         the backlog's memories
-//!   BENCH_EMBED_RATE      backlog-drain: the embedder's texts/s, for the ratio
+//!   BENCH_EMBED_RATE      backlog-drain: the embedder's texts/s before the
+//!                         phase; measured again after the drain, the ratio
+//!                         is to the mean of the two
 //!   BENCH_PROJECTOR_BATCH texts per call of the 2nd embedder baseline (default 64)
 //!   BENCH_SEARCH_QUEUE    the search queue, sampled for its depth (optional)
 //!   BENCH_PROJECTOR_URL   the projector, scraped for batch metrics (optional)
@@ -449,6 +451,21 @@ async fn backlog_drain(
             shown = t;
         }
     }
+    // The embedder again, right after the drain (the projector idle): the
+    // machine's speed drifts over a run, so the ratio is to the mean of
+    // the rate before the phase and this one.
+    let embed_rate = match embed_rate {
+        Some(before) if std::env::var("BENCH_EMBED").as_deref() != Ok("0") => {
+            let settings: embeddings::EmbeddingSettings =
+                service_kit::settings::from_env().context("embedding settings")?;
+            let embedder = projector::cli::embedder(&settings).await?;
+            let size = env_or("BENCH_PROJECTOR_BATCH", 64);
+            let after = embed_batches(&*embedder, size, 7).await?;
+            println!("BENCH embed_after texts_per_s={after:.1} before={before:.1}");
+            Some((before + after) / 2.0)
+        }
+        other => other,
+    };
     let ratio =
         |rate: f64| embed_rate.map_or_else(|| "n/a".to_owned(), |r| format!("{:.2}", rate / r));
     println!(
@@ -477,7 +494,7 @@ async fn embed_batches(
         .embed(&texts(0))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let calls = (768 / size).max(3);
+    let calls = (1536 / size).max(3);
     let started = Instant::now();
     for call in 1..=calls {
         let vectors = embedder

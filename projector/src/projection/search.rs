@@ -105,10 +105,14 @@ pub struct SearchProjection {
     /// When this projection works, for the context worker to keep out of
     /// its way.
     activity: Arc<Activity>,
+    /// The event ids of the batch `prepare` last embedded: its turn then
+    /// finds every vector cached and skips the read-only pass.
+    prepared: std::sync::Mutex<Vec<Uuid>>,
 }
 
-/// A memory as loaded for one batch and as it stands after it.
-#[derive(Debug)]
+/// A memory as loaded for one batch and as it stands after it (by
+/// default: not stored).
+#[derive(Debug, Default)]
 struct MemoryEntry {
     /// The version stored before the batch (a tombstone's, if erased).
     stored_version: u64,
@@ -133,6 +137,7 @@ impl SearchProjection {
             source,
             embedder,
             activity: Arc::default(),
+            prepared: std::sync::Mutex::default(),
         }
     }
 
@@ -163,6 +168,17 @@ impl SearchProjection {
     ) -> Result<Applied, ProjectionError> {
         let mut batch = Batch::default();
         let mut applied = Applied::default();
+        // Every memory of the batch in one read (in id order, so that two
+        // writers lock in the same order); an id that is not a uuid is
+        // left to `fold_one` to refuse.
+        let mut ids: Vec<Uuid> = events
+            .iter()
+            .filter(|e| e.aggregate_type == event_schema::memory::AGGREGATE_TYPE)
+            .filter_map(|e| Uuid::parse_str(&e.aggregate_id).ok())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        batch.memories = load_memories(tx, g, &ids, mode == Mode::Write).await?;
         for event in events {
             self.fold_one(tx, g, event, mode == Mode::Write, &mut batch, &mut applied)
                 .await?;
@@ -174,9 +190,7 @@ impl SearchProjection {
         if mode == Mode::WarmCache {
             return Ok(applied);
         }
-        for (id, text) in &to_embed {
-            link_text(tx, *id, text).await?;
-        }
+        link_texts(tx, &to_embed).await?;
         let embeddings: HashMap<Uuid, pgvector::Vector> = to_embed
             .into_iter()
             .zip(vectors)
@@ -203,7 +217,10 @@ impl SearchProjection {
             event_schema::memory::AGGREGATE_TYPE => {
                 let entry = match batch.memories.entry(id) {
                     Entry::Occupied(entry) => entry.into_mut(),
-                    Entry::Vacant(slot) => slot.insert(load_memory(tx, g, id, lock).await?),
+                    Entry::Vacant(slot) => {
+                        let mut loaded = load_memories(tx, g, &[id], lock).await?;
+                        slot.insert(loaded.remove(&id).unwrap_or_default())
+                    }
                 };
                 if entry.erased {
                     applied.duplicates += 1;
@@ -247,6 +264,7 @@ impl SearchProjection {
         batch: Batch,
         mut embeddings: HashMap<Uuid, pgvector::Vector>,
     ) -> Result<(), ProjectionError> {
+        let mut rows = Vec::new();
         for (id, entry) in batch.memories {
             let Some(state) = entry.state.filter(|_| entry.dirty) else {
                 continue;
@@ -255,9 +273,10 @@ impl SearchProjection {
                 erase_memory(tx, g, id, state.version).await?;
             } else {
                 let embedding = embeddings.remove(&id);
-                write_memory(tx, g, &state, embedding, self.embedder.model_id()).await?;
+                rows.push((state, embedding));
             }
         }
+        write_memories(tx, g, rows, self.embedder.model_id()).await?;
         for (_, entry) in batch.sessions {
             if let Some(state) = entry.state.filter(|_| entry.dirty) {
                 write_session(tx, g, &state).await?;
@@ -301,11 +320,21 @@ impl Projection for SearchProjection {
 
     async fn apply(&self, events: &[StoredEvent]) -> Result<Applied, ProjectionError> {
         let _busy = self.activity.busy();
-        // Embed first (a no-op when `prepare` already did), outside the
-        // writing transaction: see `warm_cache`.
-        let started = std::time::Instant::now();
-        self.warm_cache(events).await?;
-        stage_done("warm", started);
+        // Embed first, outside the writing transaction (see `warm_cache`),
+        // unless `prepare` just did for these very events. (Should a vector
+        // have left the cache since, the write embeds it: slower, not wrong.)
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let prepared = std::mem::take(
+            &mut *self
+                .prepared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if prepared != ids {
+            let started = std::time::Instant::now();
+            self.warm_cache(events).await?;
+            stage_done("warm", started);
+        }
 
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
@@ -336,6 +365,11 @@ impl Projection for SearchProjection {
         let started = std::time::Instant::now();
         self.warm_cache(events).await?;
         stage_done("prepare", started);
+        *self
+            .prepared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            events.iter().map(|e| e.event_id).collect();
         Ok(())
     }
 }
@@ -363,8 +397,8 @@ impl SearchProjection {
 }
 
 /// Times a stage of a batch: "prepare" (fold, embed, cache the vectors,
-/// ahead of the batch's turn), "warm" (the same in its turn, finding the
-/// vectors `prepare` made) and "write" (fold again, write, commit).
+/// ahead of the batch's turn), "warm" (the same in its turn, for a batch
+/// that was not prepared) and "write" (fold again, write, commit).
 fn stage_done(stage: &'static str, started: std::time::Instant) {
     metrics::histogram!("projector_batch_stage_seconds", "projection" => NAME, "stage" => stage)
         .record(started.elapsed().as_secs_f64());
@@ -383,69 +417,92 @@ fn locking(lock: bool) -> &'static str {
     if lock { "FOR UPDATE" } else { "" }
 }
 
-async fn load_memory(
+/// The stored state of each memory in `ids`: its tombstone's version if
+/// erased, its row (locked when `lock`, in id order) if stored, else nothing.
+async fn load_memories(
     tx: &mut Transaction<'_, Postgres>,
     g: i32,
-    id: Uuid,
+    ids: &[Uuid],
     lock: bool,
-) -> Result<MemoryEntry, ProjectionError> {
+) -> Result<HashMap<Uuid, MemoryEntry>, ProjectionError> {
+    let mut entries = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(entries);
+    }
     let tables = Tables::of(g);
-    let tombstone: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT version FROM {} WHERE id = $1",
+    let tombstones: Vec<(Uuid, i64)> = sqlx::query_as(&format!(
+        "SELECT id, version FROM {} WHERE id = ANY($1)",
         tables.memory_tombstones
     ))
-    .bind(id)
-    .fetch_optional(&mut **tx)
+    .bind(ids)
+    .fetch_all(&mut **tx)
     .await?;
-    if let Some(version) = tombstone {
-        return Ok(MemoryEntry {
-            stored_version: version as u64,
-            erased: true,
-            state: None,
-            embedded_text: None,
-            dirty: false,
-        });
+    for (id, version) in tombstones {
+        entries.insert(
+            id,
+            MemoryEntry {
+                stored_version: version as u64,
+                erased: true,
+                ..MemoryEntry::default()
+            },
+        );
     }
-    let row = sqlx::query(&format!(
-        "SELECT {MEMORY_COLUMNS}, embedding IS NOT NULL AS embedded FROM {} WHERE id = $1 {}",
+    let rows = sqlx::query(&format!(
+        "SELECT {MEMORY_COLUMNS}, embedding IS NOT NULL AS embedded FROM {} \
+          WHERE id = ANY($1) ORDER BY id {}",
         tables.memories,
         locking(lock)
     ))
-    .bind(id)
-    .fetch_optional(&mut **tx)
+    .bind(ids)
+    .fetch_all(&mut **tx)
     .await?;
-    let Some(row) = row else {
-        return Ok(MemoryEntry {
-            stored_version: 0,
+    for row in rows {
+        let state = MemoryState::from(MemoryRow::from_row(&row)?);
+        let embedded: bool = row.try_get("embedded")?;
+        entries.entry(state.id).or_insert(MemoryEntry {
+            stored_version: state.version,
             erased: false,
-            state: None,
-            embedded_text: None,
+            embedded_text: embedded.then(|| embedding_text(&state)),
+            state: Some(state),
             dirty: false,
         });
-    };
-    let state = MemoryState::from(MemoryRow::from_row(&row)?);
-    let embedded: bool = row.try_get("embedded")?;
-    Ok(MemoryEntry {
-        stored_version: state.version,
-        erased: false,
-        embedded_text: embedded.then(|| embedding_text(&state)),
-        state: Some(state),
-        dirty: false,
-    })
+    }
+    for id in ids {
+        entries.entry(*id).or_default();
+    }
+    Ok(entries)
 }
 
-async fn write_memory(
+/// Upserts `rows` in one statement: the read model's statement triggers
+/// (the keyword statistics) then run once per batch, not once per memory,
+/// which was most of a batch's database time.
+async fn write_memories(
     tx: &mut Transaction<'_, Postgres>,
     g: i32,
-    state: &MemoryState,
-    embedding: Option<pgvector::Vector>,
+    mut rows: Vec<(MemoryState, Option<pgvector::Vector>)>,
     model: &str,
 ) -> Result<(), ProjectionError> {
-    let model = embedding.as_ref().map(|_| model);
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Row locks in id order, as `load_memories` takes them.
+    rows.sort_unstable_by_key(|(state, _)| state.id);
+    let n = rows.len();
+    let mut columns = MemoryColumns::with_capacity(n);
+    for (state, embedding) in rows {
+        columns.push(state, embedding, model);
+    }
     sqlx::query(&format!(
         "INSERT INTO {memories} AS m (id, owner_id, session_id, title, content, tags, metadata, occurred_at,
                                         created_at, updated_at, deleted, version, embedding, embedding_model)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         SELECT u.id, u.owner_id, u.session_id, u.title, u.content,
+                ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.metadata, u.occurred_at,
+                u.created_at, u.updated_at, u.deleted, u.version, u.embedding, u.embedding_model
+           FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[],
+                       $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::bool[], $12::int8[],
+                       $13::vector[], $14::text[])
+                AS u(id, owner_id, session_id, title, content, tags, metadata, occurred_at,
+                     created_at, updated_at, deleted, version, embedding, embedding_model)
          ON CONFLICT (id) DO UPDATE SET
              owner_id = EXCLUDED.owner_id, session_id = EXCLUDED.session_id, title = EXCLUDED.title,
              content = EXCLUDED.content, tags = EXCLUDED.tags, metadata = EXCLUDED.metadata,
@@ -455,36 +512,104 @@ async fn write_memory(
              embedding_model = COALESCE(EXCLUDED.embedding_model, m.embedding_model)",
         memories = Tables::of(g).memories
     ))
-    .bind(state.id)
-    .bind(&state.owner_id)
-    .bind(state.facts.session_id)
-    .bind(&state.facts.title)
-    .bind(&state.facts.content)
-    .bind(&state.facts.tags)
-    .bind(Value::Object(state.facts.metadata.clone()))
-    .bind(state.facts.occurred_at)
-    .bind(state.created_at)
-    .bind(state.updated_at)
-    .bind(state.facts.status == MemoryStatus::Deleted)
-    .bind(state.version as i64)
-    .bind(embedding)
-    .bind(model)
+    .bind(columns.id)
+    .bind(columns.owner_id)
+    .bind(columns.session_id)
+    .bind(columns.title)
+    .bind(columns.content)
+    .bind(columns.tags)
+    .bind(columns.metadata)
+    .bind(columns.occurred_at)
+    .bind(columns.created_at)
+    .bind(columns.updated_at)
+    .bind(columns.deleted)
+    .bind(columns.version)
+    .bind(columns.embedding)
+    .bind(columns.embedding_model)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Records that `text` of memory `id` is in the embedding cache.
-async fn link_text(
+/// Memory rows as one array per column, for `unnest`. (Tags go as JSON
+/// arrays: Postgres arrays of arrays must be rectangular.)
+#[derive(Default)]
+struct MemoryColumns {
+    id: Vec<Uuid>,
+    owner_id: Vec<String>,
+    session_id: Vec<Option<Uuid>>,
+    title: Vec<Option<String>>,
+    content: Vec<String>,
+    tags: Vec<Value>,
+    metadata: Vec<Value>,
+    occurred_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    created_at: Vec<chrono::DateTime<chrono::Utc>>,
+    updated_at: Vec<chrono::DateTime<chrono::Utc>>,
+    deleted: Vec<bool>,
+    version: Vec<i64>,
+    embedding: Vec<Option<pgvector::Vector>>,
+    embedding_model: Vec<Option<String>>,
+}
+
+impl MemoryColumns {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            id: Vec::with_capacity(n),
+            owner_id: Vec::with_capacity(n),
+            session_id: Vec::with_capacity(n),
+            title: Vec::with_capacity(n),
+            content: Vec::with_capacity(n),
+            tags: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            occurred_at: Vec::with_capacity(n),
+            created_at: Vec::with_capacity(n),
+            updated_at: Vec::with_capacity(n),
+            deleted: Vec::with_capacity(n),
+            version: Vec::with_capacity(n),
+            embedding: Vec::with_capacity(n),
+            embedding_model: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, state: MemoryState, embedding: Option<pgvector::Vector>, model: &str) {
+        self.id.push(state.id);
+        self.owner_id.push(state.owner_id);
+        self.session_id.push(state.facts.session_id);
+        self.title.push(state.facts.title);
+        self.content.push(state.facts.content);
+        self.tags.push(Value::from(state.facts.tags));
+        self.metadata.push(Value::Object(state.facts.metadata));
+        self.occurred_at.push(state.facts.occurred_at);
+        self.created_at.push(state.created_at);
+        self.updated_at.push(state.updated_at);
+        self.deleted
+            .push(state.facts.status == MemoryStatus::Deleted);
+        self.version.push(state.version as i64);
+        self.embedding_model
+            .push(embedding.as_ref().map(|_| model.to_owned()));
+        self.embedding.push(embedding);
+    }
+}
+
+/// Records that each memory's text is in the embedding cache.
+async fn link_texts(
     tx: &mut Transaction<'_, Postgres>,
-    id: Uuid,
-    text: &str,
+    texts: &[(Uuid, String)],
 ) -> Result<(), ProjectionError> {
+    if texts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = texts.iter().map(|(id, _)| *id).collect();
+    let hashes: Vec<Vec<u8>> = texts
+        .iter()
+        .map(|(_, text)| crate::embedding_cache::text_hash(text))
+        .collect();
     sqlx::query(
-        "INSERT INTO memory_embedding_texts (memory_id, content_sha256) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        "INSERT INTO memory_embedding_texts (memory_id, content_sha256)
+         SELECT * FROM unnest($1::uuid[], $2::bytea[]) ON CONFLICT DO NOTHING",
     )
-    .bind(id)
-    .bind(crate::embedding_cache::text_hash(text))
+    .bind(ids)
+    .bind(hashes)
     .execute(&mut **tx)
     .await?;
     Ok(())
