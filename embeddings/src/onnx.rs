@@ -219,7 +219,8 @@ impl Embedder for OnnxEmbedder {
 
     #[tracing::instrument(skip_all, fields(model = %self.model_id, texts = texts.len()), err)]
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let batches = batches(texts, self.max_batch);
+        let per_batch = batch_size(texts.len(), self.max_batch, self.model.sessions.len());
+        let batches = batches(texts, per_batch);
         // Each batch starts as soon as a session is free, so one call's
         // batches run side by side; a dropped call starts no more of them.
         let mut tasks = Vec::with_capacity(batches.len());
@@ -247,6 +248,15 @@ impl Embedder for OnnxEmbedder {
         }
         Ok(out)
     }
+}
+
+/// Texts per forward pass for a call of `n`: spread over the sessions (one
+/// core each), at most `max_batch`. A call of 20 texts runs as two passes of
+/// 10 side by side rather than one of 20 on one core while the other idles:
+/// the projector's batches are that small at a moderate write rate, and
+/// their latency is what a write waits for to become searchable.
+fn batch_size(n: usize, max_batch: usize, sessions: usize) -> usize {
+    n.div_ceil(sessions.max(1)).clamp(1, max_batch.max(1))
 }
 
 /// Fails unless the graph was exported from `model_dir`'s `model.safetensors`
@@ -357,6 +367,17 @@ impl Model {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_is_spread_over_the_sessions_up_to_the_largest_batch() {
+        assert_eq!(batch_size(1, 32, 2), 1);
+        assert_eq!(batch_size(3, 32, 2), 2);
+        assert_eq!(batch_size(20, 32, 2), 10);
+        assert_eq!(batch_size(64, 32, 2), 32);
+        assert_eq!(batch_size(500, 32, 2), 32);
+        assert_eq!(batch_size(20, 32, 1), 20);
+        assert_eq!(batch_size(0, 32, 2), 1);
+    }
 
     // Its own process (the crate's unit tests), where nothing has loaded
     // ONNX Runtime yet, so this is the load itself failing.

@@ -475,6 +475,13 @@ async fn backlog_drain(
         ratio(total),
         ratio(consuming),
     );
+    if let Ok(url) = std::env::var("BENCH_PROJECTOR_URL")
+        && let Some(metrics) = scrape(&url).await
+    {
+        for line in metrics.lines() {
+            println!("METRIC {line}");
+        }
+    }
     Ok(())
 }
 
