@@ -345,13 +345,18 @@ impl Search {
         // Built again for a retry: a built query gives its arguments away.
         let build = || {
             let mut query = QueryBuilder::new("SELECT id, (embedding <=> ");
-            query
-                .push_bind(vector.as_ref().clone())
-                .push(")::float8 AS distance, (coalesce(context_embedding, embedding) <=> ")
-                .push_bind(vector.as_ref().clone())
-                .push(format!(
-                    ")::float8 AS context_distance FROM {MEMORIES} WHERE"
-                ));
+            query.push_bind(vector.as_ref().clone());
+            // Semantic mode has no use for the context distance.
+            if in_context {
+                query
+                    .push(")::float8 AS distance, (coalesce(context_embedding, embedding) <=> ")
+                    .push_bind(vector.as_ref().clone());
+            } else {
+                query.push(")::float8 AS distance, (0");
+            }
+            query.push(format!(
+                ")::float8 AS context_distance FROM {MEMORIES} WHERE"
+            ));
             request.filters.push_where(owner, &mut query);
             query
                 .push(" AND embedding IS NOT NULL ORDER BY embedding <=> ")

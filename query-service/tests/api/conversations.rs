@@ -11,6 +11,7 @@
 //! by question kind, and `docs/benchmarks.md` records them. Hybrid, chosen
 //! on the tuning half, must beat semantic and keyword by 0.03 on the other.
 
+use crate::quality::scored_legs;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -274,29 +275,10 @@ async fn dump(
     for (conversation, turn_of) in conversations.iter().zip(turn_of) {
         let user = format!("conv-{}", conversation.id);
         for question in &conversation.questions {
-            let mut legs = serde_json::Map::new();
-            for mode in ["semantic", "keyword"] {
-                let body = stack
-                    .get_ok(
-                        &format!(
-                            "/v1/search?q={}&mode={mode}&k=100",
-                            encode_query(&question.q)
-                        ),
-                        &user,
-                    )
-                    .await;
-                let ranking: Vec<serde_json::Value> = body["hits"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|hit| {
-                        let id: Uuid = hit["id"].as_str().unwrap().parse().unwrap();
-                        json!([turn_of[&id], hit["score"]])
-                    })
-                    .collect();
-                legs.insert(mode.to_owned(), ranking.into());
-            }
-            out.insert(question.id.clone(), legs.into());
+            out.insert(
+                question.id.clone(),
+                scored_legs(stack, &user, &question.q, turn_of).await,
+            );
         }
     }
     std::fs::write(path, serde_json::to_vec(&out).unwrap()).unwrap();

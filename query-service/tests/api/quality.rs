@@ -73,26 +73,40 @@ fn ndcg_is_one_for_the_ideal_ranking_and_less_otherwise() {
 async fn dump(stack: &Stack, fixture: &Fixture, by_id: &HashMap<Uuid, String>, path: &str) {
     let mut out = Vec::new();
     for query in &fixture.queries {
-        let mut legs = serde_json::Map::new();
-        for mode in ["semantic", "keyword"] {
-            let q: String = encode_query(&query.q);
-            let body = stack
-                .get_ok(&format!("/v1/search?q={q}&mode={mode}&k=100"), "alice")
-                .await;
-            let ranking: Vec<serde_json::Value> = body["hits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|hit| {
-                    let id: Uuid = hit["id"].as_str().unwrap().parse().unwrap();
-                    json!([by_id[&id], hit["score"]])
-                })
-                .collect();
-            legs.insert(mode.to_owned(), ranking.into());
-        }
-        out.push(serde_json::Value::from(legs));
+        out.push(scored_legs(stack, "alice", &query.q, by_id).await);
     }
     std::fs::write(path, serde_json::to_vec(&out).unwrap()).unwrap();
+}
+
+/// The semantic and keyword rankings of `q` for `user`, each up to 100
+/// hits as `[key, score]` (`key_of` names each memory id), for the dumps
+/// the offline tuning reads.
+pub(crate) async fn scored_legs(
+    stack: &Stack,
+    user: &str,
+    q: &str,
+    key_of: &HashMap<Uuid, String>,
+) -> serde_json::Value {
+    let mut legs = serde_json::Map::new();
+    for mode in ["semantic", "keyword"] {
+        let body = stack
+            .get_ok(
+                &format!("/v1/search?q={}&mode={mode}&k=100", encode_query(q)),
+                user,
+            )
+            .await;
+        let ranking: Vec<serde_json::Value> = body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|hit| {
+                let id: Uuid = hit["id"].as_str().unwrap().parse().unwrap();
+                json!([key_of[&id], hit["score"]])
+            })
+            .collect();
+        legs.insert(mode.to_owned(), ranking.into());
+    }
+    legs.into()
 }
 
 #[tokio::test]
