@@ -4,7 +4,7 @@
 //! # async fn demo() -> Result<(), second_brain_client::Error> {
 //! use second_brain_client::{Client, NewMemory, Search};
 //!
-//! let client = Client::builder("http://127.0.0.1:8081", "http://127.0.0.1:8082")
+//! let client = Client::builder("http://127.0.0.1:8080", "http://127.0.0.1:8081")
 //!     .token(std::env::var("SB_API_KEY").unwrap_or_default())
 //!     .build()?;
 //! let written = client.create_memory(&NewMemory::new("The boiler code is 4471")).await?;
@@ -38,6 +38,34 @@ use uuid::Uuid;
 pub use error::{Error, Problem};
 pub use retry::RetryPolicy;
 pub use types::*;
+
+/// Every operation of both OpenAPI documents, as `(method, path)`, that this
+/// client has a method for; the tests hold it equal to the documents.
+pub const OPERATIONS: &[(&str, &str)] = &[
+    ("POST", "/v1/memories"),
+    ("PATCH", "/v1/memories/{id}"),
+    ("POST", "/v1/memories/{id}/tags"),
+    ("POST", "/v1/memories/{id}/tags/remove"),
+    ("PUT", "/v1/memories/{id}/metadata"),
+    ("POST", "/v1/memories/{id}/move"),
+    ("DELETE", "/v1/memories/{id}"),
+    ("POST", "/v1/memories/{id}/restore"),
+    ("POST", "/v1/memories/{id}/erase"),
+    ("POST", "/v1/sessions"),
+    ("PATCH", "/v1/sessions/{id}"),
+    ("POST", "/v1/sessions/{id}/end"),
+    ("POST", "/v1/sessions/{id}/reopen"),
+    ("GET", "/v1/memories/{id}"),
+    ("GET", "/v1/memories"),
+    ("GET", "/v1/sessions/{id}"),
+    ("GET", "/v1/sessions"),
+    ("GET", "/v1/sessions/{id}/timeline"),
+    ("GET", "/v1/search"),
+    ("GET", "/v1/memories/{id}/history"),
+    ("GET", "/v1/sessions/{id}/history"),
+    ("GET", "/v1/memories/{id}/as-of"),
+    ("GET", "/v1/sessions/{id}/as-of"),
+];
 
 /// The header the command service replays a first answer by.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";

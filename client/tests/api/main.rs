@@ -1,7 +1,10 @@
+#![allow(clippy::unwrap_used)]
 //! The client against the real stack (command service, relay, projector,
 //! query service on real Postgres, RabbitMQ and Redis): every operation,
 //! problems as typed errors, and retries that honour `Retry-After`.
 
+mod coverage;
+mod idempotency;
 mod operations;
 mod retries;
 
