@@ -358,7 +358,7 @@ impl Client {
     pub async fn list_sessions(
         &self,
         status: Option<SessionStatus>,
-        options: &ListOptions,
+        options: &SessionListOptions,
     ) -> Result<Page<Session>, Error> {
         let status = status.map(|s| {
             let name = match s {
@@ -369,7 +369,12 @@ impl Client {
         });
         let call = Call::new(Service::Query, Method::GET, "v1/sessions".into())
             .query(status)
-            .query(page_pairs(options));
+            .query(page_pairs(&ListOptions {
+                order: options.order,
+                limit: options.limit,
+                cursor: options.cursor.clone(),
+                ..ListOptions::default()
+            }));
         self.send(call, None).await
     }
 
@@ -523,7 +528,20 @@ impl Client {
             };
             let status = response.status();
             if status.is_success() {
-                return response.json::<T>().await.map_err(|e| Error::Decode {
+                // The body first: a connection lost inside it is a transport
+                // failure, retried with the same idempotency key (the write
+                // may have committed), not a body that failed to parse.
+                let body = match response.bytes().await {
+                    Ok(body) => body,
+                    Err(error) => match self.retry.after_transport(attempt, &error) {
+                        Some(wait) => {
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        None => return Err(error.into()),
+                    },
+                };
+                return serde_json::from_slice::<T>(&body).map_err(|e| Error::Decode {
                     url: url.to_string(),
                     message: e.to_string(),
                 });
@@ -564,11 +582,11 @@ fn page_pairs(options: &ListOptions) -> Vec<(&'static str, String)> {
 async fn problem(status: StatusCode, response: reqwest::Response) -> Problem {
     let text = response.text().await.unwrap_or_default();
     match serde_json::from_str::<Problem>(&text) {
-        Ok(mut p) => {
+        Ok(mut p) if !p.code.is_empty() => {
             p.status = status.as_u16();
             p
         }
-        Err(_) => Problem {
+        _ => Problem {
             status: status.as_u16(),
             code: format!("http_{}", status.as_u16()),
             title: status.canonical_reason().unwrap_or("").to_owned(),

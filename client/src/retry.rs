@@ -49,21 +49,27 @@ impl RetryPolicy {
         status: StatusCode,
         headers: &HeaderMap,
     ) -> Option<Duration> {
-        if attempt >= self.max_attempts
-            || !matches!(
-                status,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-            )
-        {
+        if attempt >= self.max_attempts {
             return None;
         }
-        let wait = retry_after(headers).unwrap_or_else(|| self.backoff(attempt));
+        let stated = retry_after(headers);
+        let wait = match status {
+            StatusCode::TOO_MANY_REQUESTS => stated.unwrap_or_else(|| self.backoff(attempt)),
+            // A 503 that says when to come back is passing (`not_yet_consistent`,
+            // a dependency down); one that does not (`embedding_model_mismatch`)
+            // stays until an operator acts.
+            StatusCode::SERVICE_UNAVAILABLE => stated?,
+            _ => return None,
+        };
         Some(wait.min(self.max_delay))
     }
 
     /// The wait after a transport error on attempt `attempt`.
     pub(crate) fn after_transport(&self, attempt: u32, error: &reqwest::Error) -> Option<Duration> {
-        let retriable = error.is_connect() || error.is_timeout() || error.is_request();
+        // A connection not made (a service restarting) or an answer that did
+        // not come in time; not a bad URL, a refused TLS handshake or a body
+        // that cannot be built, which no retry mends.
+        let retriable = error.is_connect() || error.is_timeout();
         (attempt < self.max_attempts && retriable).then(|| self.backoff(attempt))
     }
 
@@ -148,6 +154,11 @@ mod tests {
             .after_status(3, StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new())
             .unwrap();
         assert!(backoff <= policy.base_delay * 4, "{backoff:?}");
+        // A 503 without Retry-After is not passing: not retried.
+        assert_eq!(
+            policy.after_status(1, StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new()),
+            None
+        );
         assert_eq!(
             RetryPolicy::none().after_status(1, StatusCode::TOO_MANY_REQUESTS, &h),
             None

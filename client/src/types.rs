@@ -173,6 +173,14 @@ pub struct ListOptions {
     pub include_deleted: bool,
 }
 
+/// A page of `/v1/sessions`: no filters but the status.
+#[derive(Debug, Clone, Default)]
+pub struct SessionListOptions {
+    pub order: Option<Order>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use second_brain_client::{
     Filters, ListOptions, MemoryEdit, MemoryStatus, NewMemory, NewSession, PointInTime,
-    RetryPolicy, Search, SessionStatus,
+    RetryPolicy, Search, SessionListOptions, SessionStatus,
 };
 use serde_json::{Map, json};
 use test_kit::poll::until_some;
@@ -126,7 +126,7 @@ async fn every_operation_round_trips_through_both_services() {
             let alice = alice.clone();
             async move {
                 let page = alice
-                    .list_sessions(Some(SessionStatus::Open), &ListOptions::default())
+                    .list_sessions(Some(SessionStatus::Open), &SessionListOptions::default())
                     .await
                     .unwrap();
                 (page.items.iter().map(|s| s.id).collect::<Vec<_>>() == [session.id]).then_some(())
@@ -177,11 +177,24 @@ async fn every_operation_round_trips_through_both_services() {
     )
     .await;
     assert_eq!(gone.code(), Some("not_found"));
-    let kept = alice
-        .get_memory_including_deleted(created.id)
-        .await
-        .unwrap();
-    assert!(kept.version <= deleted.version);
+    // Still there for a restore, as deleted, at the deletion's version.
+    let kept = until_some(
+        "the deleted memory reads as deleted",
+        stack.deadline,
+        Duration::from_millis(50),
+        || {
+            let alice = alice.clone();
+            async move {
+                let m = alice
+                    .get_memory_including_deleted(created.id)
+                    .await
+                    .unwrap();
+                (m.version == deleted.version).then_some(m)
+            }
+        },
+    )
+    .await;
+    assert_eq!(kept.facts.status, MemoryStatus::Deleted);
     let restored = alice.restore_memory(created.id).await.unwrap();
     let memory = alice
         .get_memory(created.id, Some(restored.version))
