@@ -329,9 +329,8 @@ impl Client {
     /// The memory; with `min_version`, once the read side holds that version
     /// (503 `not_yet_consistent` after the service's wait, retried here).
     pub async fn get_memory(&self, id: Uuid, min_version: Option<u64>) -> Result<Memory, Error> {
-        let call = Call::new(Service::Query, Method::GET, format!("v1/memories/{id}"))
-            .query(min_version.map(|v| ("min_version", v.to_string())));
-        self.send(call, None).await
+        self.document(format!("v1/memories/{id}"), min_version)
+            .await
     }
 
     /// A deleted memory too (a restore's candidate).
@@ -344,14 +343,22 @@ impl Client {
     pub async fn list_memories(&self, options: &ListOptions) -> Result<Page<Memory>, Error> {
         let call = Call::new(Service::Query, Method::GET, "v1/memories".into())
             .query(options.filters.pairs())
-            .query(page_pairs(options));
+            .query(page_pairs(
+                options.order,
+                options.limit,
+                options.cursor.as_deref(),
+            ))
+            .query(
+                options
+                    .include_deleted
+                    .then(|| ("include_deleted", "true".to_owned())),
+            );
         self.send(call, None).await
     }
 
     pub async fn get_session(&self, id: Uuid, min_version: Option<u64>) -> Result<Session, Error> {
-        let call = Call::new(Service::Query, Method::GET, format!("v1/sessions/{id}"))
-            .query(min_version.map(|v| ("min_version", v.to_string())));
-        self.send(call, None).await
+        self.document(format!("v1/sessions/{id}"), min_version)
+            .await
     }
 
     /// Sessions by start time; `status` is `open` or `ended`.
@@ -369,12 +376,11 @@ impl Client {
         });
         let call = Call::new(Service::Query, Method::GET, "v1/sessions".into())
             .query(status)
-            .query(page_pairs(&ListOptions {
-                order: options.order,
-                limit: options.limit,
-                cursor: options.cursor.clone(),
-                ..ListOptions::default()
-            }));
+            .query(page_pairs(
+                options.order,
+                options.limit,
+                options.cursor.as_deref(),
+            ));
         self.send(call, None).await
     }
 
@@ -390,8 +396,7 @@ impl Client {
             Method::GET,
             format!("v1/sessions/{id}/timeline"),
         )
-        .query(limit.map(|l| ("limit", l.to_string())))
-        .query(cursor.map(|c| ("cursor", c.to_owned())));
+        .query(page_pairs(None, limit, cursor));
         self.send(call, None).await
     }
 
@@ -441,6 +446,17 @@ impl Client {
 
     pub async fn session_as_of(&self, id: Uuid, point: PointInTime) -> Result<Session, Error> {
         self.as_of(format!("v1/sessions/{id}/as-of"), point).await
+    }
+
+    /// A document by id, once the read side holds `min_version` if given.
+    async fn document<T: DeserializeOwned>(
+        &self,
+        path: String,
+        min_version: Option<u64>,
+    ) -> Result<T, Error> {
+        let call = Call::new(Service::Query, Method::GET, path)
+            .query(min_version.map(|v| ("min_version", v.to_string())));
+        self.send(call, None).await
     }
 
     async fn history(
@@ -556,25 +572,19 @@ impl Client {
     }
 }
 
-fn page_pairs(options: &ListOptions) -> Vec<(&'static str, String)> {
-    let mut pairs = Vec::new();
-    if let Some(order) = options.order {
-        let order = match order {
-            Order::Asc => "asc",
-            Order::Desc => "desc",
-        };
-        pairs.push(("order", order.to_owned()));
-    }
-    if let Some(limit) = options.limit {
-        pairs.push(("limit", limit.to_string()));
-    }
-    if let Some(cursor) = &options.cursor {
-        pairs.push(("cursor", cursor.clone()));
-    }
-    if options.include_deleted {
-        pairs.push(("include_deleted", "true".to_owned()));
-    }
-    pairs
+/// A list's place and size: `order`, `limit`, `cursor` as given.
+fn page_pairs(
+    order: Option<Order>,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let order = order.map(|o| match o {
+        Order::Asc => ("order", "asc".to_owned()),
+        Order::Desc => ("order", "desc".to_owned()),
+    });
+    let limit = limit.map(|l| ("limit", l.to_string()));
+    let cursor = cursor.map(|c| ("cursor", c.to_owned()));
+    order.into_iter().chain(limit).chain(cursor).collect()
 }
 
 /// The answer as a [`Problem`]; a body that is not one (a proxy's HTML page)
