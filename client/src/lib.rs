@@ -411,6 +411,10 @@ impl Client {
         if search.explain {
             pairs.push(("explain", "true".to_owned()));
         }
+        if let Some(written) = search.wait_for {
+            pairs.push(("wait_for", written.id.to_string()));
+            pairs.push(("min_version", written.version.to_string()));
+        }
         let call = Call::new(Service::Query, Method::GET, "v1/search".into())
             .query(pairs)
             .query(search.filters.pairs());

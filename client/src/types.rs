@@ -131,6 +131,9 @@ pub struct Search {
     pub k: Option<u32>,
     pub explain: bool,
     pub filters: Filters,
+    /// Read your writes: search once the index holds this write (a memory
+    /// command's answer) or a later one.
+    pub wait_for: Option<Written>,
 }
 
 impl Search {

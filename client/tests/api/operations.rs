@@ -134,23 +134,14 @@ async fn every_operation_round_trips_through_both_services() {
         },
     )
     .await;
-    let hits = until_some(
-        "search finds the memory",
-        stack.deadline,
-        Duration::from_millis(50),
-        || {
-            let alice = alice.clone();
-            async move {
-                let results = alice.search(&Search::new("boiler Friday")).await.unwrap();
-                results
-                    .hits
-                    .iter()
-                    .any(|h| h.id == created.id)
-                    .then_some(results)
-            }
-        },
-    )
-    .await;
+    // Read your writes in search: no polling, the search waits for the write.
+    let hits = alice
+        .search(&Search {
+            wait_for: Some(moved_back),
+            ..Search::new("plumber Anouk boiler")
+        })
+        .await
+        .unwrap();
     assert_eq!(hits.hits[0].id, created.id);
 
     // Another user sees nothing of it.

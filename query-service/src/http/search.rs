@@ -1,17 +1,21 @@
 //! `/v1/search`: semantic, keyword or hybrid search over the caller's
 //! memories, with the list filters.
 
-use super::AppState;
+use super::memories::{Found, read_your_writes};
+use super::{AppState, from_sqlx};
 use super::params::{Checks, text, with_filters};
+use crate::history::Aggregate;
 use crate::search::{Hit, Mode, SearchRequest};
 use actix_web::{HttpResponse, web};
+use event_schema::MemoryState;
 use regex::Regex;
 use serde::Serialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
-use service_kit::problem::FieldCode;
+use service_kit::problem::{Code, FieldCode};
 use std::sync::LazyLock;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 /// Longest query accepted, in characters as sent.
 pub const MAX_QUERY_CHARS: usize = 1000;
@@ -58,6 +62,12 @@ with_filters! {
         /// Add each hit's rank and score in each ranking.
         #[serde(default)]
         pub explain: bool,
+        /// Read your writes: with `min_version`, search only once the search
+        /// index holds this memory of the caller's at that version or later
+        /// (waiting as `GET /v1/memories/{id}?min_version` does).
+        pub wait_for: Option<Uuid>,
+        /// The version a command answered for `wait_for`.
+        pub min_version: Option<u64>,
     }
 }
 
@@ -71,8 +81,9 @@ pub struct SearchResponse {
 #[utoipa::path(get, path = "/v1/search", tag = "search",
     params(SearchParams),
     responses((status = 200, body = SearchResponse),
-              (status = 422, description = "`validation_failed`: `q`, `k` or a filter is invalid"),
-              (status = 503, description = "`service_unavailable`: the query could not be embedded, or the stored vectors are of another model")),
+              (status = 422, description = "`validation_failed`: `q`, `k`, a filter, or `wait_for` without `min_version` (or the reverse)"),
+              (status = 429, description = "`rate_limited`: too many requests, or every one of the caller's `min_version` waits is taken"),
+              (status = 503, description = "`not_yet_consistent`: the index did not reach `min_version` of `wait_for` in time; or `service_unavailable`: the query could not be embedded, or the stored vectors are of another model")),
     security(("bearer" = [])))]
 pub async fn search(
     caller: Caller,
@@ -104,7 +115,16 @@ pub async fn search(
         }
     };
     let filters = query.filter_params().to_filters(&mut checks);
+    match (query.wait_for, query.min_version) {
+        (Some(_), None) => checks.fail("min_version", FieldCode::Required, "`wait_for` needs it"),
+        (None, Some(_)) => checks.fail("wait_for", FieldCode::Required, "`min_version` needs it"),
+        _ => {}
+    }
     checks.finish()?;
+    let owner = caller.user_id.as_str();
+    if let (Some(id), Some(min)) = (query.wait_for, query.min_version) {
+        wait_for(&state, owner, id, min).await?;
+    }
     let request = SearchRequest {
         q: q.to_owned(),
         mode: query.mode,
@@ -112,9 +132,41 @@ pub async fn search(
         filters,
         explain: query.explain,
     };
-    let hits = state.search.run(caller.user_id.as_str(), &request).await?;
+    let hits = state.search.run(owner, &request).await?;
     Ok(HttpResponse::Ok().json(SearchResponse {
         mode: query.mode,
         hits,
     }))
+}
+
+/// Waits until the search index holds the caller's memory `id` at version
+/// `min` or later. A memory that is not the caller's, was erased or never
+/// existed is nothing to wait for: the search runs at once, and answers what
+/// it would have answered anyway, so `wait_for` tells no one whether an id
+/// exists.
+async fn wait_for(state: &AppState, owner: &str, id: Uuid, min: u64) -> Result<(), Problem> {
+    let waited = read_your_writes(
+        &state.min_version_waits,
+        owner,
+        state.consistency_timeout,
+        Some(min),
+        |row: &MemoryState| row.version,
+        async || {
+            let row = state.rows.memory(owner, id).await.map_err(from_sqlx)?;
+            Ok(row.map_or(Found::Absent, Found::Mine))
+        },
+        async || {
+            state
+                .history
+                .owns_live(Aggregate::Memory, owner, id)
+                .await
+                .map_err(from_sqlx)
+        },
+    )
+    .await;
+    match waited {
+        Ok(_) => Ok(()),
+        Err(problem) if problem.code == Code::NotFound => Ok(()),
+        Err(problem) => Err(problem),
+    }
 }

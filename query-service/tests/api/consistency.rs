@@ -215,3 +215,80 @@ async fn min_version_answers_strangers_erased_and_unknown_ids_alike_and_only_the
         assert_eq!(body, &bodies[0].1, "{what} answers unlike {}", bodies[0].0);
     }
 }
+
+/// `wait_for` + `min_version` on `/v1/search`: the search sees the write the
+/// command answered, every time, with no polling; a version the index does
+/// not reach is the same 503 as a read by id; a stranger's id is nothing to
+/// wait for (an answer at once, as without it).
+#[tokio::test]
+async fn a_search_waiting_for_a_write_finds_it_every_time_and_an_unreached_version_is_a_503() {
+    let stack = spawn_query_stack_with(&[("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "300")]).await;
+    let search = |q: String, user: &'static str, wait: String| {
+        let stack = &stack;
+        async move {
+            let response = stack
+                .client
+                // Plain words and UUIDs: nothing to escape.
+                .get(format!("{}/v1/search?mode=keyword&q={q}{wait}", stack.query()))
+                .bearer_auth(stack.token(user))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body)
+        }
+    };
+    let wait = |id: &uuid::Uuid, version: u64| format!("&wait_for={id}&min_version={version}");
+    let ids = |body: &serde_json::Value| -> Vec<String> {
+        body["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    for i in 0..40 {
+        let word = format!("quokka{i}");
+        let (status, body) = stack
+            .command(
+                Method::POST,
+                "/v1/memories",
+                "alice",
+                Some(json!({"content": format!("saw a {word} today")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+        let version = body["version"].as_u64().unwrap();
+        let (status, body) = search(word.clone(), "alice", wait(&id, version)).await;
+        assert_eq!(status, StatusCode::OK, "write {i}: {body}");
+        // Near words of earlier rounds may rank too (the keyword leg's fuzzy
+        // tier); the write itself must be there.
+        assert!(ids(&body).contains(&id.to_string()), "write {i}: {body}");
+
+        // A revision is searchable by its new words at once, too.
+        let revised = format!("wombat{i}");
+        let version = stack
+            .revise("alice", id, json!({"content": format!("saw a {revised}")}))
+            .await;
+        let (_, body) = search(revised, "alice", wait(&id, version)).await;
+        assert!(ids(&body).contains(&id.to_string()), "revision {i}: {body}");
+    }
+
+    let id = stack.note("alice", "a lonely narwhal").await;
+    let (status, body) = search("narwhal".into(), "alice", wait(&id, 7)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "not_yet_consistent", "{body}");
+
+    // Bob waiting on Alice's memory: no wait, no 503, and none of hers.
+    let (status, body) = search("narwhal".into(), "bob", wait(&id, 99)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(ids(&body).is_empty(), "{body}");
+
+    let half = format!("&wait_for={id}");
+    let (status, body) = search("narwhal".into(), "alice", half).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["field"], "min_version", "{body}");
+}
