@@ -28,7 +28,7 @@ mod types;
 
 use std::time::Duration;
 
-use reqwest::header::IF_MATCH;
+use reqwest::header::{HeaderMap, IF_MATCH};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -69,6 +69,8 @@ pub const OPERATIONS: &[(&str, &str)] = &[
 
 /// The header the command service replays a first answer by.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on an answer replayed for a key already used.
+const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -213,6 +215,26 @@ impl Client {
             .await
     }
 
+    /// [`Self::create_memory`] under an `Idempotency-Key` of the caller's
+    /// (1–255 visible ASCII): the same key and memory answer the first
+    /// result forever, with [`Written::replayed`] set, so an import run
+    /// twice creates nothing new. The same key with another memory is 422
+    /// `idempotency_key_reused`.
+    pub async fn create_memory_with_key(
+        &self,
+        memory: &NewMemory,
+        key: &str,
+    ) -> Result<Written, Error> {
+        self.command_with_key(
+            Method::POST,
+            "v1/memories".into(),
+            Some(memory),
+            None,
+            key.to_owned(),
+        )
+        .await
+    }
+
     /// Revises content and/or title; `if_match` refuses (412
     /// `version_mismatch`) unless the memory is still at that version.
     pub async fn update_memory(
@@ -298,6 +320,23 @@ impl Client {
             .await
     }
 
+    /// [`Self::create_session`] under a key of the caller's, as
+    /// [`Self::create_memory_with_key`].
+    pub async fn create_session_with_key(
+        &self,
+        session: &NewSession,
+        key: &str,
+    ) -> Result<Written, Error> {
+        self.command_with_key(
+            Method::POST,
+            "v1/sessions".into(),
+            Some(session),
+            None,
+            key.to_owned(),
+        )
+        .await
+    }
+
     pub async fn create_session(&self, session: &NewSession) -> Result<Written, Error> {
         self.command(Method::POST, "v1/sessions".into(), Some(session), None)
             .await
@@ -352,7 +391,8 @@ impl Client {
                 options
                     .include_deleted
                     .then(|| ("include_deleted", "true".to_owned())),
-            );
+            )
+            .query(wait_pairs(options.wait_for));
         self.send(call, None).await
     }
 
@@ -411,12 +451,9 @@ impl Client {
         if search.explain {
             pairs.push(("explain", "true".to_owned()));
         }
-        if let Some(written) = search.wait_for {
-            pairs.push(("wait_for", written.id.to_string()));
-            pairs.push(("min_version", written.version.to_string()));
-        }
         let call = Call::new(Service::Query, Method::GET, "v1/search".into())
             .query(pairs)
+            .query(wait_pairs(search.wait_for))
             .query(search.filters.pairs());
         self.send(call, None).await
     }
@@ -497,12 +534,29 @@ impl Client {
         body: Option<&B>,
         if_match: Option<u64>,
     ) -> Result<Written, Error> {
+        self.command_with_key(method, path, body, if_match, Uuid::new_v4().to_string())
+            .await
+    }
+
+    async fn command_with_key<B: Serialize>(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<&B>,
+        if_match: Option<u64>,
+        key: String,
+    ) -> Result<Written, Error> {
         let mut call = Call::new(Service::Command, method, path);
         if let Some(body) = body {
             call = call.body(body)?;
         }
         call.if_match = if_match;
-        self.send(call, Some(Uuid::new_v4().to_string())).await
+        let (body, headers, url) = self.exchange(&call, Some(&key)).await?;
+        let mut written: Written = decode(&body, &url)?;
+        written.replayed = headers
+            .get(IDEMPOTENT_REPLAYED)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        Ok(written)
     }
 
     async fn send<T: DeserializeOwned>(
@@ -510,6 +564,17 @@ impl Client {
         call: Call,
         idempotency_key: Option<String>,
     ) -> Result<T, Error> {
+        let (body, _, url) = self.exchange(&call, idempotency_key.as_deref()).await?;
+        decode(&body, &url)
+    }
+
+    /// Sends `call` until it succeeds or may not be retried: the success's
+    /// body and headers, or the problem.
+    async fn exchange(
+        &self,
+        call: &Call,
+        idempotency_key: Option<&str>,
+    ) -> Result<(Vec<u8>, HeaderMap, Url), Error> {
         let mut url = match call.service {
             Service::Command => self.command.join(&call.path),
             Service::Query => self.query.join(&call.path),
@@ -526,7 +591,7 @@ impl Client {
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);
             }
-            if let Some(key) = &idempotency_key {
+            if let Some(key) = idempotency_key {
                 request = request.header(IDEMPOTENCY_KEY, key);
             }
             if let Some(version) = call.if_match {
@@ -551,6 +616,7 @@ impl Client {
                 // The body first: a connection lost inside it is a transport
                 // failure, retried with the same idempotency key (the write
                 // may have committed), not a body that failed to parse.
+                let headers = response.headers().clone();
                 let body = match response.bytes().await {
                     Ok(body) => body,
                     Err(error) => match self.retry.after_transport(attempt, &error) {
@@ -561,10 +627,7 @@ impl Client {
                         None => return Err(error.into()),
                     },
                 };
-                return serde_json::from_slice::<T>(&body).map_err(|e| Error::Decode {
-                    url: url.to_string(),
-                    message: e.to_string(),
-                });
+                return Ok((body.to_vec(), headers, url));
             }
             if let Some(wait) = self.retry.after_status(attempt, status, response.headers()) {
                 tracing::debug!(%url, attempt, ?wait, %status, "retrying");
@@ -574,6 +637,25 @@ impl Client {
             return Err(Error::Problem(Box::new(problem(status, response).await)));
         }
     }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8], url: &Url) -> Result<T, Error> {
+    serde_json::from_slice::<T>(body).map_err(|e| Error::Decode {
+        url: url.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Read your writes in a list or search: wait for this memory write.
+fn wait_pairs(written: Option<Written>) -> Vec<(&'static str, String)> {
+    written
+        .map(|w| {
+            vec![
+                ("wait_for", w.id.to_string()),
+                ("min_version", w.version.to_string()),
+            ]
+        })
+        .unwrap_or_default()
 }
 
 /// A list's place and size: `order`, `limit`, `cursor` as given.

@@ -12,10 +12,14 @@ pub use event_schema::{MemoryState as Memory, SessionState as Session};
 
 /// What every command answers: the aggregate and its version after it, to
 /// pass as `min_version` (read your writes) or `If-Match` (no lost update).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Written {
     pub id: Uuid,
     pub version: u64,
+    /// The service answered an earlier call's result for this idempotency
+    /// key (`Idempotent-Replayed: true`): nothing new was written.
+    #[serde(skip)]
+    pub replayed: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -145,13 +149,13 @@ impl Search {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SearchResults {
     pub mode: Mode,
     pub hits: Vec<Hit>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Hit {
     pub id: Uuid,
     pub session_id: Option<Uuid>,
@@ -162,7 +166,7 @@ pub struct Hit {
     pub snippet: String,
     pub score: f64,
     /// Each ranking's part, with `explain`; its shape is in the query API.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explain: Option<Value>,
 }
 
@@ -174,6 +178,8 @@ pub struct ListOptions {
     pub limit: Option<u32>,
     pub cursor: Option<String>,
     pub include_deleted: bool,
+    /// Read your writes: list once the list holds this memory write.
+    pub wait_for: Option<Written>,
 }
 
 /// A page of `/v1/sessions`: no filters but the status.
@@ -184,14 +190,14 @@ pub struct SessionListOptions {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass back unchanged for the next page; `None` on the last.
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct HistoryEntry {
     pub event_id: Uuid,
     pub version: u64,
@@ -208,7 +214,7 @@ pub struct HistoryEntry {
     pub changes: Value,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct HistoryPage {
     pub items: Vec<HistoryEntry>,
     /// Pass as `after` for the next page; `None` on the last.

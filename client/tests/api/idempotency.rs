@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::client_for;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use second_brain_client::{Client, NewMemory, RetryPolicy};
 use test_kit::stack::spawn_query_stack;
@@ -46,7 +47,10 @@ async fn forward(
     }
     let answer = upstream.send().await.unwrap();
     let status = answer.status().as_u16();
-    let content_type = answer.headers().get("content-type").cloned();
+    let headers: Vec<_> = ["content-type", "idempotent-replayed"]
+        .into_iter()
+        .filter_map(|name| Some((name, answer.headers().get(name)?.to_str().ok()?.to_owned())))
+        .collect();
     let bytes = answer.bytes().await.unwrap();
     {
         let mut to_drop = proxy.drop_answers.lock().unwrap();
@@ -59,8 +63,8 @@ async fn forward(
         }
     }
     let mut reply = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
-    if let Some(content_type) = content_type {
-        reply.insert_header(("content-type", content_type.to_str().unwrap()));
+    for header in headers {
+        reply.insert_header(header);
     }
     reply.body(bytes)
 }
@@ -104,6 +108,10 @@ async fn a_retry_after_a_lost_answer_reuses_its_key_and_appends_nothing() {
     .await
     .unwrap();
     assert_eq!(memories, 1, "the retry appended a second memory");
+    assert!(
+        written.replayed,
+        "the retry's answer is the first one, replayed"
+    );
     let memory = client
         .get_memory(written.id, Some(written.version))
         .await
@@ -113,7 +121,38 @@ async fn a_retry_after_a_lost_answer_reuses_its_key_and_appends_nothing() {
     // The same request again is another logical call: a new key, a new memory.
     let again = client.create_memory(&note).await.unwrap();
     assert_ne!(again.id, written.id);
+    assert!(!again.replayed);
     let keys = proxy.keys.lock().unwrap().clone();
     assert_eq!(keys.len(), 3);
     assert_ne!(keys[2], keys[0]);
+}
+
+/// A key of the caller's: the same key and memory answer the first result,
+/// however often they are sent (what `sb import` relies on).
+#[tokio::test]
+async fn a_key_of_the_callers_answers_its_first_result_every_time() {
+    let stack = spawn_query_stack().await;
+    let client = client_for(&stack, "alice", RetryPolicy::none());
+    let note = NewMemory::new("imported once");
+    let first = client
+        .create_memory_with_key(&note, "import-1")
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    let second = client
+        .create_memory_with_key(&note, "import-1")
+        .await
+        .unwrap();
+    assert_eq!((second.id, second.version), (first.id, first.version));
+    assert!(second.replayed);
+    let other = client
+        .create_memory_with_key(&NewMemory::new("something else"), "import-1")
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Some("idempotency_key_reused"), "{other}");
+    // Keys are per user: Bob's same key is Bob's own first call.
+    let bob = client_for(&stack, "bob", RetryPolicy::none());
+    let bobs = bob.create_memory_with_key(&note, "import-1").await.unwrap();
+    assert!(!bobs.replayed);
+    assert_ne!(bobs.id, first.id);
 }

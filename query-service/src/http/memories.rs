@@ -7,10 +7,11 @@ use crate::history::Aggregate;
 use crate::rows::Order;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use event_schema::MemoryStatus;
+use event_schema::{MemoryState, MemoryStatus};
 use serde::Deserialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
+use service_kit::problem::{Code, FieldCode};
 use service_kit::rate_limit::{ConcurrencyCap, Slot};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -40,6 +41,11 @@ with_filters! {
         /// Include deleted memories.
         #[serde(default)]
         pub include_deleted: bool,
+        /// Read your writes: with `min_version`, list only once the list's
+        /// read model holds this memory of the caller's at that version.
+        pub wait_for: Option<Uuid>,
+        /// The version a command answered for `wait_for`.
+        pub min_version: Option<u64>,
         /// By creation time: `desc` (newest first, the default) or `asc`.
         #[serde(default)]
         #[param(value_type = Option<Order>)]
@@ -233,7 +239,9 @@ pub async fn get(
 #[utoipa::path(get, path = "/v1/memories", tag = "memories",
     params(ListParams),
     responses((status = 200, description = "`{items, next_cursor}` of memory documents", body = Object),
-              (status = 422, description = "`validation_failed`: a filter, `limit` or `cursor` is invalid")),
+              (status = 422, description = "`validation_failed`: a filter, `limit` or `cursor` is invalid, or `wait_for` comes without `min_version` (or the reverse)"),
+              (status = 429, description = "`rate_limited`: too many requests, or every one of the caller's `min_version` waits is taken"),
+              (status = 503, description = "`not_yet_consistent`: the list did not reach `min_version` of `wait_for` in time")),
     security(("bearer" = [])))]
 pub async fn list(
     caller: Caller,
@@ -245,10 +253,15 @@ pub async fn list(
     filters.include_deleted = query.include_deleted;
     let limit = limit(query.limit, &mut checks);
     let after = position(query.cursor.as_deref(), &mut checks);
+    let wait = write_to_wait_for(query.wait_for, query.min_version, &mut checks);
     checks.finish()?;
+    let owner = caller.user_id.as_str();
+    if let Some((id, min)) = wait {
+        wait_for_memory(&state, owner, id, min).await?;
+    }
     let (items, more) = state
         .rows
-        .memories(caller.user_id.as_str(), &filters, query.order, after, limit)
+        .memories(owner, &filters, query.order, after, limit)
         .await
         .map_err(from_sqlx)?;
     let next_cursor = more
@@ -259,4 +272,61 @@ pub async fn list(
         "items": items,
         "next_cursor": next_cursor,
     })))
+}
+
+/// `wait_for` and `min_version` of a list or a search: both or neither.
+pub(super) fn write_to_wait_for(
+    wait_for: Option<Uuid>,
+    min_version: Option<u64>,
+    checks: &mut Checks,
+) -> Option<(Uuid, u64)> {
+    match (wait_for, min_version) {
+        (Some(id), Some(min)) => Some((id, min)),
+        (Some(_), None) => {
+            checks.fail("min_version", FieldCode::Required, "`wait_for` needs it");
+            None
+        }
+        (None, Some(_)) => {
+            checks.fail("wait_for", FieldCode::Required, "`min_version` needs it");
+            None
+        }
+        (None, None) => None,
+    }
+}
+
+/// Waits until the search read model (lists and search) holds the caller's memory `id` at version
+/// `min` or later. A memory that is not the caller's, was erased or never
+/// existed is nothing to wait for: the search runs at once, and answers what
+/// it would have answered anyway, so `wait_for` tells no one whether an id
+/// exists.
+pub(super) async fn wait_for_memory(
+    state: &AppState,
+    owner: &str,
+    id: Uuid,
+    min: u64,
+) -> Result<(), Problem> {
+    let waited = read_your_writes(
+        &state.min_version_waits,
+        owner,
+        state.consistency_timeout,
+        Some(min),
+        |row: &MemoryState| row.version,
+        async || {
+            let row = state.rows.memory(owner, id).await.map_err(from_sqlx)?;
+            Ok(row.map_or(Found::Absent, Found::Mine))
+        },
+        async || {
+            state
+                .history
+                .owns_live(Aggregate::Memory, owner, id)
+                .await
+                .map_err(from_sqlx)
+        },
+    )
+    .await;
+    match waited {
+        Ok(_) => Ok(()),
+        Err(problem) if problem.code == Code::NotFound => Ok(()),
+        Err(problem) => Err(problem),
+    }
 }

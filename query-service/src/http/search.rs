@@ -1,18 +1,16 @@
 //! `/v1/search`: semantic, keyword or hybrid search over the caller's
 //! memories, with the list filters.
 
-use super::memories::{Found, read_your_writes};
-use super::{AppState, from_sqlx};
+use super::AppState;
+use super::memories::{wait_for_memory, write_to_wait_for};
 use super::params::{Checks, text, with_filters};
-use crate::history::Aggregate;
 use crate::search::{Hit, Mode, SearchRequest};
 use actix_web::{HttpResponse, web};
-use event_schema::MemoryState;
 use regex::Regex;
 use serde::Serialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
-use service_kit::problem::{Code, FieldCode};
+use service_kit::problem::FieldCode;
 use std::sync::LazyLock;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -115,15 +113,11 @@ pub async fn search(
         }
     };
     let filters = query.filter_params().to_filters(&mut checks);
-    match (query.wait_for, query.min_version) {
-        (Some(_), None) => checks.fail("min_version", FieldCode::Required, "`wait_for` needs it"),
-        (None, Some(_)) => checks.fail("wait_for", FieldCode::Required, "`min_version` needs it"),
-        _ => {}
-    }
+    let wait = write_to_wait_for(query.wait_for, query.min_version, &mut checks);
     checks.finish()?;
     let owner = caller.user_id.as_str();
-    if let (Some(id), Some(min)) = (query.wait_for, query.min_version) {
-        wait_for(&state, owner, id, min).await?;
+    if let Some((id, min)) = wait {
+        wait_for_memory(&state, owner, id, min).await?;
     }
     let request = SearchRequest {
         q: q.to_owned(),
@@ -137,36 +131,4 @@ pub async fn search(
         mode: query.mode,
         hits,
     }))
-}
-
-/// Waits until the search index holds the caller's memory `id` at version
-/// `min` or later. A memory that is not the caller's, was erased or never
-/// existed is nothing to wait for: the search runs at once, and answers what
-/// it would have answered anyway, so `wait_for` tells no one whether an id
-/// exists.
-async fn wait_for(state: &AppState, owner: &str, id: Uuid, min: u64) -> Result<(), Problem> {
-    let waited = read_your_writes(
-        &state.min_version_waits,
-        owner,
-        state.consistency_timeout,
-        Some(min),
-        |row: &MemoryState| row.version,
-        async || {
-            let row = state.rows.memory(owner, id).await.map_err(from_sqlx)?;
-            Ok(row.map_or(Found::Absent, Found::Mine))
-        },
-        async || {
-            state
-                .history
-                .owns_live(Aggregate::Memory, owner, id)
-                .await
-                .map_err(from_sqlx)
-        },
-    )
-    .await;
-    match waited {
-        Ok(_) => Ok(()),
-        Err(problem) if problem.code == Code::NotFound => Ok(()),
-        Err(problem) => Err(problem),
-    }
 }

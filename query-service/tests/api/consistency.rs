@@ -216,12 +216,13 @@ async fn min_version_answers_strangers_erased_and_unknown_ids_alike_and_only_the
     }
 }
 
-/// `wait_for` + `min_version` on `/v1/search`: the search sees the write the
+/// `wait_for` + `min_version` on `/v1/search` and `/v1/memories`: they see the write the
 /// command answered, every time, with no polling; a version the index does
 /// not reach is the same 503 as a read by id; a stranger's id is nothing to
 /// wait for (an answer at once, as without it).
 #[tokio::test]
-async fn a_search_waiting_for_a_write_finds_it_every_time_and_an_unreached_version_is_a_503() {
+async fn a_search_or_list_waiting_for_a_write_finds_it_every_time_and_an_unreached_version_is_a_503()
+ {
     let stack = spawn_query_stack_with(&[("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "300")]).await;
     let search = |q: String, user: &'static str, wait: String| {
         let stack = &stack;
@@ -229,7 +230,10 @@ async fn a_search_waiting_for_a_write_finds_it_every_time_and_an_unreached_versi
             let response = stack
                 .client
                 // Plain words and UUIDs: nothing to escape.
-                .get(format!("{}/v1/search?mode=keyword&q={q}{wait}", stack.query()))
+                .get(format!(
+                    "{}/v1/search?mode=keyword&q={q}{wait}",
+                    stack.query()
+                ))
                 .bearer_auth(stack.token(user))
                 .send()
                 .await
@@ -267,6 +271,15 @@ async fn a_search_waiting_for_a_write_finds_it_every_time_and_an_unreached_versi
         // Near words of earlier rounds may rank too (the keyword leg's fuzzy
         // tier); the write itself must be there.
         assert!(ids(&body).contains(&id.to_string()), "write {i}: {body}");
+
+        // The list of memories takes the same promise.
+        let list = stack
+            .get_ok(
+                &format!("/v1/memories?limit=1{}", wait(&id, version)),
+                "alice",
+            )
+            .await;
+        assert_eq!(list["items"][0]["id"], id.to_string(), "write {i}: {list}");
 
         // A revision is searchable by its new words at once, too.
         let revised = format!("wombat{i}");
