@@ -1,5 +1,5 @@
 //! The streamable HTTP application: `/mcp` (rmcp's tower service inside a
-//! small axum router) and `/healthz`, bound at build (port 0 in tests).
+//! small axum router) and `/health/live`, `/health/ready`, bound at build (port 0 in tests).
 //!
 //! Stateless: no MCP session is kept between requests (rmcp makes a handler
 //! per request, each answering with plain JSON), so any instance can answer
@@ -57,7 +57,8 @@ impl Application {
         );
         let router = Router::new()
             .nest_service("/mcp", mcp)
-            .route("/healthz", get(healthz))
+            .route("/health/live", get(healthy))
+            .route("/health/ready", get(healthy))
             .layer(from_fn(observe_requests));
         let listener = TcpListener::bind(settings.bind)
             .await
@@ -117,18 +118,20 @@ fn mcp_config(settings: &Settings) -> StreamableHttpServerConfig {
     }
 }
 
-/// Liveness: the process answers. Nothing is checked downstream, since
-/// every tool call reports a service it cannot reach by itself.
-async fn healthz() -> &'static str {
+/// Liveness and readiness, at the paths every service of the stack uses:
+/// the process answers. Nothing is checked downstream, since every tool
+/// call reports a service it cannot reach by itself.
+async fn healthy() -> &'static str {
     "ok"
 }
 
 /// A span with a request id around every request, and one line when it is
-/// answered. The path is logged only as one of the two routes (or
+/// answered. The path is logged only as one of its routes (or
 /// `other`): never a raw path.
 async fn observe_requests(request: Request, next: Next) -> Response {
     let route = match request.uri().path() {
-        "/healthz" => "/healthz",
+        "/health/live" => "/health/live",
+        "/health/ready" => "/health/ready",
         path if path == "/mcp" || path.starts_with("/mcp/") => "/mcp",
         _ => "other",
     };
@@ -143,7 +146,7 @@ async fn observe_requests(request: Request, next: Next) -> Response {
         let response = next.run(request).await;
         let status = response.status().as_u16();
         let elapsed_seconds = started.elapsed().as_secs_f64();
-        if route == "/healthz" {
+        if route.starts_with("/health/") {
             tracing::debug!(status, elapsed_seconds, "answered");
         } else {
             tracing::info!(status, elapsed_seconds, "answered");

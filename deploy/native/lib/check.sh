@@ -6,12 +6,16 @@
 #   Debian's qemu-user, gcc and binutils for the CPU portability check;
 #   kubectl (for kustomize) is used when the machine has it.
 # - `deploy/api-check` runs schemathesis (deploy/api-check-requirements.txt,
-#   hash-pinned) over both services' OpenAPI documents.
+#   hash-pinned) over both services' OpenAPI documents, then the official MCP
+#   Python SDK (deploy/mcp-check-requirements.txt, hash-pinned) against
+#   mcp-service in front of them (deploy/mcp_check.py).
 
 SB_CHECK_VENV=$SB_STATE_DIR/check-venv
 SB_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/check-requirements.txt
 SB_API_CHECK_VENV=$SB_STATE_DIR/api-check-venv
 SB_API_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/api-check-requirements.txt
+SB_MCP_CHECK_VENV=$SB_STATE_DIR/mcp-check-venv
+SB_MCP_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/mcp-check-requirements.txt
 
 # ensure_pinned_venv DIR REQUIREMENTS WHAT [PIP-ARGS...]: a venv at DIR with exactly
 # REQUIREMENTS installed, rebuilt only when the requirements file changes.
@@ -54,10 +58,14 @@ run_deploy_check() {
 }
 
 # Runs deploy/api-check: schemathesis over both services' OpenAPI documents,
-# against the debug binaries `cargo test` built.
+# and the MCP SDK's check of mcp-service, against the debug binaries `cargo
+# test` built.
 run_api_check() {
 	ensure_pinned_venv "$SB_API_CHECK_VENV" "$SB_API_CHECK_REQUIREMENTS" \
 		"schemathesis (pinned, hash-checked)" --require-hashes
+	ensure_pinned_venv "$SB_MCP_CHECK_VENV" "$SB_MCP_CHECK_REQUIREMENTS" \
+		"the MCP Python SDK (pinned, hash-checked)" --require-hashes
 	"$SB_API_CHECK_VENV/bin/python" "$SB_REPO_ROOT/deploy/api-check" \
-		--schemathesis "$SB_API_CHECK_VENV/bin/schemathesis" --bin "$CARGO_TARGET_DIR/debug"
+		--schemathesis "$SB_API_CHECK_VENV/bin/schemathesis" --bin "$CARGO_TARGET_DIR/debug" \
+		--mcp-python "$SB_MCP_CHECK_VENV/bin/python"
 }

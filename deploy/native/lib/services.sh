@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# The three Second Brain binaries: build, migrate, start in the background,
-# wait for readiness, stop. Pid files and logs live in <state>/run/.
+# The Second Brain services: build, migrate, start in the background, wait
+# for readiness, stop. Pid files and logs live in <state>/run/.
 
-SB_SERVICES=(command-service query-service projector)
+SB_SERVICES=(command-service query-service projector mcp-service)
 SB_READY_TIMEOUT=${SB_READY_TIMEOUT:-90}
 SB_STOP_TIMEOUT=${SB_STOP_TIMEOUT:-30}
 
@@ -11,6 +11,7 @@ svc_addr() {
 	command-service) printf '%s' "$SB_COMMAND_HTTP_ADDR" ;;
 	query-service) printf '%s' "$SB_QUERY_HTTP_ADDR" ;;
 	projector) printf '%s' "$SB_PROJECTOR_HTTP_ADDR" ;;
+	mcp-service) printf '%s' "$SB_MCP_HTTP_ADDR" ;;
 	*) die "unknown service $1" ;;
 	esac
 }
@@ -19,6 +20,7 @@ svc_addr_var() {
 	command-service) printf SB_COMMAND_HTTP_ADDR ;;
 	query-service) printf SB_QUERY_HTTP_ADDR ;;
 	projector) printf SB_PROJECTOR_HTTP_ADDR ;;
+	mcp-service) printf SB_MCP_HTTP_ADDR ;;
 	esac
 }
 svc_pidfile() { printf '%s/%s.pid' "$SB_RUN_DIR" "$1"; }
@@ -78,6 +80,8 @@ svc_env() {
 	command-service) printf '%s\n' "SB_EVENT_STORE_URL=$SB_EVENT_STORE_URL" ;;
 	query-service) printf '%s\n' "SB_READ_DATABASE_URL=$SB_READ_DATABASE_QUERY_URL" "SB_EVENT_STORE_READ_URL=$SB_EVENT_STORE_READ_URL" ;;
 	projector) printf '%s\n' "SB_READ_DATABASE_URL=$SB_READ_DATABASE_URL" "SB_EVENT_STORE_URL=$SB_EVENT_STORE_READ_URL" ;;
+	# No database: it reaches the services over HTTP, as any client does.
+	mcp-service) printf '%s\n' "SB_MCP_BIND=$SB_MCP_HTTP_ADDR" "SB_COMMAND_URL=http://$SB_COMMAND_HTTP_ADDR" "SB_QUERY_URL=http://$SB_QUERY_HTTP_ADDR" ;;
 	esac
 }
 

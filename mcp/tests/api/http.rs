@@ -30,7 +30,7 @@ async fn a_request_naming_a_foreign_host_is_forbidden_and_a_loopback_one_is_answ
     assert_eq!(body["result"]["serverInfo"]["name"], json!("second-brain"));
 
     let health = http
-        .get(url.replace("/mcp", "/healthz"))
+        .get(url.replace("/mcp", "/health/ready"))
         .send()
         .await
         .unwrap();
