@@ -281,9 +281,9 @@ fn report_queue(name: &str, samples: &[(f64, u32, f64)]) {
 }
 
 struct Client {
-    http: reqwest::Client,
-    command_url: String,
-    api_key: String,
+    /// The typed client, without retries: a refused create is a failed
+    /// run, not a delay folded into the latency.
+    api: second_brain_client::Client,
     salt: u64,
 }
 
@@ -300,30 +300,15 @@ impl Client {
         i: usize,
         tag: &str,
     ) -> anyhow::Result<(Uuid, Instant, Duration)> {
-        let body = serde_json::json!({
-            "content": sentence(i, self.salt),
-            "tags": ["bench", tag],
-            "metadata": {"source": "bench-projection-latency"}
-        });
+        let mut memory = second_brain_client::NewMemory::new(sentence(i, self.salt));
+        memory.tags = vec!["bench".into(), tag.into()];
+        memory
+            .metadata
+            .insert("source".into(), "bench-projection-latency".into());
         let sent = Instant::now();
-        let response = self
-            .http
-            .post(format!("{}/v1/memories", self.command_url))
-            .bearer_auth(&self.api_key)
-            .json(&body)
-            .send()
-            .await?;
+        let written = self.api.create_memory(&memory).await?;
         let answered = Instant::now();
-        let status = response.status();
-        let text = response.text().await?;
-        anyhow::ensure!(status.as_u16() == 201, "create answered {status}: {text}");
-        let value: serde_json::Value = serde_json::from_str(&text)?;
-        let id: Uuid = value
-            .get("id")
-            .and_then(|v| v.as_str())
-            .context("no id in the 201 body")?
-            .parse()?;
-        Ok((id, answered, answered - sent))
+        Ok((written.id, answered, answered - sent))
     }
 }
 
@@ -564,10 +549,13 @@ async fn main() -> anyhow::Result<()> {
         .max_connections(8)
         .connect(&env("SB_READ_DATABASE_URL")?)
         .await?;
+    let command_url = env("BENCH_COMMAND_URL")?;
     let client = std::sync::Arc::new(Client {
-        http: reqwest::Client::new(),
-        command_url: env("BENCH_COMMAND_URL")?,
-        api_key: env("BENCH_API_KEY")?,
+        // Only commands go through it: the query URL is never called.
+        api: second_brain_client::Client::builder(command_url.clone(), command_url)
+            .token(env("BENCH_API_KEY")?)
+            .retry(second_brain_client::RetryPolicy::none())
+            .build()?,
         salt: std::process::id() as u64 ^ 0x5eed,
     });
     let salt = client.salt;
