@@ -647,15 +647,8 @@ fn decode<T: DeserializeOwned>(body: &[u8], url: &Url) -> Result<T, Error> {
 }
 
 /// Read your writes in a list or search: wait for this memory write.
-fn wait_pairs(written: Option<Written>) -> Vec<(&'static str, String)> {
-    written
-        .map(|w| {
-            vec![
-                ("wait_for", w.id.to_string()),
-                ("min_version", w.version.to_string()),
-            ]
-        })
-        .unwrap_or_default()
+fn wait_pairs(written: Option<Written>) -> Option<(&'static str, String)> {
+    written.map(|w| ("wait_for", format!("{}@{}", w.id, w.version)))
 }
 
 /// A list's place and size: `order`, `limit`, `cursor` as given.

@@ -8,11 +8,13 @@ use crate::rows::Order;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use event_schema::{MemoryState, MemoryStatus};
+use regex::Regex;
 use serde::Deserialize;
 use service_kit::Problem;
 use service_kit::auth::Caller;
-use service_kit::problem::{Code, FieldCode};
+use service_kit::problem::Code;
 use service_kit::rate_limit::{ConcurrencyCap, Slot};
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::time::Instant;
 use utoipa::IntoParams;
@@ -41,11 +43,10 @@ with_filters! {
         /// Include deleted memories.
         #[serde(default)]
         pub include_deleted: bool,
-        /// Read your writes: with `min_version`, list only once the list's
-        /// read model holds this memory of the caller's at that version.
-        pub wait_for: Option<Uuid>,
-        /// The version a command answered for `wait_for`.
-        pub min_version: Option<u64>,
+        /// Read your writes: `<memory id>@<version>`, as a command
+        /// answered it; the list waits until it holds that write.
+        #[param(schema_with = wait_for_schema, value_type = Option<String>)]
+        pub wait_for: Option<WaitFor>,
         /// By creation time: `desc` (newest first, the default) or `asc`.
         #[serde(default)]
         #[param(value_type = Option<Order>)]
@@ -239,9 +240,9 @@ pub async fn get(
 #[utoipa::path(get, path = "/v1/memories", tag = "memories",
     params(ListParams),
     responses((status = 200, description = "`{items, next_cursor}` of memory documents", body = Object),
-              (status = 422, description = "`validation_failed`: a filter, `limit` or `cursor` is invalid, or `wait_for` comes without `min_version` (or the reverse)"),
+              (status = 422, description = "`validation_failed`: a filter, `limit` or `cursor` is invalid"),
               (status = 429, description = "`rate_limited`: too many requests, or every one of the caller's `min_version` waits is taken"),
-              (status = 503, description = "`not_yet_consistent`: the list did not reach `min_version` of `wait_for` in time")),
+              (status = 503, description = "`not_yet_consistent`: the list did not reach the `wait_for` write in time")),
     security(("bearer" = [])))]
 pub async fn list(
     caller: Caller,
@@ -253,11 +254,10 @@ pub async fn list(
     filters.include_deleted = query.include_deleted;
     let limit = limit(query.limit, &mut checks);
     let after = position(query.cursor.as_deref(), &mut checks);
-    let wait = write_to_wait_for(query.wait_for, query.min_version, &mut checks);
     checks.finish()?;
     let owner = caller.user_id.as_str();
-    if let Some((id, min)) = wait {
-        wait_for_memory(&state, owner, id, min).await?;
+    if let Some(write) = query.wait_for {
+        wait_for_memory(&state, owner, write).await?;
     }
     let (items, more) = state
         .rows
@@ -274,24 +274,53 @@ pub async fn list(
     })))
 }
 
-/// `wait_for` and `min_version` of a list or a search: both or neither.
-pub(super) fn write_to_wait_for(
-    wait_for: Option<Uuid>,
-    min_version: Option<u64>,
-    checks: &mut Checks,
-) -> Option<(Uuid, u64)> {
-    match (wait_for, min_version) {
-        (Some(id), Some(min)) => Some((id, min)),
-        (Some(_), None) => {
-            checks.fail("min_version", FieldCode::Required, "`wait_for` needs it");
-            None
+/// `wait_for`: the memory write (`<id>@<version>`) a list or search waits
+/// for. One parameter, so it cannot come half; checked against the same
+/// pattern the OpenAPI document states, so what the document allows parses.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitFor {
+    id: Uuid,
+    version: u64,
+}
+
+/// A hyphenated UUID, `@`, and a version that fits in 64 bits.
+pub const WAIT_FOR_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}@[0-9]{1,19}$";
+
+static WAIT_FOR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(WAIT_FOR_PATTERN).expect("a valid pattern"));
+
+impl std::str::FromStr for WaitFor {
+    type Err = &'static str;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        const SHAPE: &str = "`wait_for` is `<memory id>@<version>`";
+        if !WAIT_FOR.is_match(raw) {
+            return Err(SHAPE);
         }
-        (None, Some(_)) => {
-            checks.fail("wait_for", FieldCode::Required, "`min_version` needs it");
-            None
-        }
-        (None, None) => None,
+        let (id, version) = raw.split_once('@').ok_or(SHAPE)?;
+        Ok(Self {
+            id: id.parse().map_err(|_| SHAPE)?,
+            version: version.parse().map_err(|_| SHAPE)?,
+        })
     }
+}
+
+impl<'de> Deserialize<'de> for WaitFor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+pub(super) fn wait_for_schema() -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some(WAIT_FOR_PATTERN))
+        .description(Some(
+            "Read your writes: `<memory id>@<version>` as a command answered them; \
+             answered once the read model holds that write",
+        ))
 }
 
 /// Waits until the search read model (lists and search) holds the caller's memory `id` at version
@@ -302,9 +331,9 @@ pub(super) fn write_to_wait_for(
 pub(super) async fn wait_for_memory(
     state: &AppState,
     owner: &str,
-    id: Uuid,
-    min: u64,
+    write: WaitFor,
 ) -> Result<(), Problem> {
+    let WaitFor { id, version: min } = write;
     let waited = read_your_writes(
         &state.min_version_waits,
         owner,

@@ -2,7 +2,7 @@
 //! memories, with the list filters.
 
 use super::AppState;
-use super::memories::{wait_for_memory, write_to_wait_for};
+use super::memories::{WaitFor, wait_for_memory, wait_for_schema};
 use super::params::{Checks, text, with_filters};
 use crate::search::{Hit, Mode, SearchRequest};
 use actix_web::{HttpResponse, web};
@@ -13,7 +13,6 @@ use service_kit::auth::Caller;
 use service_kit::problem::FieldCode;
 use std::sync::LazyLock;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 /// Longest query accepted, in characters as sent.
 pub const MAX_QUERY_CHARS: usize = 1000;
@@ -60,12 +59,11 @@ with_filters! {
         /// Add each hit's rank and score in each ranking.
         #[serde(default)]
         pub explain: bool,
-        /// Read your writes: with `min_version`, search only once the search
-        /// index holds this memory of the caller's at that version or later
-        /// (waiting as `GET /v1/memories/{id}?min_version` does).
-        pub wait_for: Option<Uuid>,
-        /// The version a command answered for `wait_for`.
-        pub min_version: Option<u64>,
+        /// Read your writes: `<memory id>@<version>`, as a command answered
+        /// it; the search waits until the index holds that write (as `GET
+        /// /v1/memories/{id}?min_version` waits).
+        #[param(schema_with = wait_for_schema, value_type = Option<String>)]
+        pub wait_for: Option<WaitFor>,
     }
 }
 
@@ -79,9 +77,9 @@ pub struct SearchResponse {
 #[utoipa::path(get, path = "/v1/search", tag = "search",
     params(SearchParams),
     responses((status = 200, body = SearchResponse),
-              (status = 422, description = "`validation_failed`: `q`, `k`, a filter, or `wait_for` without `min_version` (or the reverse)"),
+              (status = 422, description = "`validation_failed`: `q`, `k` or a filter is invalid"),
               (status = 429, description = "`rate_limited`: too many requests, or every one of the caller's `min_version` waits is taken"),
-              (status = 503, description = "`not_yet_consistent`: the index did not reach `min_version` of `wait_for` in time; or `service_unavailable`: the query could not be embedded, or the stored vectors are of another model")),
+              (status = 503, description = "`not_yet_consistent`: the index did not reach the `wait_for` write in time; or `service_unavailable`: the query could not be embedded, or the stored vectors are of another model")),
     security(("bearer" = [])))]
 pub async fn search(
     caller: Caller,
@@ -113,11 +111,10 @@ pub async fn search(
         }
     };
     let filters = query.filter_params().to_filters(&mut checks);
-    let wait = write_to_wait_for(query.wait_for, query.min_version, &mut checks);
     checks.finish()?;
     let owner = caller.user_id.as_str();
-    if let Some((id, min)) = wait {
-        wait_for_memory(&state, owner, id, min).await?;
+    if let Some(write) = query.wait_for {
+        wait_for_memory(&state, owner, write).await?;
     }
     let request = SearchRequest {
         q: q.to_owned(),

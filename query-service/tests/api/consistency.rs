@@ -216,7 +216,7 @@ async fn min_version_answers_strangers_erased_and_unknown_ids_alike_and_only_the
     }
 }
 
-/// `wait_for` + `min_version` on `/v1/search` and `/v1/memories`: they see the write the
+/// `wait_for=<id>@<version>` on `/v1/search` and `/v1/memories`: they see the write the
 /// command answered, every time, with no polling; a version the index does
 /// not reach is the same 503 as a read by id; a stranger's id is nothing to
 /// wait for (an answer at once, as without it).
@@ -243,7 +243,7 @@ async fn a_search_or_list_waiting_for_a_write_finds_it_every_time_and_an_unreach
             (status, body)
         }
     };
-    let wait = |id: &uuid::Uuid, version: u64| format!("&wait_for={id}&min_version={version}");
+    let wait = |id: &uuid::Uuid, version: u64| format!("&wait_for={id}%40{version}");
     let ids = |body: &serde_json::Value| -> Vec<String> {
         body["hits"]
             .as_array()
@@ -300,8 +300,15 @@ async fn a_search_or_list_waiting_for_a_write_finds_it_every_time_and_an_unreach
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(ids(&body).is_empty(), "{body}");
 
-    let half = format!("&wait_for={id}");
-    let (status, body) = search("narwhal".into(), "alice", half).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["errors"][0]["field"], "min_version", "{body}");
+    // Half a write, or not a write: the parameter does not parse.
+    for bad in [
+        format!("{id}"),
+        format!("{id}@"),
+        format!("{{{id}}}@1"),
+        format!("{id}@-1"),
+    ] {
+        let (status, body) = search("narwhal".into(), "alice", format!("&wait_for={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["code"], "invalid_query", "{bad}: {body}");
+    }
 }
