@@ -8,6 +8,18 @@ use second_brain_mcp::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The hidden `env-vars` every service binary has: what it reads, for
+    // deploy/check's configuration contract. Any other argument (the native
+    // stack's `serve`) starts the server.
+    if std::env::args().nth(1).as_deref() == Some("env-vars") {
+        let mut names: Vec<&str> = second_brain_mcp::settings::VARIABLES.to_vec();
+        names.push("RUST_LOG");
+        names.sort_unstable();
+        for name in names {
+            println!("{name}");
+        }
+        return Ok(());
+    }
     let settings = Settings::from_env().context("invalid settings")?;
     telemetry::init_logging(settings.log_format);
     let app = Application::build(&settings)
