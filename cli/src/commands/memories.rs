@@ -203,6 +203,8 @@ pub async fn erase(ctx: &Context, args: Erase) -> Result<(), CliError> {
         confirm_erase(args.id)?;
     }
     let written = ctx.client.erase_memory(args.id).await?;
+    // Reads wait for the erase too: none shows the content it removed.
+    ctx.wrote(written);
     print_written(ctx, written)
 }
 
