@@ -35,6 +35,7 @@ use event_schema::{MemoryFacts, MemoryState, MemoryStatus};
 use query_service::settings::Settings;
 use query_service::startup::Application;
 use read_model::documents::{Keys, Write, write_if_absent};
+use second_brain_client::Mode;
 use serde::Deserialize;
 use service_kit::auth::{ApiKeyStore, UserId, issue_jwt};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -271,15 +272,6 @@ async fn latencies(client: &reqwest::Client, urls: &[String], token: &str) -> Ve
     out
 }
 
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The search-quality fixture's labelled queries in turn, `n` of them. The
 /// service under test keeps one query embedding (`SB_QUERY_EMBEDDING_CACHE_SIZE`
 /// = 1) and no query follows itself, so every one is embedded: the latency
@@ -303,7 +295,7 @@ fn distinct_queries(fixture: &Fixture, n: usize, salt: &str) -> Vec<String> {
         .collect()
 }
 
-/// Search latency over HTTP, one request at a time, each mode over the
+/// Search latency over HTTP through the client, one request at a time, each mode over the
 /// labelled queries (every semantic and hybrid one embedded), beside the
 /// query embedding alone and `/health/live` from the same client.
 async fn search_latency(
@@ -323,11 +315,14 @@ async fn search_latency(
         );
     };
     let health: Vec<String> = (0..n).map(|_| format!("{base}/health/live")).collect();
-    let warm: Vec<String> = labelled_queries(fixture, 5)
-        .iter()
-        .map(|q| format!("{base}/v1/search?q={}", encode(q)))
-        .collect();
-    latencies(client, &warm, token).await;
+    // Searches go through the typed client, as callers make them; no
+    // retries, so a refusal fails the run instead of hiding in a latency.
+    let api = second_brain_client::Client::builder(base, base)
+        .token(token)
+        .retry(second_brain_client::RetryPolicy::none())
+        .build()
+        .unwrap();
+    searches(&api, labelled_queries(fixture, 5), Mode::Hybrid).await;
     report(
         "/health/live (baseline)",
         &latencies(client, &health, token).await,
@@ -340,16 +335,29 @@ async fn search_latency(
     }
     embedding.sort_by(f64::total_cmp);
     report("query embedding alone (in-process)", &embedding);
-    for mode in ["keyword", "semantic", "hybrid"] {
-        let urls: Vec<String> = labelled_queries(fixture, n)
-            .iter()
-            .map(|q| format!("{base}/v1/search?q={}&mode={mode}&k=10", encode(q)))
-            .collect();
+    for mode in [Mode::Keyword, Mode::Semantic, Mode::Hybrid] {
         report(
-            &format!("search mode={mode}, k=10"),
-            &latencies(client, &urls, token).await,
+            &format!("search mode={}, k=10", mode.as_str()),
+            &searches(&api, labelled_queries(fixture, n), mode).await,
         );
     }
+}
+
+/// Sequential searches, one at a time: milliseconds, sorted.
+async fn searches(api: &second_brain_client::Client, queries: Vec<String>, mode: Mode) -> Vec<f64> {
+    let mut out = Vec::with_capacity(queries.len());
+    for q in queries {
+        let search = second_brain_client::Search {
+            mode,
+            k: Some(10),
+            ..second_brain_client::Search::new(q)
+        };
+        let started = Instant::now();
+        api.search(&search).await.unwrap();
+        out.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    out.sort_by(f64::total_cmp);
+    out
 }
 
 /// recall@10 of the HNSW index against an exact scan, per `ef_search`.
