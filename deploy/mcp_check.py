@@ -2,9 +2,10 @@
 """End-to-end check of Second Brain's MCP server with the official MCP
 Python SDK, a client this project did not write (ADR 19).
 
-    deploy/mcp_check.py http://127.0.0.1:8083/mcp "$TOKEN_A" "$TOKEN_B"
+    SB_MCP_CHECK_TOKEN_A=… SB_MCP_CHECK_TOKEN_B=… deploy/mcp_check.py http://127.0.0.1:8083/mcp
 
-The tokens are two different users' bearer tokens (API keys or JWTs). It
+The tokens are two different users' bearer tokens (API keys or JWTs), from
+the environment: on a command line, `ps` would show them to anyone. It
 checks, over streamable HTTP:
 
 1. the twelve tools are listed, each with an object schema;
@@ -19,7 +20,7 @@ Needs the `mcp` package pinned in deploy/mcp-check-requirements.txt:
     python3 -m venv /tmp/mcp-check-venv
     /tmp/mcp-check-venv/bin/pip install --require-hashes --no-deps \\
         -r deploy/mcp-check-requirements.txt
-    /tmp/mcp-check-venv/bin/python deploy/mcp_check.py URL TOKEN_A TOKEN_B
+    SB_MCP_CHECK_TOKEN_A=… SB_MCP_CHECK_TOKEN_B=… /tmp/mcp-check-venv/bin/python deploy/mcp_check.py URL
 
 Prints one line per check and, last, "N passed, N failed"; exits 1 if any
 check failed.
@@ -28,6 +29,7 @@ check failed.
 import argparse
 import asyncio
 import json
+import os
 import sys
 import uuid
 from contextlib import asynccontextmanager
@@ -127,15 +129,17 @@ async def run(url: str, token_a: str, token_b: str, checks: Checks) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="the MCP endpoint, e.g. http://127.0.0.1:8083/mcp")
-    parser.add_argument("token_a", help="user A's bearer token (API key or JWT)")
-    parser.add_argument("token_b", help="user B's bearer token, another user")
     args = parser.parse_args()
-    if args.token_a == args.token_b:
+    token_a = os.environ.get("SB_MCP_CHECK_TOKEN_A", "")
+    token_b = os.environ.get("SB_MCP_CHECK_TOKEN_B", "")
+    if not token_a or not token_b:
+        parser.error("SB_MCP_CHECK_TOKEN_A and SB_MCP_CHECK_TOKEN_B name two users' bearer tokens")
+    if token_a == token_b:
         parser.error("the two tokens must be two users'")
     checks = Checks()
     print(f"MCP end-to-end check against {args.url}")
     try:
-        asyncio.run(run(args.url, args.token_a, args.token_b, checks))
+        asyncio.run(run(args.url, token_a, token_b, checks))
     except Exception as error:  # noqa: BLE001  (any failure to talk is one failed check)
         checks.check(False, "the MCP session ran to the end", repr(error))
     print(f"{checks.passed} passed, {checks.failed} failed")

@@ -9,13 +9,16 @@ use uuid::Uuid;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  done
-  1  an unexpected failure (a local file, an answer the API does not document)
-  2  usage: a flag or argument is wrong, or erase was not confirmed
+  1  unexpected: a local file could not be read or written, or an answer the
+     API does not document
+  2  usage: a flag, an argument or the config file is wrong; erase was not
+     confirmed; the editor failed
   3  not found (also an erased memory)
   4  conflict: changed meanwhile (If-Match), or not allowed in its state
   5  not signed in, or the key is not accepted
-  6  the service refused the input (validation)
-  7  the service is unreachable or busy (after retries)
+  6  input refused: by the service (validation), or an import file or an
+     edited note that does not parse
+  7  the service is unreachable, busy or failing (after retries)
 
 Configuration: flags, then SB_* environment variables, then the config file
 (`sb login` writes it; `sb config` shows where).";
@@ -31,14 +34,16 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// One origin that serves both APIs (a proxy in front of them).
-    #[arg(long, env = "SB_URL", global = true)]
+    // The URLs' variables are read in `config::resolve`, not by clap: a flag
+    // for one origin must win over a variable for one service.
+    /// One origin that serves both APIs (a proxy in front of them) [env: SB_URL]
+    #[arg(long, global = true)]
     pub url: Option<String>,
-    /// The command service (default http://127.0.0.1:8080).
-    #[arg(long, env = "SB_COMMAND_URL", global = true)]
+    /// The command service (default http://127.0.0.1:8080) [env: SB_COMMAND_URL]
+    #[arg(long, global = true)]
     pub command_url: Option<String>,
-    /// The query service (default http://127.0.0.1:8081).
-    #[arg(long, env = "SB_QUERY_URL", global = true)]
+    /// The query service (default http://127.0.0.1:8081) [env: SB_QUERY_URL]
+    #[arg(long, global = true)]
     pub query_url: Option<String>,
     /// An API key (`sbk_…`) or a JWT; better kept by `sb login` than typed.
     #[arg(long, env = "SB_API_KEY", global = true, hide_env_values = true)]

@@ -65,20 +65,24 @@ pub fn read(path: &Path) -> Result<File, CliError> {
 pub fn resolve(global: &Global) -> Result<Resolved, CliError> {
     let path = path(global)?;
     let file = read(&path)?;
-    // A single origin (flag or file) stands for both services unless one
-    // of them is named on its own at the same level or above.
-    let url = global.url.clone();
+    // Flags, then variables, then the file; at each level a service's own
+    // URL before the one origin that stands for both.
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let command_url = global
         .command_url
         .clone()
-        .or_else(|| url.clone())
-        .or(file.command_url)
+        .or_else(|| global.url.clone())
+        .or_else(|| var("SB_COMMAND_URL"))
+        .or_else(|| var("SB_URL"))
+        .or_else(|| file.command_url.clone())
         .or_else(|| file.url.clone())
         .unwrap_or_else(|| DEFAULT_COMMAND_URL.to_owned());
     let query_url = global
         .query_url
         .clone()
-        .or(url)
+        .or_else(|| global.url.clone())
+        .or_else(|| var("SB_QUERY_URL"))
+        .or_else(|| var("SB_URL"))
         .or(file.query_url)
         .or(file.url)
         .unwrap_or_else(|| DEFAULT_QUERY_URL.to_owned());

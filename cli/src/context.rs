@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use second_brain_client::{Client, Written};
+use std::future::Future;
+
+use second_brain_client::{Client, RetryPolicy, Written};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -14,21 +16,59 @@ use crate::error::CliError;
 #[derive(Debug)]
 pub struct Context {
     pub client: Client,
+    /// The same client without retries, for a read that waits for the last
+    /// write: a read side that does not get there in one wait is reported
+    /// at once rather than after four.
+    waiting: Client,
     pub json: bool,
     last_write: LastWrite,
 }
 
 impl Context {
     pub fn new(config: &Resolved, json: bool) -> Result<Self, CliError> {
-        let mut builder = Client::builder(config.command_url.clone(), config.query_url.clone());
-        if let Some(key) = &config.api_key {
-            builder = builder.token(key.clone());
-        }
+        let client = |retry| {
+            Client::builder(config.command_url.clone(), config.query_url.clone())
+                .token(config.api_key.clone().unwrap_or_default())
+                .retry(retry)
+                .build()
+        };
         Ok(Self {
-            client: builder.build()?,
+            client: client(RetryPolicy::default())?,
+            waiting: client(RetryPolicy::none())?,
             json,
             last_write: LastWrite::for_caller(config),
         })
+    }
+
+    /// Runs `read` so that it reflects the caller's last write through `sb`
+    /// (`read` gets the client and the write to wait for). A write the read
+    /// side does not reach in time (its event dead-lettered, the projector
+    /// down) is said on stderr and forgotten, and the read runs without it:
+    /// one stuck write must not slow every later command.
+    pub async fn read_your_writes<T, F, Fut>(&self, read: F) -> Result<T, CliError>
+    where
+        F: Fn(Client, Option<Written>) -> Fut,
+        Fut: Future<Output = Result<T, second_brain_client::Error>>,
+    {
+        let Some(write) = self.last_write() else {
+            return Ok(read(self.client.clone(), None).await?);
+        };
+        match read(self.waiting.clone(), Some(write)).await {
+            Err(error) if error.code() == Some("not_yet_consistent") => {
+                eprintln!(
+                    "sb: the read side has not caught up with your last write ({} at version {}); \
+                     showing what it holds",
+                    write.id, write.version
+                );
+                self.last_write.forget();
+                Ok(read(self.client.clone(), None).await?)
+            }
+            // Busy: the ordinary client waits out its Retry-After.
+            Err(error) if error.code() == Some("rate_limited") => {
+                Ok(read(self.client.clone(), Some(write)).await?)
+            }
+            answer => Ok(answer?),
+        }
     }
 
     /// The caller's last memory write through `sb`, for a read to wait for.
@@ -86,6 +126,12 @@ impl LastWrite {
             version: stored.version,
             replayed: false,
         })
+    }
+
+    fn forget(&self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     fn store(&self, written: Written) -> std::io::Result<()> {

@@ -25,6 +25,22 @@ pub enum CliError {
     Unexpected(String),
 }
 
+/// An error and every cause under it, `: `-separated: what a message for
+/// people needs when the error is turned into text.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        // An error that prints its cause already (`transport: {0}`).
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The exit codes, as `sb --help` states them.
 pub mod code {
     pub const UNEXPECTED: u8 = 1;

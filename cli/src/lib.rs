@@ -47,7 +47,12 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("sb: {error}");
+            let text = match &error {
+                // A transport error's useful part is its cause (refused, DNS, TLS).
+                CliError::Api(api) => error::with_causes(api),
+                other => other.to_string(),
+            };
+            eprintln!("sb: {text}");
             error.exit_code()
         }
     }
@@ -98,9 +103,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 /// Stdout is the protocol's: diagnostics go to stderr only.
 async fn mcp(config: config::Resolved) -> Result<(), CliError> {
     let services = second_brain_mcp::Services::new(config.command_url, config.query_url)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(|e| CliError::Usage(error::with_causes(&e)))?;
     let token = config.api_key.map(second_brain_mcp::SecretString::from);
     second_brain_mcp::serve_stdio(services, token)
         .await
-        .map_err(|e| CliError::Unexpected(format!("MCP over stdio: {e}")))
+        .map_err(|e| CliError::Unexpected(format!("MCP over stdio: {}", error::with_causes(&e))))
 }

@@ -113,6 +113,25 @@ fn date_of(raw: &str) -> Result<DateTime<Utc>, String> {
     })
 }
 
+/// What `sb edit` reads back: the title from the front matter, and the text
+/// exactly as saved but for the blank line and the final newline that
+/// [`render_for_edit`] put around it, so a note saved untouched is unchanged
+/// (`parse` trims, which would rewrite a note's own spaces and newlines).
+pub fn parse_edited(text: &str) -> Result<(Option<String>, String), String> {
+    let title = parse(text)?.title;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let (_, body) = split(text);
+    let body = body
+        .strip_prefix("\r\n")
+        .or_else(|| body.strip_prefix('\n'))
+        .unwrap_or(body);
+    let body = body
+        .strip_suffix("\r\n")
+        .or_else(|| body.strip_suffix('\n'))
+        .unwrap_or(body);
+    Ok((title, body.to_owned()))
+}
+
 /// A note as `sb edit` shows it: the title in front matter, then the text.
 pub fn render_for_edit(title: Option<&str>, content: &str) -> String {
     let title = serde_json::to_string(title.unwrap_or("")).unwrap_or_default();
@@ -174,10 +193,12 @@ mod tests {
     #[test]
     fn what_edit_writes_reads_back_the_same() {
         for title in [None, Some("A \"quoted\": title")] {
-            let text = render_for_edit(title, "line one\n\nline two");
-            let note = parse(&text).unwrap();
-            assert_eq!(note.title.as_deref(), title);
-            assert_eq!(note.content, "line one\n\nline two");
+            for content in ["line one\n\nline two", "  indented\n", "\nx\n\n"] {
+                let text = render_for_edit(title, content);
+                let (read_title, read_content) = parse_edited(&text).unwrap();
+                assert_eq!(read_title.as_deref(), title);
+                assert_eq!(read_content, content, "{text:?}");
+            }
         }
     }
 }

@@ -373,9 +373,15 @@ impl Client {
     }
 
     /// A deleted memory too (a restore's candidate).
-    pub async fn get_memory_including_deleted(&self, id: Uuid) -> Result<Memory, Error> {
+    /// [`Self::get_memory`] that also answers a deleted memory.
+    pub async fn get_memory_including_deleted(
+        &self,
+        id: Uuid,
+        min_version: Option<u64>,
+    ) -> Result<Memory, Error> {
         let call = Call::new(Service::Query, Method::GET, format!("v1/memories/{id}"))
-            .query([("include_deleted", "true".to_owned())]);
+            .query([("include_deleted", "true".to_owned())])
+            .query(min_version.map(|v| ("min_version", v.to_string())));
         self.send(call, None).await
     }
 

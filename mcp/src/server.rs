@@ -220,14 +220,18 @@ impl SecondBrain {
         extensions: Extensions,
     ) -> Result<CallToolResult, ToolError> {
         let caller = self.caller(&extensions)?;
+        // The caller's own last write to this note is what it must see
+        // (a forget included: a deleted note is shown deleted at once).
+        let min_version = self
+            .last_write(&caller)
+            .filter(|written| written.id == args.id)
+            .map(|written| written.version);
         let memory = if args.include_deleted {
-            caller.client.get_memory_including_deleted(args.id).await?
+            caller
+                .client
+                .get_memory_including_deleted(args.id, min_version)
+                .await?
         } else {
-            // The caller's own last write to this note is what it must see.
-            let min_version = self
-                .last_write(&caller)
-                .filter(|written| written.id == args.id)
-                .map(|written| written.version);
             caller.client.get_memory(args.id, min_version).await?
         };
         answer(&memory)

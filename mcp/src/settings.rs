@@ -78,7 +78,16 @@ impl Settings {
         };
         let allowed_hosts = match get("SB_MCP_ALLOWED_HOSTS").as_deref() {
             Some("*") => AllowedHosts::Any,
-            Some(list) => AllowedHosts::Only(comma_list(list)),
+            // rmcp reads an empty list as "any host": only `*` may say that.
+            Some(list) => match comma_list(list) {
+                hosts if hosts.is_empty() => {
+                    return Err(invalid(
+                        "SB_MCP_ALLOWED_HOSTS",
+                        "names no host; list them, or `*` to allow any",
+                    ));
+                }
+                hosts => AllowedHosts::Only(hosts),
+            },
             None => AllowedHosts::Only(
                 ["localhost", "127.0.0.1", "::1"]
                     .map(str::to_owned)
@@ -178,6 +187,8 @@ mod tests {
             ("SB_MCP_BIND", "localhost"),
             ("SB_MCP_ALLOWED_ORIGINS", "app.example.com"),
             ("SB_LOG_FORMAT", "xml"),
+            // Empty to rmcp means any host: refused, `*` says that.
+            ("SB_MCP_ALLOWED_HOSTS", ","),
         ] {
             assert!(Settings::from_vars(vars(&[pair])).is_err(), "{pair:?}");
         }

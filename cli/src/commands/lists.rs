@@ -1,7 +1,7 @@
 //! Many memories at once: search, list, history and the state at a point.
 
 use second_brain_client::{
-    Filters, ListOptions, Memory, Mode, Order, PointInTime, Search, Session,
+    Filters, ListOptions, Memory, Mode, Order, Page, PointInTime, Search, Session,
 };
 
 use crate::args::{AsOf, Filter, History, ListArgs, ModeArg, SearchArgs};
@@ -34,10 +34,18 @@ pub async fn search(ctx: &Context, args: SearchArgs) -> Result<(), CliError> {
         k: Some(args.k),
         explain: args.explain,
         filters: filters(args.filter),
-        // What this caller just wrote is searchable (read your writes).
-        wait_for: ctx.last_write(),
+        wait_for: None,
     };
-    let results = ctx.client.search(&search).await?;
+    // What this caller just wrote is searchable (read your writes).
+    let results = ctx
+        .read_your_writes(|client, wait_for| {
+            let search = Search {
+                wait_for,
+                ..search.clone()
+            };
+            async move { client.search(&search).await }
+        })
+        .await?;
     if ctx.json {
         return results.hits.iter().try_for_each(output::json);
     }
@@ -71,11 +79,11 @@ pub async fn list(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
         limit: Some(PAGE),
         cursor: None,
         include_deleted: args.include_deleted,
-        wait_for: ctx.last_write(),
+        wait_for: None,
     };
     let mut memories = Vec::new();
     loop {
-        let page = ctx.client.list_memories(&options).await?;
+        let page = list_page(ctx, &options).await?;
         memories.extend(page.items);
         if args.limit.is_some_and(|n| memories.len() >= n) {
             memories.truncate(args.limit.unwrap_or_default());
@@ -87,6 +95,21 @@ pub async fn list(ctx: &Context, args: ListArgs) -> Result<(), CliError> {
         }
     }
     memory_rows(ctx, &memories)
+}
+
+/// A page of `/v1/memories`; the first one reflects the caller's last write.
+pub async fn list_page(ctx: &Context, options: &ListOptions) -> Result<Page<Memory>, CliError> {
+    if options.cursor.is_some() {
+        return Ok(ctx.client.list_memories(options).await?);
+    }
+    ctx.read_your_writes(|client, wait_for| {
+        let options = ListOptions {
+            wait_for,
+            ..options.clone()
+        };
+        async move { client.list_memories(&options).await }
+    })
+    .await
 }
 
 /// Memories one per line: JSON Lines, or a table for people.

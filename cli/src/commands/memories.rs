@@ -3,7 +3,8 @@
 use std::io::{IsTerminal, Read, Write};
 use std::process::Command as Process;
 
-use second_brain_client::{MemoryEdit, NewMemory, Written};
+use second_brain_client::{Memory, MemoryEdit, NewMemory, Written};
+use tempfile::NamedTempFile;
 use uuid::Uuid;
 
 use crate::args::{Edit, Erase, Remember, Show, Tags};
@@ -46,19 +47,23 @@ pub fn print_written(ctx: &Context, written: Written) -> Result<(), CliError> {
     }
 }
 
-/// The version to read at: the caller's last write, when it is this memory.
-fn min_version(ctx: &Context, id: Uuid) -> Option<u64> {
-    ctx.last_write().filter(|w| w.id == id).map(|w| w.version)
+/// Memory `id` at the caller's last write, when that write is this memory.
+async fn read(ctx: &Context, id: Uuid, include_deleted: bool) -> Result<Memory, CliError> {
+    ctx.read_your_writes(|client, write| {
+        let min_version = write.filter(|w| w.id == id).map(|w| w.version);
+        async move {
+            if include_deleted {
+                client.get_memory_including_deleted(id, min_version).await
+            } else {
+                client.get_memory(id, min_version).await
+            }
+        }
+    })
+    .await
 }
 
 pub async fn show(ctx: &Context, args: Show) -> Result<(), CliError> {
-    let memory = if args.include_deleted {
-        ctx.client.get_memory_including_deleted(args.id).await?
-    } else {
-        ctx.client
-            .get_memory(args.id, min_version(ctx, args.id))
-            .await?
-    };
+    let memory = read(ctx, args.id, args.include_deleted).await?;
     if ctx.json {
         output::json(&memory)
     } else {
@@ -67,30 +72,50 @@ pub async fn show(ctx: &Context, args: Show) -> Result<(), CliError> {
 }
 
 pub async fn edit(ctx: &Context, args: Edit) -> Result<(), CliError> {
-    let memory = ctx
-        .client
-        .get_memory(args.id, min_version(ctx, args.id))
-        .await?;
-    let current_title = memory.facts.title.clone();
-    let (title, content) = if args.content.is_some() || args.title.is_some() {
+    let memory = read(ctx, args.id, false).await?;
+    if args.content.is_some() || args.title.is_some() {
         let title = match args.title {
             Some(t) if t.trim().is_empty() => None,
             Some(t) => Some(t),
-            None => current_title.clone(),
+            None => memory.facts.title.clone(),
         };
-        (
-            title,
-            args.content.unwrap_or_else(|| memory.facts.content.clone()),
-        )
-    } else {
-        let text = markdown::render_for_edit(current_title.as_deref(), &memory.facts.content);
-        let edited = in_editor(&text)?;
-        let note = markdown::parse(&edited).map_err(CliError::Input)?;
-        (note.title, note.content)
+        let content = args.content.unwrap_or_else(|| memory.facts.content.clone());
+        return revise(ctx, &memory, title, content).await;
+    }
+    let text = markdown::render_for_edit(memory.facts.title.as_deref(), &memory.facts.content);
+    let file = in_editor(&text)?;
+    let result = match read_edited(&file) {
+        Ok((title, content)) => revise(ctx, &memory, title, content).await,
+        Err(error) => Err(error),
     };
+    if result.is_err() {
+        // Whatever went wrong after the editor closed, the typing is kept.
+        let (_, path) = file
+            .keep()
+            .map_err(|e| CliError::io("keeping the edited file", e.error))?;
+        eprintln!("sb: your edit is kept in {}", path.display());
+    }
+    result
+}
+
+fn read_edited(file: &NamedTempFile) -> Result<(Option<String>, String), CliError> {
+    let edited = std::fs::read_to_string(file.path())
+        .map_err(|e| CliError::io("reading the edited file", e))?;
+    markdown::parse_edited(&edited).map_err(CliError::Input)
+}
+
+/// Sends what changed, with `If-Match` at the version the edit started
+/// from: someone else's change meanwhile is refused (exit 4), never
+/// overwritten.
+async fn revise(
+    ctx: &Context,
+    memory: &Memory,
+    title: Option<String>,
+    content: String,
+) -> Result<(), CliError> {
     let edit = MemoryEdit {
         content: (content != memory.facts.content).then_some(content),
-        title: (title != current_title).then_some(title),
+        title: (title != memory.facts.title).then_some(title),
     };
     if edit.content.is_none() && edit.title.is_none() {
         eprintln!("nothing changed");
@@ -103,8 +128,6 @@ pub async fn edit(ctx: &Context, args: Edit) -> Result<(), CliError> {
             },
         );
     }
-    // If-Match: the edit was made on this version; someone else's change
-    // meanwhile is refused (exit 4) rather than overwritten.
     match ctx
         .client
         .update_memory(memory.id, &edit, Some(memory.version))
@@ -114,22 +137,21 @@ pub async fn edit(ctx: &Context, args: Edit) -> Result<(), CliError> {
             ctx.wrote(written);
             print_written(ctx, written)
         }
-        Err(error) if error.code() == Some("version_mismatch") => {
-            let kept = keep(&edit)?;
-            eprintln!(
-                "sb: the memory changed while you edited it (it is past version {}); your text is in {}",
-                memory.version,
-                kept.display()
-            );
+        Err(error) => {
+            if error.code() == Some("version_mismatch") {
+                eprintln!(
+                    "sb: the memory changed while you edited it (it is past version {})",
+                    memory.version
+                );
+            }
             Err(error.into())
         }
-        Err(error) => Err(error.into()),
     }
 }
 
-/// Opens `text` in `$VISUAL` or `$EDITOR` (else `vi`) and returns what the
-/// user saved. The command goes through the shell, so `code --wait` works.
-fn in_editor(text: &str) -> Result<String, CliError> {
+/// Opens `text` in `$VISUAL` or `$EDITOR` (else `vi`); the file the user
+/// saved. The command goes through the shell, so `code --wait` works.
+fn in_editor(text: &str) -> Result<NamedTempFile, CliError> {
     let mut file = tempfile::Builder::new()
         .prefix("sb-edit-")
         .suffix(".md")
@@ -153,25 +175,7 @@ fn in_editor(text: &str) -> Result<String, CliError> {
             "{editor} exited with {status}; nothing was changed"
         )));
     }
-    std::fs::read_to_string(file.path()).map_err(|e| CliError::io("reading the edited file", e))
-}
-
-/// Keeps a refused edit in a file, so no typing is lost.
-fn keep(edit: &MemoryEdit) -> Result<std::path::PathBuf, CliError> {
-    let text = markdown::render_for_edit(
-        edit.title.clone().flatten().as_deref(),
-        edit.content.as_deref().unwrap_or_default(),
-    );
-    let file = tempfile::Builder::new()
-        .prefix("sb-edit-refused-")
-        .suffix(".md")
-        .tempfile()
-        .map_err(|e| CliError::io("keeping the edit", e))?;
-    std::fs::write(file.path(), text).map_err(|e| CliError::io("keeping the edit", e))?;
-    let (_, path) = file
-        .keep()
-        .map_err(|e| CliError::io("keeping the edit", e.error))?;
-    Ok(path)
+    Ok(file)
 }
 
 pub async fn tag(ctx: &Context, args: Tags) -> Result<(), CliError> {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::args::{Export, Import};
-use crate::commands::sessions;
+use crate::commands::{lists, sessions};
 use crate::context::Context;
 use crate::error::CliError;
 use crate::markdown;
@@ -41,10 +41,7 @@ enum Record {
 
 pub async fn export(ctx: &Context, args: Export) -> Result<(), CliError> {
     let out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .map_err(|e| CliError::io(format!("creating {}", path.display()), e))?,
-        ),
+        Some(path) => Box::new(private_file(path)?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::new(out);
@@ -61,13 +58,12 @@ pub async fn export(ctx: &Context, args: Export) -> Result<(), CliError> {
     let mut options = ListOptions {
         order: Some(Order::Asc),
         limit: Some(PAGE),
-        // Everything this caller wrote through `sb` is in the export.
-        wait_for: ctx.last_write(),
         ..ListOptions::default()
     };
     let mut memories = 0_u64;
     loop {
-        let page = ctx.client.list_memories(&options).await?;
+        // Everything this caller wrote through `sb` is in the export.
+        let page = lists::list_page(ctx, &options).await?;
         for memory in page.items {
             memories += 1;
             write(&Record::Memory(memory))?;
@@ -81,6 +77,17 @@ pub async fn export(ctx: &Context, args: Export) -> Result<(), CliError> {
         .map_err(|e| CliError::io("writing the export", e))?;
     eprintln!("exported {memories} memories");
     Ok(())
+}
+
+/// A new file only its owner can read: an export holds every note.
+fn private_file(path: &Path) -> Result<std::fs::File, CliError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map_err(|e| CliError::io(format!("creating {}", path.display()), e))
 }
 
 /// What an import did, counted.
@@ -112,6 +119,10 @@ pub async fn import(ctx: &Context, args: Import) -> Result<(), CliError> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} memories {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // The last item alone, after the rest: its write is then committed last,
+    // and the one the next read waits for covers the whole import.
+    let mut items = items;
+    let final_item = items.pop();
     let mut results = stream::iter(items)
         .map(|item| async move {
             ctx.client
@@ -120,8 +131,7 @@ pub async fn import(ctx: &Context, args: Import) -> Result<(), CliError> {
         })
         .buffer_unordered(IN_FLIGHT);
     let mut last: Option<Written> = None;
-    while let Some(result) = results.next().await {
-        let written = result?;
+    let mut count = |written: Written| {
         if written.replayed {
             summary.memories_existing += 1;
         } else {
@@ -129,6 +139,16 @@ pub async fn import(ctx: &Context, args: Import) -> Result<(), CliError> {
             last = Some(written);
         }
         progress.inc(1);
+    };
+    while let Some(result) = results.next().await {
+        count(result?);
+    }
+    if let Some(item) = final_item {
+        count(
+            ctx.client
+                .create_memory_with_key(&item.memory, &item.key)
+                .await?,
+        );
     }
     progress.finish_and_clear();
     if let Some(written) = last {

@@ -57,7 +57,7 @@ async fn an_edit_that_someone_else_overtook_is_refused_and_the_text_is_kept() {
     let kept = edit
         .stderr
         .split_whitespace()
-        .find(|w| w.contains("sb-edit-refused-"))
+        .find(|w| w.contains("sb-edit-"))
         .unwrap();
     assert!(std::fs::read_to_string(kept).unwrap().contains("draft two"));
     let shown = alice.run(&["show", &id, "--json"]).await;
@@ -113,4 +113,36 @@ async fn forget_and_restore_and_tags_answer_the_new_version() {
     let shown: serde_json::Value = serde_json::from_str(shown.ok()).unwrap();
     assert_eq!(shown["tags"], serde_json::json!(["b"]));
     assert_eq!(shown["version"], 5);
+}
+
+/// A last write the read side never reaches (here: a version that does not
+/// exist) costs one wait: the run says so, answers what the read side
+/// holds, and later runs no longer wait for it.
+#[tokio::test]
+async fn a_last_write_the_read_side_never_reaches_is_reported_once_and_forgotten() {
+    let stack =
+        test_kit::stack::spawn_query_stack_with(&[("SB_QUERY_CONSISTENCY_TIMEOUT_MS", "300")])
+            .await;
+    let alice = Sb::for_user(&stack, "alice");
+    let id = alice
+        .run(&["remember", "the gate code is 1234"])
+        .await
+        .ok()
+        .to_owned();
+    let state = alice
+        .home
+        .path()
+        .join(".local/state/second-brain/last-write.json");
+    let mut stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(stored["id"], id.as_str());
+    stored["version"] = 99.into();
+    std::fs::write(&state, stored.to_string()).unwrap();
+
+    let stuck = alice.run(&["search", "gate code", "--json"]).await;
+    assert!(stuck.stderr.contains("has not caught up"), "{stuck:?}");
+    assert_eq!(stuck.json_lines()[0]["id"], id.as_str());
+    assert!(!state.exists(), "the stuck write is forgotten");
+    let next = alice.run(&["search", "gate code", "--json"]).await;
+    assert!(next.stderr.is_empty(), "{next:?}");
 }

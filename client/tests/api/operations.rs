@@ -177,7 +177,7 @@ async fn every_operation_round_trips_through_both_services() {
             let alice = alice.clone();
             async move {
                 let m = alice
-                    .get_memory_including_deleted(created.id)
+                    .get_memory_including_deleted(created.id, None)
                     .await
                     .unwrap();
                 (m.version == deleted.version).then_some(m)

@@ -334,6 +334,9 @@ pub(super) async fn wait_for_memory(
     write: WaitFor,
 ) -> Result<(), Problem> {
     let WaitFor { id, version: min } = write;
+    // A row that was there and is gone was erased while this waited: there
+    // is nothing left to wait for (the event store is asked only once).
+    let seen = std::cell::Cell::new(false);
     let waited = read_your_writes(
         &state.min_version_waits,
         owner,
@@ -342,7 +345,14 @@ pub(super) async fn wait_for_memory(
         |row: &MemoryState| row.version,
         async || {
             let row = state.rows.memory(owner, id).await.map_err(from_sqlx)?;
-            Ok(row.map_or(Found::Absent, Found::Mine))
+            Ok(match row {
+                Some(row) => {
+                    seen.set(true);
+                    Found::Mine(row)
+                }
+                None if seen.get() => Found::Gone,
+                None => Found::Absent,
+            })
         },
         async || {
             state
