@@ -5,12 +5,10 @@ use second_brain_client::{
 };
 
 use crate::args::{AsOf, Filter, History, ListArgs, ModeArg, SearchArgs};
+use crate::commands::PAGE;
 use crate::context::Context;
 use crate::error::CliError;
 use crate::output;
-
-/// Items asked for per page when walking a list to its end.
-const PAGE: u32 = 100;
 
 pub fn filters(filter: Filter) -> Filters {
     Filters {

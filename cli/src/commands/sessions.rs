@@ -3,13 +3,12 @@
 use second_brain_client::{NewSession, Order, Session, SessionListOptions, SessionStatus};
 
 use crate::args::{Sessions, StatusArg};
+use crate::commands::PAGE;
 use crate::commands::lists::memory_rows;
 use crate::commands::memories::print_written;
 use crate::context::Context;
 use crate::error::CliError;
 use crate::output;
-
-const PAGE: u32 = 100;
 
 pub async fn run(ctx: &Context, command: Sessions) -> Result<(), CliError> {
     match command {

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::args::{Export, Import};
+use crate::commands::PAGE;
 use crate::commands::{lists, sessions};
 use crate::context::Context;
 use crate::error::CliError;
@@ -29,8 +30,6 @@ use crate::markdown;
 
 /// Creates in flight at once during an import.
 const IN_FLIGHT: usize = 8;
-const PAGE: u32 = 100;
-
 /// One line of an export.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
