@@ -1,7 +1,7 @@
 // Memory lists and session timelines, a page of the cursor at a time as the
 // person scrolls (docs/query-api.md: a walk sees every item once).
 import { createSession, getSession, listMemories, listSessions, timeline, type Memory, type Session } from "../api";
-import { h, time } from "../dom";
+import { append, h, time } from "../dom";
 import { navigate, notFound, ready, type Route } from "../router";
 import { errorText, infiniteList, message } from "../ui";
 import { ApiError } from "../api";
@@ -48,8 +48,9 @@ export function renderMemoryList({ main, query, signal }: Route): void {
     if (deleted.checked) params.set("deleted", "1");
     navigate("/memories" + (params.toString() ? `?${params}` : ""));
   });
-  main.append(
+  append(main, [
     h("div", { class: "page-head" }, h("h1", {}, tag ? `Memories tagged “${tag}”` : "Memories"), h("a", { class: "button primary", href: "/new" }, "Capture")),
+    query.get("erased") ? message("info", "The memory was erased: its content is gone from every version.", "erased-notice") : null,
     filter,
     list,
     infiniteList<Memory>({
@@ -60,7 +61,7 @@ export function renderMemoryList({ main, query, signal }: Route): void {
       empty: tag ? "No memory has this tag." : "Nothing here yet: capture your first memory.",
       onFirstPage: () => ready(main),
     }),
-  );
+  ]);
 }
 
 export function renderSessionList({ main, signal }: Route): void {
