@@ -7,9 +7,9 @@ import { ready, type Route } from "../router";
 import { errorText, message } from "../ui";
 
 const MODES: [Mode, string][] = [
-  ["hybrid", "Meaning and words"],
-  ["keyword", "Words"],
-  ["semantic", "Meaning"],
+  ["hybrid", "Meaning + words"],
+  ["keyword", "Words only"],
+  ["semantic", "Meaning only"],
 ];
 
 // Typing pauses this long before a search goes out: short enough to feel
