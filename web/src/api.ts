@@ -336,3 +336,8 @@ export async function endSession(id: string): Promise<Written> {
   const { body } = await call<Written>(`/v1/sessions/${encodeURIComponent(id)}/end`, { method: "POST" });
   return body;
 }
+
+export async function reopenSession(id: string): Promise<Written> {
+  const { body } = await call<Written>(`/v1/sessions/${encodeURIComponent(id)}/reopen`, { method: "POST" });
+  return body;
+}

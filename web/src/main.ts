@@ -107,6 +107,17 @@ function boot(): void {
     const next = location.pathname + location.search;
     navigate(`/signin?expired=1&next=${encodeURIComponent(next)}`, { replace: true });
   });
+  // "/" jumps to search from anywhere but a text field, as on most sites.
+  document.addEventListener("keydown", (event) => {
+    const target = event.target as HTMLElement;
+    const typing = target.closest("input, textarea, select, [contenteditable]") !== null;
+    if (event.key !== "/" || typing || event.ctrlKey || event.metaKey || event.altKey || token() === null) return;
+    if (document.querySelector("dialog[open]")) return;
+    event.preventDefault();
+    const box = document.getElementById("search-q");
+    if (box) box.focus();
+    else navigate("/");
+  });
   start();
 }
 

@@ -36,6 +36,7 @@ function memoryForm(memory: Memory | null, extra: HTMLElement[]): Form {
     errors,
     h("div", { class: "actions" }, save),
   );
+  guardUnsaved(form, [title, content]);
   content.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
@@ -43,6 +44,25 @@ function memoryForm(memory: Memory | null, extra: HTMLElement[]): Form {
     }
   });
   return { form, title, content, errors, save };
+}
+
+/**
+ * Asks before closing or reloading the tab while the form holds text that
+ * is not saved. (Leaving within the app is the person's choice of link.)
+ */
+function guardUnsaved(form: HTMLFormElement, fields: (HTMLInputElement | HTMLTextAreaElement)[]): void {
+  const initial = fields.map((f) => f.value);
+  const dirty = () => fields.some((f, i) => f.value !== initial[i]);
+  const onBeforeUnload = (event: BeforeUnloadEvent) => {
+    if (!form.isConnected) {
+      window.removeEventListener("beforeunload", onBeforeUnload);
+      return;
+    }
+    if (dirty()) event.preventDefault();
+  };
+  window.addEventListener("beforeunload", onBeforeUnload);
+  // A save navigates within the app, which ends the guard.
+  window.addEventListener("sb:navigate", () => window.removeEventListener("beforeunload", onBeforeUnload), { once: true });
 }
 
 export function renderCapture({ main, query, signal }: Route): void {

@@ -1,6 +1,6 @@
 // Memory lists and session timelines, a page of the cursor at a time as the
 // person scrolls (docs/query-api.md: a walk sees every item once).
-import { createSession, getSession, listMemories, listSessions, timeline, type Memory, type Session } from "../api";
+import { createSession, endSession, getSession, listMemories, listSessions, reopenSession, timeline, type Memory, type Session, type Written } from "../api";
 import { append, h, time } from "../dom";
 import { navigate, notFound, ready, type Route } from "../router";
 import { errorText, infiniteList, message } from "../ui";
@@ -126,13 +126,34 @@ export async function renderTimeline({ main, params, query, signal }: Route): Pr
   if (signal.aborted) return;
   document.title = `${session.title} · Second Brain`;
   const list = h("ol", { id: "timeline", class: "items timeline", "aria-label": "Timeline" });
+  const status = h("div");
+  const toggle = async (run: () => Promise<Written>) => {
+    status.replaceChildren();
+    try {
+      const written = await run();
+      navigate(`/sessions/${written.id}?v=${written.version}`, { replace: true });
+    } catch (error) {
+      status.appendChild(message("error", `Could not change the session: ${errorText(error)}`));
+    }
+  };
+  const open = session.status === "open";
   main.append(
     h(
       "div",
       { class: "page-head" },
       h("h1", {}, session.title),
-      h("a", { class: "button primary", href: `/new?session=${encodeURIComponent(id)}` }, "Capture here"),
+      h(
+        "div",
+        { class: "actions" },
+        h("a", { class: "button primary", href: `/new?session=${encodeURIComponent(id)}` }, "Capture here"),
+        h(
+          "button",
+          { type: "button", id: "session-toggle", onclick: () => void toggle(() => (open ? endSession(id) : reopenSession(id))) },
+          open ? "End session" : "Reopen",
+        ),
+      ),
     ),
+    status,
     h("p", { class: "item-meta" }, `Started `, time(session.started_at), session.ended_at ? [" · ended ", time(session.ended_at)] : " · open"),
     list,
     infiniteList<Memory>({
