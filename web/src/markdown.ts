@@ -101,3 +101,11 @@ export function renderSnippet(snippet: string): DocumentFragment {
   }
   return fragment;
 }
+
+/** The words of a note without its Markdown syntax, for previews. */
+export function plainText(content: string, limit: number): string {
+  const text = (renderMarkdown(content.length > limit * 4 ? content.slice(0, limit * 4) : content).textContent ?? "")
+    .replace(/\s+/g, " ")
+    .trim();
+  return text.length > limit ? text.slice(0, limit) + "…" : text;
+}

@@ -2,12 +2,13 @@
 // person scrolls (docs/query-api.md: a walk sees every item once).
 import { createSession, endSession, getSession, listMemories, listSessions, reopenSession, timeline, type Memory, type Session, type Written } from "../api";
 import { append, h, time } from "../dom";
+import { plainText } from "../markdown";
 import { navigate, notFound, ready, type Route } from "../router";
 import { errorText, infiniteList, message } from "../ui";
 import { ApiError } from "../api";
 
 function memoryItem(memory: Memory): HTMLElement {
-  const preview = memory.content.length > 240 ? memory.content.slice(0, 240) + "…" : memory.content;
+  const preview = plainText(memory.content, 240);
   return h(
     "li",
     { class: "memory-item" + (memory.deleted ? " deleted" : "") },
