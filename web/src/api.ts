@@ -35,8 +35,20 @@ export interface Memory {
   occurred_at: string | null;
   created_at: string;
   updated_at: string;
+  status: "active" | "deleted" | "erased";
+  /** `status === "deleted"`, set as the document is read. */
   deleted: boolean;
-  deleted_at?: string | null;
+}
+
+/** The document as the service sends it, with `deleted` derived once. */
+function memory(doc: Memory): Memory {
+  doc.deleted = doc.status === "deleted";
+  return doc;
+}
+
+function memories(page: Page<Memory>): Page<Memory> {
+  page.items.forEach(memory);
+  return page;
 }
 
 export interface Session {
@@ -231,7 +243,7 @@ export function listMemories(options: { cursor?: string | null; tag?: string; se
           wait_for: options.cursor ? undefined : wait,
         }),
     );
-    return body;
+    return memories(body);
   });
 }
 
@@ -239,7 +251,7 @@ export async function getMemory(id: string, minVersion?: number): Promise<Memory
   const { body } = await call<Memory>(
     `/v1/memories/${encodeURIComponent(id)}` + query({ include_deleted: true, min_version: minVersion }),
   );
-  return body;
+  return memory(body);
 }
 
 export async function listSessions(cursor?: string | null): Promise<Page<Session>> {
@@ -256,7 +268,7 @@ export async function timeline(id: string, cursor?: string | null): Promise<Page
   const { body } = await call<Page<Memory>>(
     `/v1/sessions/${encodeURIComponent(id)}/timeline` + query({ limit: 30, cursor }),
   );
-  return body;
+  return memories(body);
 }
 
 export async function memoryHistory(id: string): Promise<HistoryEntry[]> {
@@ -277,7 +289,7 @@ export async function memoryAsOf(id: string, point: { version?: number; at?: str
   const { body } = await call<Memory>(
     `/v1/memories/${encodeURIComponent(id)}/as-of` + query({ version: point.version, at: point.at }),
   );
-  return body;
+  return memory(body);
 }
 
 // ---- commands ----------------------------------------------------------

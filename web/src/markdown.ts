@@ -7,6 +7,20 @@ import MarkdownIt from "markdown-it";
 
 const md = new MarkdownIt({ html: false, linkify: true, typographer: false, breaks: true });
 
+// A table column's alignment comes out of markdown-it as an inline `style`,
+// which the CSP refuses (style-src 'self'): make it a class before rendering.
+md.core.ruler.push("align_as_class", (state) => {
+  for (const token of state.tokens) {
+    if (token.type !== "th_open" && token.type !== "td_open") continue;
+    const style = token.attrGet("style");
+    if (!style) continue;
+    const align = /^text-align:(left|right|center)$/.exec(String(style))?.[1];
+    token.attrs = (token.attrs ?? []).filter(([name]) => name !== "style");
+    if (align) token.attrJoin("class", `align-${align}`);
+  }
+  return true;
+});
+
 const ELEMENTS = new Set([
   "A", "BLOCKQUOTE", "BR", "CODE", "DEL", "EM", "H1", "H2", "H3", "H4", "H5", "H6", "HR", "IMG", "LI", "OL",
   "P", "PRE", "S", "STRONG", "TABLE", "TBODY", "TD", "TH", "THEAD", "TR", "UL",
@@ -15,8 +29,8 @@ const ATTRIBUTES: Record<string, Set<string>> = {
   A: new Set(["href", "title"]),
   IMG: new Set(["src", "alt", "title"]),
   OL: new Set(["start"]),
-  TD: new Set(["style"]),
-  TH: new Set(["style"]),
+  TD: new Set(["class"]),
+  TH: new Set(["class"]),
   CODE: new Set(["class"]),
 };
 
@@ -38,8 +52,7 @@ function clean(node: Element): void {
       const keep =
         allowed.has(attr.name) &&
         (attr.name !== "href" && attr.name !== "src" ? true : safeUrl(attr.value, attr.name === "src")) &&
-        (attr.name !== "style" || /^text-align:(left|right|center)$/.test(attr.value)) &&
-        (attr.name !== "class" || /^language-[\w-]+$/.test(attr.value));
+        (attr.name !== "class" || /^(language-[\w-]+|align-(left|right|center))$/.test(attr.value));
       if (!keep) child.removeAttribute(attr.name);
     }
     if (child.tagName === "A") {

@@ -8,7 +8,12 @@
 # - `deploy/api-check` runs schemathesis (deploy/api-check-requirements.txt,
 #   hash-pinned) over both services' OpenAPI documents, then the official MCP
 #   Python SDK (deploy/mcp-check-requirements.txt, hash-pinned) against
-#   mcp-service in front of them (deploy/mcp_check.py).
+#   mcp-service in front of them (deploy/mcp_check.py), then the web app
+#   (web/dist, built here) behind Debian's caddy in Debian's headless
+#   chromium, driven by Selenium (deploy/web-check-requirements.txt,
+#   hash-pinned) through chromium-driver, with axe-core from web/'s
+#   lockfile (deploy/web_check.py); its screenshots stay in
+#   ${SB_TEST_OUTPUT_DIR:-$SB_STATE_DIR/test-output}/web.
 
 SB_CHECK_VENV=$SB_STATE_DIR/check-venv
 SB_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/check-requirements.txt
@@ -16,6 +21,8 @@ SB_API_CHECK_VENV=$SB_STATE_DIR/api-check-venv
 SB_API_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/api-check-requirements.txt
 SB_MCP_CHECK_VENV=$SB_STATE_DIR/mcp-check-venv
 SB_MCP_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/mcp-check-requirements.txt
+SB_WEB_CHECK_VENV=$SB_STATE_DIR/web-check-venv
+SB_WEB_CHECK_REQUIREMENTS=$SB_REPO_ROOT/deploy/web-check-requirements.txt
 
 # ensure_pinned_venv DIR REQUIREMENTS WHAT [PIP-ARGS...]: a venv at DIR with exactly
 # REQUIREMENTS installed, rebuilt only when the requirements file changes.
@@ -57,15 +64,28 @@ run_deploy_check() {
 	"$SB_CHECK_VENV/bin/python" "$SB_REPO_ROOT/deploy/check" --tools "$SB_CHECK_VENV/bin" --bin "$CARGO_TARGET_DIR/debug" --pg-bin "$SB_PG_BIN_DIR"
 }
 
+# The browser check's tools: the Selenium venv, Debian's chromium and its
+# WebDriver (Selenium Manager, which downloads drivers, is never used), caddy
+# (installed without starting it: its package would serve :80), and the app
+# built into web/dist with its axe-core.
+ensure_web_check_tools() {
+	ensure_pinned_venv "$SB_WEB_CHECK_VENV" "$SB_WEB_CHECK_REQUIREMENTS" \
+		"Selenium (pinned, hash-checked)" --require-hashes
+	apt_install_no_autostart chromium chromium-driver
+	command -v caddy >/dev/null 2>&1 || apt_install_no_autostart caddy
+	ensure_web_build
+}
+
 # Runs deploy/api-check: schemathesis over both services' OpenAPI documents,
-# and the MCP SDK's check of mcp-service, against the debug binaries `cargo
-# test` built.
+# the MCP SDK's check of mcp-service, and the browser check of the web app,
+# against the debug binaries `cargo test` built.
 run_api_check() {
 	ensure_pinned_venv "$SB_API_CHECK_VENV" "$SB_API_CHECK_REQUIREMENTS" \
 		"schemathesis (pinned, hash-checked)" --require-hashes
 	ensure_pinned_venv "$SB_MCP_CHECK_VENV" "$SB_MCP_CHECK_REQUIREMENTS" \
 		"the MCP Python SDK (pinned, hash-checked)" --require-hashes
+	ensure_web_check_tools
 	"$SB_API_CHECK_VENV/bin/python" "$SB_REPO_ROOT/deploy/api-check" \
 		--schemathesis "$SB_API_CHECK_VENV/bin/schemathesis" --bin "$CARGO_TARGET_DIR/debug" \
-		--mcp-python "$SB_MCP_CHECK_VENV/bin/python"
+		--mcp-python "$SB_MCP_CHECK_VENV/bin/python" --web-python "$SB_WEB_CHECK_VENV/bin/python"
 }

@@ -1,7 +1,7 @@
 // Capture a memory, or edit one. An edit names the version it started from
 // (If-Match): when someone else changed the memory meanwhile, nothing is
 // overwritten and the person is told, with their text kept.
-import { ApiError, createMemory, editMemory, getMemory, listSessions, type Memory } from "../api";
+import { ApiError, createMemory, editMemory, getMemory, getSession, listSessions, type Memory } from "../api";
 import { h } from "../dom";
 import { navigate, ready, type Route } from "../router";
 import { errorText, message, parseTags } from "../ui";
@@ -99,14 +99,23 @@ export function renderCapture({ main, query, signal }: Route): void {
   });
   main.append(h("h1", {}, "Capture"), f.form);
   f.content.focus();
-  void listSessions(null)
-    .then((page) => {
+  void (async () => {
+    try {
+      const page = await listSessions(null);
       if (signal.aborted) return;
       for (const s of page.items) session.appendChild(h("option", { value: s.id }, s.title));
-      if (wanted) session.value = wanted;
-    })
-    .catch(() => {})
-    .finally(() => ready(main));
+      // A session just started, or older than the first page, is asked for by id.
+      if (wanted && !page.items.some((s) => s.id === wanted)) {
+        const s = await getSession(wanted);
+        if (signal.aborted) return;
+        session.appendChild(h("option", { value: s.id }, s.title));
+      }
+    } catch {
+      /* the session list stays as far as it got; capturing still works */
+    }
+    if (wanted && Array.from(session.options).some((o) => o.value === wanted)) session.value = wanted;
+    ready(main);
+  })();
 }
 
 export async function renderEdit(route: Route): Promise<void> {
