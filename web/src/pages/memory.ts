@@ -99,46 +99,40 @@ export async function renderMemory(route: Route): Promise<void> {
   });
 
   // ---- actions
+  /** A button that asks first, then runs the command and shows its version. */
+  const asking = (id: string, label: string, ask: { title: string; text: string; confirm: string }, run: () => Promise<Written>, primary = false) =>
+    h(
+      "button",
+      {
+        id,
+        type: "button",
+        class: primary ? "primary" : null,
+        onclick: async () => {
+          if (await confirmAction({ ...ask, text: [ask.text] })) await act(run, `Could not ${label.toLowerCase()}`);
+        },
+      },
+      label,
+    );
   const actions = h("div", { class: "actions", role: "group", "aria-label": "Actions" });
   if (!memory.deleted) {
     actions.append(
       h("a", { id: "memory-edit-link", class: "button primary", href: `/memories/${memory.id}/edit` }, "Edit"),
       h("button", { id: "memory-move", type: "button", onclick: () => void move(memory, act) }, "Move…"),
-      h(
-        "button",
-        {
-          id: "memory-delete",
-          type: "button",
-          onclick: async () => {
-            const ok = await confirmAction({
-              title: "Delete this memory?",
-              text: ["It leaves your lists and search. You can restore it at any time: nothing is lost."],
-              confirm: "Delete",
-            });
-            if (ok) await act(() => deleteMemory(memory.id), "Could not delete");
-          },
-        },
+      asking(
+        "memory-delete",
         "Delete",
+        { title: "Delete this memory?", text: "It leaves your lists and search. You can restore it at any time: nothing is lost.", confirm: "Delete" },
+        () => deleteMemory(memory.id),
       ),
     );
   } else {
     actions.append(
-      h(
-        "button",
-        {
-          id: "memory-restore",
-          type: "button",
-          class: "primary",
-          onclick: async () => {
-            const ok = await confirmAction({
-              title: "Restore this memory?",
-              text: ["It comes back to your lists and search as it was."],
-              confirm: "Restore",
-            });
-            if (ok) await act(() => restoreMemory(memory.id), "Could not restore");
-          },
-        },
+      asking(
+        "memory-restore",
         "Restore",
+        { title: "Restore this memory?", text: "It comes back to your lists and search as it was.", confirm: "Restore" },
+        () => restoreMemory(memory.id),
+        true,
       ),
     );
   }
