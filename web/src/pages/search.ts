@@ -91,10 +91,10 @@ export function renderSearch({ main, query, signal }: Route): void {
 
   async function run(startedAt: number): Promise<void> {
     const text = q.value.trim();
-    syncUrl();
     inflight?.abort();
     const mine = ++sequence;
     if (!text) {
+      syncUrl();
       results.replaceChildren();
       status.textContent = "";
       ready(main);
@@ -114,10 +114,14 @@ export function renderSearch({ main, query, signal }: Route): void {
       requestAnimationFrame(() =>
         setTimeout(() => {
           performance.measure("sb:search-painted", { start: startedAt, end: performance.now(), detail: { q: text, hits: hits.length } });
+          // The URL follows once the results are on screen: a URL change
+          // costs the browser work that should not delay the request.
+          if (mine === sequence) syncUrl();
         }, 0),
       );
     } catch (error) {
       if ((error as Error).name === "AbortError" || mine !== sequence) return;
+      syncUrl();
       results.replaceChildren();
       status.replaceChildren(message("error", `Search failed: ${errorText(error)}`));
       ready(main);
