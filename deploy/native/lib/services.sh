@@ -131,17 +131,24 @@ wait_service_ready() {
 }
 
 stop_service() {
-	local svc=$1 pidfile pid
-	pidfile=$(svc_pidfile "$svc")
+	local svc=$1
 	if ! svc_running "$svc"; then
-		rm -f "$pidfile"
+		rm -f "$(svc_pidfile "$svc")"
 		return 0
 	fi
+	stop_pidfile "$svc" "$(svc_pidfile "$svc")"
+}
+
+# stop_pidfile NAME PIDFILE: TERM the running process PIDFILE names, KILL it
+# if it is still there after SB_STOP_TIMEOUT, and remove the pid file. The
+# caller has checked that the pid is still its process.
+stop_pidfile() {
+	local name=$1 pidfile=$2 pid
 	pid=$(<"$pidfile")
-	log "stopping $svc (pid $pid)"
+	log "stopping $name (pid $pid)"
 	kill -TERM "$pid" 2>/dev/null || true
-	if ! wait_until "$SB_STOP_TIMEOUT" "$svc to exit" pid_gone "$pid"; then
-		warn "$svc ignored SIGTERM for ${SB_STOP_TIMEOUT}s; sending SIGKILL"
+	if ! wait_until "$SB_STOP_TIMEOUT" "$name to exit" pid_gone "$pid"; then
+		warn "$name ignored SIGTERM for ${SB_STOP_TIMEOUT}s; sending SIGKILL"
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	rm -f "$pidfile"

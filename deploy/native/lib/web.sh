@@ -197,17 +197,9 @@ wait_web_ready() {
 }
 
 stop_web() {
-	local pid
 	if ! caddy_running; then
 		rm -f "$SB_CADDY_PIDFILE"
 		return 0
 	fi
-	pid=$(<"$SB_CADDY_PIDFILE")
-	log "stopping caddy (pid $pid)"
-	kill -TERM "$pid" 2>/dev/null || true
-	if ! wait_until "$SB_STOP_TIMEOUT" "caddy to exit" pid_gone "$pid"; then
-		warn "caddy ignored SIGTERM for ${SB_STOP_TIMEOUT}s; sending SIGKILL"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	rm -f "$SB_CADDY_PIDFILE"
+	stop_pidfile caddy "$SB_CADDY_PIDFILE"
 }
