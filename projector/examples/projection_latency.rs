@@ -23,7 +23,9 @@
 //!   restart): with the projector stopped, `backlog-write` creates
 //!   `BENCH_BACKLOG` memories and waits until all are in the search queue;
 //!   started with the projector, `backlog-drain` counts their rows until all
-//!   are there: the search projection's own rate, nothing else writing.
+//!   are there: the search projection's own rate, nothing else writing;
+//!   then waits until no vector is pending the index (ADR 21) and vacuums
+//!   the table (*settled*: the deferred work done too).
 //!
 //! Environment (the script sets it):
 //!   BENCH_COMMAND_URL     e.g. http://127.0.0.1:40123
@@ -436,7 +438,38 @@ async fn backlog_drain(
             shown = t;
         }
     }
-    // The embedder again, right after the drain (the projector idle): the
+    // Searchable now; the vectors the backlog's batches left pending
+    // (ADR 21) are indexed once the projection is idle. Waited for, and
+    // timed, before the embedder is measured again: the indexer's work
+    // would slow the embedder and flatter the ratio.
+    let indexed_at = loop {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM memories WHERE pending_embedding IS NOT NULL")
+                .fetch_one(pool)
+                .await?;
+        let at = Instant::now();
+        if pending == 0 {
+            break at;
+        }
+        anyhow::ensure!(
+            at - started < deadline,
+            "backlog: {pending} vectors still pending after {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Indexing made a new version of each row it moved; the old ones are
+    // vacuumed here, timed, rather than by an autovacuum worker in the
+    // middle of the next measurement. (With every batch indexing at once,
+    // this vacuum has little to do: the backlog only inserted.)
+    let g: i32 =
+        sqlx::query_scalar("SELECT generation FROM projection_state WHERE projection = 'search'")
+            .fetch_one(pool)
+            .await?;
+    sqlx::query(&format!("VACUUM (ANALYZE) memories_g{g}"))
+        .execute(pool)
+        .await?;
+    let vacuumed_at = Instant::now();
+    // The embedder again, once the projector and Postgres are idle: the
     // machine's speed drifts over a run, so the ratio is to the mean of
     // the rate before the phase and this one.
     let embed_rate = match embed_rate {
@@ -451,14 +484,20 @@ async fn backlog_drain(
         }
         other => other,
     };
+    // From the start to the end of the deferred work too: every vector
+    // indexed and the old row versions vacuumed.
+    let settled = n as f64 / (vacuumed_at - started).as_secs_f64();
     let ratio =
         |rate: f64| embed_rate.map_or_else(|| "n/a".to_owned(), |r| format!("{:.2}", rate / r));
     println!(
-        "BENCH backlog n={n} first_row_s={:.2} drain_s={:.2} events_per_s={total:.1} consuming_events_per_s={consuming:.1} ratio_to_embedder={} consuming_ratio_to_embedder={}",
+        "BENCH backlog n={n} first_row_s={:.2} drain_s={:.2} indexed_s={:.2} vacuumed_s={:.2} events_per_s={total:.1} consuming_events_per_s={consuming:.1} settled_events_per_s={settled:.1} ratio_to_embedder={} consuming_ratio_to_embedder={} settled_ratio_to_embedder={}",
         (first_at - started).as_secs_f64(),
         (last - started).as_secs_f64(),
+        (indexed_at - started).as_secs_f64(),
+        (vacuumed_at - started).as_secs_f64(),
         ratio(total),
         ratio(consuming),
+        ratio(settled),
     );
     if let Ok(url) = std::env::var("BENCH_PROJECTOR_URL")
         && let Some(metrics) = scrape(&url).await

@@ -102,6 +102,45 @@ impl Activity {
     }
 }
 
+/// Runs `step` whenever the search projection has been idle for
+/// [`QUIET`], until `shutdown` turns true: again at once while it finds
+/// work, at the next batch's end (or after [`RECHECK`]) when it found none.
+/// A failure is logged as `what` failing and tried again after
+/// [`RECHECK`]: idle-time work is never a reason to stop projecting.
+pub(crate) async fn run_while_idle<F, Fut>(
+    activity: &Activity,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    step: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<usize, ProjectionError>>,
+{
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            () = activity.idle() => {}
+            _ = shutdown.changed() => return,
+        }
+        match step().await {
+            Ok(0) => tokio::select! {
+                () = activity.next_batch_or(RECHECK) => {}
+                _ = shutdown.changed() => return,
+            },
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "{what} failed; trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(RECHECK) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
 /// A memory whose context vector is missing, with its window.
 #[derive(Debug, FromRow)]
 struct Window {
@@ -159,32 +198,11 @@ impl ContextWorker {
     /// Runs until `shutdown` turns true. A failure (the database away, the
     /// embedder failing) is logged and tried again later: context vectors
     /// are an improvement to ranking, never a reason to stop projecting.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            tokio::select! {
-                () = self.activity.idle() => {}
-                _ = shutdown.changed() => return,
-            }
-            match self.step().await {
-                Ok(0) => {
-                    tokio::select! {
-                        () = self.activity.next_batch_or(RECHECK) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(error = %error, "making context vectors failed; trying again");
-                    tokio::select! {
-                        () = tokio::time::sleep(RECHECK) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            }
-        }
+    pub async fn run(&self, shutdown: watch::Receiver<bool>) {
+        run_while_idle(&self.activity, shutdown, "making context vectors", || {
+            self.step()
+        })
+        .await;
     }
 
     /// Makes up to [`CHUNK`] missing context vectors; how many it found.
@@ -199,7 +217,7 @@ impl ContextWorker {
                     n.title AS next_title, n.content AS next_content
                FROM (SELECT * FROM {memories}
                       WHERE context_embedding IS NULL AND session_id IS NOT NULL AND NOT deleted
-                        AND embedding IS NOT NULL
+                        AND (embedding IS NOT NULL OR pending_embedding IS NOT NULL)
                       LIMIT $1) m
                LEFT JOIN LATERAL (
                     SELECT title, content FROM {memories} x
@@ -240,7 +258,7 @@ impl ContextWorker {
         // since (a neighbour erased, say) counted the version up.
         for window in &alone {
             sqlx::query(&format!(
-                "UPDATE {memories} SET context_embedding = embedding
+                "UPDATE {memories} SET context_embedding = coalesce(embedding, pending_embedding)
                   WHERE id = $1 AND context_version = $2"
             ))
             .bind(window.id)

@@ -13,6 +13,8 @@
 //!   timelines and indexes).
 //! - [`context`]: context vectors (a memory between its neighbours in its
 //!   session), made while the search projection is idle.
+//! - [`indexer`]: vectors a batch left pending while a backlog drained,
+//!   moved into the nearest-neighbour index while the projection is idle.
 //! - [`embedding_cache`]: embeddings by model and content hash.
 //! - [`redact`]: memory text kept out of error messages, which outlive an
 //!   erase in logs, the ledger and dead letters.
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod context;
 pub mod dead_letters;
 pub mod embedding_cache;
+pub mod indexer;
 pub mod projection;
 pub mod rebuild;
 pub mod redact;

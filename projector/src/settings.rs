@@ -69,6 +69,14 @@ pub struct Settings {
     /// embedding of each window (about three times a turn's cost).
     #[serde(default = "default_true")]
     pub projector_context_vectors: bool,
+    /// `SB_PROJECTOR_PENDING_VECTORS_MAX`: while a backlog drains (full
+    /// batches), a batch leaves its new vectors out of the nearest-neighbour
+    /// index, for the indexer to add once the projection is idle, as long
+    /// as at most this many are pending (ADR 21). Searches compare their
+    /// owner's pending vectors exactly, so this bounds what that costs.
+    /// 0: every batch indexes its vectors.
+    #[serde(default = "default_pending_vectors_max")]
+    pub projector_pending_vectors_max: u32,
     /// `SB_LOG_FORMAT`.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -102,6 +110,9 @@ fn default_batch_window_ms() -> u64 {
 }
 pub fn default_partitions() -> u32 {
     1
+}
+fn default_pending_vectors_max() -> u32 {
+    10_000
 }
 fn default_max_attempts() -> u32 {
     5

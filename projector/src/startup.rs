@@ -5,9 +5,10 @@ use crate::broker::{self, ConsumerConfig, ConsumerError, Dependencies, Settlemen
 use crate::context::ContextWorker;
 use crate::dead_letters::Ledger;
 use crate::embedding_cache::CachedEmbedder;
+use crate::indexer::VectorIndexer;
 use crate::projection::Projection;
 use crate::projection::documents::DocumentProjection;
-use crate::projection::search::{SearchProjection, ensure_generation};
+use crate::projection::search::{Deferral, SearchProjection, ensure_generation};
 use crate::settings::Settings;
 use crate::source::EventSource;
 use actix_web::dev::{Server, ServerHandle};
@@ -47,6 +48,7 @@ pub struct Parts {
     pub search: Arc<SearchProjection>,
     pub documents: Arc<DocumentProjection>,
     pub context: Arc<ContextWorker>,
+    pub indexer: Arc<VectorIndexer>,
 }
 
 impl Parts {
@@ -57,11 +59,15 @@ impl Parts {
         let keys = Keys::new(settings.redis_key_prefix.clone());
         let raw_embedder = embedder.clone();
         let embedder = CachedEmbedder::new(embedder, read_pool.clone());
-        let search = Arc::new(SearchProjection::new(
-            read_pool.clone(),
-            events.clone(),
-            embedder,
-        ));
+        let mut search = SearchProjection::new(read_pool.clone(), events.clone(), embedder);
+        if settings.projector_pending_vectors_max > 0 {
+            search = search.with_deferral(Deferral {
+                full_batch: settings.projector_batch_size,
+                max_pending: settings.projector_pending_vectors_max,
+            });
+        }
+        let search = Arc::new(search);
+        let indexer = Arc::new(VectorIndexer::new(read_pool.clone(), search.activity()));
         let context = Arc::new(ContextWorker::new(
             read_pool.clone(),
             raw_embedder,
@@ -80,6 +86,7 @@ impl Parts {
             search,
             documents,
             context,
+            indexer,
         })
     }
 }
@@ -90,7 +97,8 @@ pub struct Application {
     server: Server,
     handle: ServerHandle,
     consumers: Vec<JoinHandle<Result<(), ConsumerError>>>,
-    context: Option<JoinHandle<()>>,
+    /// The idle-time workers: the indexer, and partition 0's context worker.
+    workers: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -149,13 +157,19 @@ impl Application {
             })
             .collect();
 
-        // One worker for all partitions' memories: partition 0's.
-        let context = (settings.projector_context_vectors && settings.projector_partition == 0)
-            .then(|| {
-                let worker = parts.context.clone();
-                let stopped = stopped.clone();
-                tokio::spawn(async move { worker.run(stopped).await })
-            });
+        // Every projector indexes (pending rows are taken with SKIP LOCKED,
+        // so several share the work); one context worker for all
+        // partitions' memories: partition 0's.
+        let mut workers = vec![{
+            let indexer = parts.indexer.clone();
+            let stopped = stopped.clone();
+            tokio::spawn(async move { indexer.run(stopped).await })
+        }];
+        if settings.projector_context_vectors && settings.projector_partition == 0 {
+            let worker = parts.context.clone();
+            let stopped = stopped.clone();
+            workers.push(tokio::spawn(async move { worker.run(stopped).await }));
+        }
 
         let listener = TcpListener::bind(settings.projector_http_addr)?;
         let port = listener.local_addr()?.port();
@@ -183,7 +197,7 @@ impl Application {
             server,
             handle,
             consumers,
-            context,
+            workers,
             shutdown,
         })
     }
@@ -200,7 +214,7 @@ impl Application {
             server,
             handle,
             consumers,
-            context,
+            workers,
             shutdown,
             ..
         } = self;
@@ -226,9 +240,9 @@ impl Application {
                 Ok(Ok(())) => {}
             }
         }
-        if let Some(context) = context {
-            // It stops at the shutdown signal, between two of its steps.
-            let _ = context.await;
+        for worker in workers {
+            // Each stops at the shutdown signal, between two of its steps.
+            let _ = worker.await;
         }
         Ok(())
     }

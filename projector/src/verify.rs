@@ -213,13 +213,14 @@ struct OwnerCounts {
 /// Enough to see what went wrong; a broken trigger would list every term.
 const MAX_STATISTICS_DIFFERENCES: i64 = 20;
 
-/// Every memory row of a generation, with its embedding's dimension.
+/// Every memory row of a generation, with its embedding's dimension
+/// (indexed or still pending: either is searchable, ADR 21).
 async fn search_memories(
     pool: &PgPool,
     tables: &Tables,
 ) -> anyhow::Result<HashMap<Uuid, (MemoryState, Option<i32>)>> {
     let rows = sqlx::query(&format!(
-        "SELECT {MEMORY_COLUMNS}, vector_dims(embedding) AS dims FROM {}",
+        "SELECT {MEMORY_COLUMNS}, vector_dims(coalesce(embedding, pending_embedding)) AS dims FROM {}",
         tables.memories
     ))
     .fetch_all(pool)

@@ -1,5 +1,5 @@
 //! Search over the read database: `semantic` (pgvector cosine distance on the
-//! HNSW index), `keyword` (Postgres full text with stemming and phrases, and
+//! HNSW index, and exactly for the vectors still pending it: ADR 21), `keyword` (Postgres full text with stemming and phrases, and
 //! pg_trgm word similarity for typos) and `hybrid`, the default: reciprocal
 //! rank fusion of the two rankings, the semantic one ordered also by each
 //! memory's context vector (the memory between its neighbours in its
@@ -343,25 +343,41 @@ impl Search {
         }
         let vector = self.embedder.embed(&request.q).await?;
         // Built again for a retry: a built query gives its arguments away.
+        // Two legs: the nearest neighbours by the HNSW index over the
+        // indexed vectors, and every vector still pending (ADR 21: left out
+        // of the index while a backlog drained; usually none) compared
+        // exactly; the nearest `n` of both.
         let build = || {
-            let mut query = QueryBuilder::new("SELECT id, (embedding <=> ");
-            query.push_bind(vector.as_ref().clone());
-            // Semantic mode has no use for the context distance.
-            if in_context {
+            let mut query = QueryBuilder::new("SELECT id, distance, context_distance FROM (");
+            for (leg, column) in ["embedding", "pending_embedding"].into_iter().enumerate() {
+                if leg > 0 {
+                    query.push(" UNION ALL ");
+                }
+                query.push(format!("(SELECT id, ({column} <=> "));
+                query.push_bind(vector.as_ref().clone());
+                // Semantic mode has no use for the context distance.
+                if in_context {
+                    query
+                        .push(format!(
+                            ")::float8 AS distance, (coalesce(context_embedding, {column}) <=> "
+                        ))
+                        .push_bind(vector.as_ref().clone());
+                } else {
+                    query.push(")::float8 AS distance, (0");
+                }
+                query.push(format!(
+                    ")::float8 AS context_distance FROM {MEMORIES} WHERE"
+                ));
+                request.filters.push_where(owner, &mut query);
                 query
-                    .push(")::float8 AS distance, (coalesce(context_embedding, embedding) <=> ")
-                    .push_bind(vector.as_ref().clone());
-            } else {
-                query.push(")::float8 AS distance, (0");
+                    .push(format!(" AND {column} IS NOT NULL ORDER BY {column} <=> "))
+                    .push_bind(vector.as_ref().clone())
+                    .push(" LIMIT ")
+                    .push_bind(i64::from(n))
+                    .push(")");
             }
-            query.push(format!(
-                ")::float8 AS context_distance FROM {MEMORIES} WHERE"
-            ));
-            request.filters.push_where(owner, &mut query);
             query
-                .push(" AND embedding IS NOT NULL ORDER BY embedding <=> ")
-                .push_bind(vector.as_ref().clone())
-                .push(" LIMIT ")
+                .push(") legs ORDER BY distance LIMIT ")
                 .push_bind(i64::from(n));
             query
         };

@@ -659,10 +659,11 @@ impl Stack {
     }
 
     /// `(version, content, embedding dimensions, has a tsvector)` of the
-    /// memory's search row.
+    /// memory's search row (its vector indexed or still pending).
     pub async fn search_row(&self, id: Uuid) -> Option<(i64, String, Option<i32>, bool)> {
         sqlx::query_as(
-            "SELECT version, content, vector_dims(embedding), search IS NOT NULL AND search <> ''::tsvector
+            "SELECT version, content, vector_dims(coalesce(embedding, pending_embedding)),
+                    search IS NOT NULL AND search <> ''::tsvector
                FROM memories WHERE id = $1",
         )
         .bind(id)

@@ -108,6 +108,31 @@ pub struct SearchProjection {
     /// The event ids of the batch `prepare` last embedded: its turn then
     /// finds every vector cached and skips the read-only pass.
     prepared: std::sync::Mutex<Vec<Uuid>>,
+    /// When a batch leaves its vectors pending (ADR 21); `None`: never.
+    deferral: Option<Deferral>,
+}
+
+/// When a live batch writes its new vectors pending rather than into the
+/// nearest-neighbour index (ADR 21): a full batch means more deliveries are
+/// waiting, so the index insert (the costliest part of the write) is left
+/// for the indexer to do once the projection is idle. A batch that is not
+/// full, the projection keeping up, indexes its vectors at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deferral {
+    /// The batch size that counts as full (the consumer's batch size).
+    pub full_batch: usize,
+    /// The most vectors left pending at once: each search compares its
+    /// owner's pending vectors exactly, so their number bounds its cost.
+    pub max_pending: u32,
+}
+
+/// Where a batch writes the vectors it made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vectors {
+    /// Into `embedding`, under the HNSW index, in the batch's transaction.
+    Indexed,
+    /// Into `pending_embedding`, for the indexer.
+    Pending,
 }
 
 /// A memory as loaded for one batch and as it stands after it (by
@@ -138,7 +163,15 @@ impl SearchProjection {
             embedder,
             activity: Arc::default(),
             prepared: std::sync::Mutex::default(),
+            deferral: None,
         }
+    }
+
+    /// Leaves a full batch's vectors pending, within `deferral`'s bound.
+    #[must_use]
+    pub fn with_deferral(mut self, deferral: Deferral) -> Self {
+        self.deferral = Some(deferral);
+        self
     }
 
     /// What the context worker watches to run only while this is idle.
@@ -146,15 +179,46 @@ impl SearchProjection {
         self.activity.clone()
     }
 
-    /// Applies `events` to generation `g` inside `tx`; shared by the live
-    /// projection and by a rebuild's catch-up.
+    /// Applies `events` to generation `g` inside `tx`, writing their
+    /// vectors as `vectors` says; shared by the live projection and by a
+    /// rebuild's catch-up.
     pub async fn apply_in(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         g: i32,
         events: &[StoredEvent],
+        vectors: Vectors,
     ) -> Result<Applied, ProjectionError> {
-        self.fold_and_write(tx, g, events, Mode::Write).await
+        self.fold_and_write(tx, g, events, Mode::Write(vectors))
+            .await
+    }
+
+    /// Where a live batch of `n` events writes its vectors: pending when
+    /// the batch is full and the pending vectors stay within the bound.
+    async fn vectors_for(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        g: i32,
+        n: usize,
+    ) -> Result<Vectors, ProjectionError> {
+        let Some(deferral) = self.deferral.filter(|d| n >= d.full_batch) else {
+            return Ok(Vectors::Indexed);
+        };
+        let max = i64::from(deferral.max_pending);
+        // Counted up to the bound only: the partial index holds just the
+        // pending rows.
+        let pending: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {} WHERE pending_embedding IS NOT NULL LIMIT $1) p",
+            Tables::of(g).memories
+        ))
+        .bind(max)
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(if pending + n as i64 <= max {
+            Vectors::Pending
+        } else {
+            Vectors::Indexed
+        })
     }
 
     /// Folds `events` onto what generation `g` stores, embeds every text
@@ -178,25 +242,30 @@ impl SearchProjection {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        batch.memories = load_memories(tx, g, &ids, mode == Mode::Write).await?;
+        let vectors = match mode {
+            Mode::Write(vectors) => Some(vectors),
+            Mode::WarmCache => None,
+        };
+        let lock = vectors.is_some();
+        batch.memories = load_memories(tx, g, &ids, lock).await?;
         for event in events {
-            self.fold_one(tx, g, event, mode == Mode::Write, &mut batch, &mut applied)
+            self.fold_one(tx, g, event, lock, &mut batch, &mut applied)
                 .await?;
         }
         // Embed every memory whose text changed, in one call.
         let to_embed = batch.texts_to_embed();
         let texts: Vec<String> = to_embed.iter().map(|(_, t)| t.clone()).collect();
-        let vectors = self.embedder.embed(&texts).await?;
-        if mode == Mode::WarmCache {
+        let made = self.embedder.embed(&texts).await?;
+        let Some(vectors) = vectors else {
             return Ok(applied);
-        }
+        };
         link_texts(tx, &to_embed).await?;
         let embeddings: HashMap<Uuid, pgvector::Vector> = to_embed
             .into_iter()
-            .zip(vectors)
+            .zip(made)
             .map(|((id, _), v)| (id, pgvector::Vector::from(v)))
             .collect();
-        self.write_batch(tx, g, batch, embeddings).await?;
+        self.write_batch(tx, g, batch, embeddings, vectors).await?;
         Ok(applied)
     }
 
@@ -263,6 +332,7 @@ impl SearchProjection {
         g: i32,
         batch: Batch,
         mut embeddings: HashMap<Uuid, pgvector::Vector>,
+        vectors: Vectors,
     ) -> Result<(), ProjectionError> {
         let mut rows = Vec::new();
         for (id, entry) in batch.memories {
@@ -276,7 +346,7 @@ impl SearchProjection {
                 rows.push((state, embedding));
             }
         }
-        write_memories(tx, g, rows, self.embedder.model_id()).await?;
+        write_memories(tx, g, rows, self.embedder.model_id(), vectors).await?;
         for (_, entry) in batch.sessions {
             if let Some(state) = entry.state.filter(|_| entry.dirty) {
                 write_session(tx, g, &state).await?;
@@ -348,9 +418,12 @@ impl Projection for SearchProjection {
             self.embedder.model_id(),
             self.embedder.dimension(),
         )?;
-        let applied = self
-            .apply_in(&mut tx, generation.generation, events)
-            .await?;
+        let g = generation.generation;
+        let vectors = self.vectors_for(&mut tx, g, events.len()).await?;
+        let applied = self.apply_in(&mut tx, g, events, vectors).await?;
+        if vectors == Vectors::Pending {
+            metrics::counter!("projector_pending_batches_total").increment(1);
+        }
         tx.commit().await?;
         stage_done("write", started);
         Ok(applied)
@@ -404,10 +477,11 @@ fn stage_done(stage: &'static str, started: std::time::Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
-/// Whether a pass writes, or only embeds what a write would need.
+/// Whether a pass writes (and where its vectors go), or only embeds what a
+/// write would need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    Write,
+    Write(Vectors),
     WarmCache,
 }
 
@@ -448,7 +522,8 @@ async fn load_memories(
         );
     }
     let rows = sqlx::query(&format!(
-        "SELECT {MEMORY_COLUMNS}, embedding IS NOT NULL AS embedded FROM {} \
+        "SELECT {MEMORY_COLUMNS}, \
+                (embedding IS NOT NULL OR pending_embedding IS NOT NULL) AS embedded FROM {} \
           WHERE id = ANY($1) ORDER BY id {}",
         tables.memories,
         locking(lock)
@@ -475,12 +550,15 @@ async fn load_memories(
 
 /// Upserts `rows` in one statement: the read model's statement triggers
 /// (the keyword statistics) then run once per batch, not once per memory,
-/// which was most of a batch's database time.
+/// which was most of a batch's database time. A new vector goes where
+/// `vectors` says and clears the other column; a row without one keeps
+/// whichever it has.
 async fn write_memories(
     tx: &mut Transaction<'_, Postgres>,
     g: i32,
     mut rows: Vec<(MemoryState, Option<pgvector::Vector>)>,
     model: &str,
+    vectors: Vectors,
 ) -> Result<(), ProjectionError> {
     if rows.is_empty() {
         return Ok(());
@@ -494,10 +572,13 @@ async fn write_memories(
     }
     sqlx::query(&format!(
         "INSERT INTO {memories} AS m (id, owner_id, session_id, title, content, tags, metadata, occurred_at,
-                                        created_at, updated_at, deleted, version, embedding, embedding_model)
+                                        created_at, updated_at, deleted, version, embedding, pending_embedding,
+                                        embedding_model)
          SELECT u.id, u.owner_id, u.session_id, u.title, u.content,
                 ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.metadata, u.occurred_at,
-                u.created_at, u.updated_at, u.deleted, u.version, u.embedding, u.embedding_model
+                u.created_at, u.updated_at, u.deleted, u.version,
+                CASE WHEN $15 THEN NULL ELSE u.embedding END, CASE WHEN $15 THEN u.embedding END,
+                u.embedding_model
            FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[],
                        $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::bool[], $12::int8[],
                        $13::vector[], $14::text[])
@@ -508,7 +589,10 @@ async fn write_memories(
              content = EXCLUDED.content, tags = EXCLUDED.tags, metadata = EXCLUDED.metadata,
              occurred_at = EXCLUDED.occurred_at, created_at = EXCLUDED.created_at,
              updated_at = EXCLUDED.updated_at, deleted = EXCLUDED.deleted, version = EXCLUDED.version,
-             embedding = COALESCE(EXCLUDED.embedding, m.embedding),
+             embedding = CASE WHEN EXCLUDED.embedding_model IS NULL THEN m.embedding
+                              ELSE EXCLUDED.embedding END,
+             pending_embedding = CASE WHEN EXCLUDED.embedding_model IS NULL THEN m.pending_embedding
+                                      ELSE EXCLUDED.pending_embedding END,
              embedding_model = COALESCE(EXCLUDED.embedding_model, m.embedding_model)",
         memories = Tables::of(g).memories
     ))
@@ -526,6 +610,7 @@ async fn write_memories(
     .bind(columns.version)
     .bind(columns.embedding)
     .bind(columns.embedding_model)
+    .bind(vectors == Vectors::Pending)
     .execute(&mut **tx)
     .await?;
     Ok(())

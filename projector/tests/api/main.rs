@@ -15,5 +15,6 @@ mod dead_letters;
 mod deliveries;
 mod operations;
 mod partitions;
+mod pending;
 mod projection;
 mod rebuild;

@@ -9,6 +9,7 @@ mod conversations;
 mod erase;
 mod history;
 mod operations;
+mod pending;
 mod privileges;
 mod quality;
 mod rate_limits;
