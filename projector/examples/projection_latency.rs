@@ -33,7 +33,8 @@
 //!   BENCH_COUNT           paced creates (0: no paced phase)  (default 300)
 //!   BENCH_RATE            paced creates per second           (default 20)
 //!   BENCH_DEADLINE_MS     give up on one memory after it     (default 30000)
-//!   BENCH_POLL_US         poll interval, microseconds         (default 1000)
+//!   BENCH_POLL_US         poll interval, microseconds         (default 1000): one
+//!                         query for all outstanding creates per interval
 //!   BENCH_BURST           burst creates (0: no burst)         (default 0)
 //!   BENCH_BURST_CLIENTS   concurrent clients of the burst     (default 4)
 //!   BENCH_BURST_DEADLINE_S give up on the burst's drain after (default 900)
@@ -127,47 +128,126 @@ async fn generation(redis: &mut ConnectionManager, prefix: &str) -> anyhow::Resu
     Ok(g.unwrap_or(1))
 }
 
-/// Polls until the memory's Redis document has version >= 1.
-async fn redis_visible(
-    mut redis: ConnectionManager,
-    key: String,
-    poll: Duration,
-    deadline: Instant,
-) -> anyhow::Result<Option<Instant>> {
-    loop {
-        let doc: Option<String> = redis.get(&key).await?;
-        if let Some(doc) = doc {
-            let value: serde_json::Value = serde_json::from_str(&doc)?;
-            if value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) >= 1 {
-                return Ok(Some(Instant::now()));
+/// What one watched create resolves to: when it became visible, or `None`
+/// past its deadline.
+type Seen = tokio::sync::oneshot::Receiver<Option<Instant>>;
+
+/// Where a watcher looks, for many creates at once.
+#[derive(Clone)]
+enum Target {
+    /// Each memory's Redis document at version >= 1 (`MGET` of the keys).
+    Documents {
+        redis: ConnectionManager,
+        prefix: String,
+        generation: i64,
+    },
+    /// Each memory's row in the `memories` view (one `= ANY` query).
+    Rows(PgPool),
+}
+
+impl Target {
+    /// Which of `ids` are visible now.
+    async fn visible(&self, ids: &[Uuid]) -> anyhow::Result<Vec<Uuid>> {
+        match self {
+            Self::Rows(pool) => Ok(sqlx::query_scalar(
+                "SELECT id FROM memories WHERE id = ANY($1)",
+            )
+            .bind(ids)
+            .fetch_all(pool)
+            .await?),
+            Self::Documents {
+                redis,
+                prefix,
+                generation,
+            } => {
+                let keys: Vec<String> = ids
+                    .iter()
+                    .map(|id| format!("{prefix}g{generation}:memory:{id}"))
+                    .collect();
+                let docs: Vec<Option<String>> = redis.clone().mget(&keys).await?;
+                let mut seen = Vec::new();
+                for (id, doc) in ids.iter().zip(docs) {
+                    let Some(doc) = doc else { continue };
+                    let value: serde_json::Value = serde_json::from_str(&doc)?;
+                    if value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) >= 1 {
+                        seen.push(*id);
+                    }
+                }
+                Ok(seen)
             }
         }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        tokio::time::sleep(poll).await;
     }
 }
 
-/// Polls until the memory's row is in the `memories` view.
-async fn search_visible(
-    pool: PgPool,
-    id: Uuid,
-    poll: Duration,
-    deadline: Instant,
-) -> anyhow::Result<Option<Instant>> {
-    loop {
-        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM memories WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&pool)
-            .await?;
-        if found.is_some() {
-            return Ok(Some(Instant::now()));
-        }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        tokio::time::sleep(poll).await;
+/// Watches every outstanding create with one query per `poll`, whatever
+/// their number: a task polling per create would make the client's load
+/// grow with the lag it measures (at 300 outstanding and 10 ms, 30,000
+/// queries a second), and the lag feed itself.
+struct Watcher {
+    sender: tokio::sync::mpsc::UnboundedSender<(
+        Uuid,
+        Instant,
+        tokio::sync::oneshot::Sender<Option<Instant>>,
+    )>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Watcher {
+    fn start(target: Target, poll: Duration) -> Self {
+        let (sender, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut waiting: std::collections::HashMap<
+                Uuid,
+                (Instant, tokio::sync::oneshot::Sender<Option<Instant>>),
+            > = std::collections::HashMap::new();
+            loop {
+                while let Ok((id, deadline, seen)) = incoming.try_recv() {
+                    waiting.insert(id, (deadline, seen));
+                }
+                if waiting.is_empty() {
+                    match incoming.recv().await {
+                        Some((id, deadline, seen)) => {
+                            waiting.insert(id, (deadline, seen));
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                let ids: Vec<Uuid> = waiting.keys().copied().collect();
+                let visible = target.visible(&ids).await?;
+                let now = Instant::now();
+                for id in visible {
+                    if let Some((_, seen)) = waiting.remove(&id) {
+                        let _ = seen.send(Some(now));
+                    }
+                }
+                let late: Vec<Uuid> = waiting
+                    .iter()
+                    .filter(|(_, (deadline, _))| now >= *deadline)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in late {
+                    if let Some((_, seen)) = waiting.remove(&id) {
+                        let _ = seen.send(None);
+                    }
+                }
+                tokio::time::sleep(poll).await;
+            }
+        });
+        Self { sender, task }
+    }
+
+    fn watch(&self, id: Uuid, deadline: Instant) -> Seen {
+        let (seen, receiver) = tokio::sync::oneshot::channel();
+        // A closed watcher (its task failed) resolves the receiver to an
+        // error, which `finish` reports.
+        let _ = self.sender.send((id, deadline, seen));
+        receiver
+    }
+
+    /// Stops the watcher once every watched create is resolved.
+    async fn finish(self) -> anyhow::Result<()> {
+        drop(self.sender);
+        self.task.await?
     }
 }
 
@@ -720,19 +800,23 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let mut http_samples = Vec::with_capacity(count);
         let mut waiters = Vec::with_capacity(count);
+        let documents = Watcher::start(
+            Target::Documents {
+                redis: redis.clone(),
+                prefix: prefix.clone(),
+                generation: g,
+            },
+            poll,
+        );
+        let search_rows = Watcher::start(Target::Rows(pool.clone()), poll);
         for i in 0..count {
             let due = started + interval * i as u32;
             tokio::time::sleep_until(due.into()).await;
             let (id, answered, took) = client.create(i).await?;
             http_samples.push(took);
             let deadline = answered + Duration::from_millis(deadline_ms);
-            let doc = tokio::spawn(redis_visible(
-                redis.clone(),
-                format!("{prefix}g{g}:memory:{id}"),
-                poll,
-                deadline,
-            ));
-            let row = tokio::spawn(search_visible(pool.clone(), id, poll, deadline));
+            let doc = documents.watch(id, deadline);
+            let row = search_rows.watch(id, deadline);
             waiters.push((answered, doc, row));
         }
         let sending = started.elapsed();
@@ -743,8 +827,11 @@ async fn main() -> anyhow::Result<()> {
         // The search lag of each create, in order (a miss counts as the deadline).
         let mut lags = Vec::with_capacity(count);
         for (answered, doc, row) in waiters {
-            let doc = doc.await??;
-            let row = row.await??;
+            let (doc, row) = match (doc.await, row.await) {
+                (Ok(doc), Ok(row)) => (doc, row),
+                // A watcher stopped early: its error says why.
+                _ => break,
+            };
             match doc {
                 Some(at) => docs.push(at - answered),
                 None => docs_missed += 1,
@@ -765,6 +852,11 @@ async fn main() -> anyhow::Result<()> {
                 doc_before_row += 1;
             }
         }
+        documents.finish().await.context("watching the documents")?;
+        search_rows
+            .finish()
+            .await
+            .context("watching the search rows")?;
         report(
             "http_create",
             "HTTP POST /v1/memories (201)",
