@@ -13,9 +13,10 @@ use std::time::Instant;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// Vectors indexed per transaction: an HNSW insert takes about a
-/// millisecond here, so a search batch arriving meanwhile waits for at
-/// most a few tens of milliseconds.
+/// Vectors indexed per transaction: indexing one took about 2.4 ms on two
+/// cores (5,000 in 12 s after a drain: the row's new version goes into
+/// every index of the row, the HNSW graph the costliest), so a search
+/// batch arriving meanwhile waits for at most ~80 ms.
 const CHUNK: i64 = 32;
 
 /// Indexes pending vectors while the search projection is idle.

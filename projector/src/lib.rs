@@ -12,7 +12,8 @@
 //!   full-text vectors) and [`projection::documents`] (Redis documents,
 //!   timelines and indexes).
 //! - [`context`]: context vectors (a memory between its neighbours in its
-//!   session), made while the search projection is idle.
+//!   session), made while the search projection is idle; the idle signal
+//!   and loop the indexer shares.
 //! - [`indexer`]: vectors a batch left pending while a backlog drained,
 //!   moved into the nearest-neighbour index while the projection is idle.
 //! - [`embedding_cache`]: embeddings by model and content hash.
