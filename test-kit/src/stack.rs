@@ -708,6 +708,16 @@ impl Stack {
         all
     }
 
+    /// The stored events, in global order, as the relay publishes them:
+    /// message bodies for [`Stack::inject`].
+    pub async fn stored_bodies(&self) -> Vec<Vec<u8>> {
+        self.stored_events()
+            .await
+            .iter()
+            .map(|e| serde_json::to_vec(e).unwrap())
+            .collect()
+    }
+
     /// Publishes raw bodies straight into a projection queue, bypassing the
     /// exchange, as a broker redelivery or a misbehaving publisher would.
     pub async fn inject(&self, projection: &str, bodies: &[Vec<u8>]) {

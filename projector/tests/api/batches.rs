@@ -67,12 +67,7 @@ async fn a_burst_is_embedded_in_a_few_calls_each_text_once_and_every_delivery_is
         }
     }
     let texts = memories * (1 + revisions);
-    let bodies: Vec<Vec<u8>> = stack
-        .stored_events()
-        .await
-        .iter()
-        .map(|e| serde_json::to_vec(e).unwrap())
-        .collect();
+    let bodies = stack.stored_bodies().await;
     assert_eq!(bodies.len(), texts);
 
     let counting = Arc::new(Counting {

@@ -56,11 +56,7 @@ async fn duplicate_and_reordered_deliveries_leave_the_read_models_equal_to_the_f
         )
         .await;
 
-    let events = stack.stored_events().await;
-    let bodies: Vec<Vec<u8>> = events
-        .iter()
-        .map(|e| serde_json::to_vec(e).unwrap())
-        .collect();
+    let bodies = stack.stored_bodies().await;
     // Newest first (every aggregate arrives with a gap to fill), then each
     // event again in order, then every third once more.
     let mut deliveries: Vec<Vec<u8>> = bodies.iter().rev().cloned().collect();

@@ -32,12 +32,7 @@ async fn a_backlog_leaves_its_vectors_pending_within_the_bound_and_the_indexer_i
             .note("ana", format!("backlog note {i} about the garden"))
             .await;
     }
-    let bodies: Vec<Vec<u8>> = stack
-        .stored_events()
-        .await
-        .iter()
-        .map(|e| serde_json::to_vec(e).unwrap())
-        .collect();
+    let bodies = stack.stored_bodies().await;
 
     stack.start_projector_with(local_embedder().await).await;
     // The generation exists once the projector has started: watch its
