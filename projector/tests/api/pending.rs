@@ -27,6 +27,12 @@ async fn a_backlog_leaves_its_vectors_pending_within_the_bound_and_the_indexer_i
         "SB_PROJECTOR_PENDING_VECTORS_MAX".to_owned(),
         bound.to_string(),
     ));
+    // A batch waits up to a second for more deliveries, so that it fills
+    // while the test publishes (on a busy machine, slower than the usual
+    // window), as a backlog's batches do.
+    stack
+        .projector_vars
+        .push(("SB_PROJECTOR_BATCH_WINDOW_MS".to_owned(), "1000".to_owned()));
     for i in 0..200 {
         stack
             .note("ana", format!("backlog note {i} about the garden"))
