@@ -879,6 +879,25 @@ async fn main() -> anyhow::Result<()> {
             "BENCH search_lag_tenths first_p50_us={} first_p99_us={} last_p50_us={} last_p99_us={}",
             first.p50, first.p99, last.p50, last.p99
         );
+        // Every tenth, in order: a backlog that grows shows as a lag that
+        // keeps rising from tenth to tenth, where a steady state levels off.
+        let by_tenth: Vec<Summary> = lags
+            .chunks(tenth)
+            .take(10)
+            .map(|c| summarise(c.to_vec(), 0))
+            .collect();
+        let ms = |pick: fn(&Summary) -> u128| {
+            by_tenth
+                .iter()
+                .map(|s| (pick(s) / 1000).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        println!(
+            "BENCH search_lag_by_tenth p50_ms={} p99_ms={}",
+            ms(|s| s.p50),
+            ms(|s| s.p99)
+        );
         println!(
             "BENCH run count={count} rate={rate} achieved_rate={:.1} poll_us={} generation={g} doc_before_row={doc_before_row}",
             count as f64 / sending.as_secs_f64(),
