@@ -19,14 +19,19 @@
 //!    `ef_search` values;
 //! 3. grows the corpus to `BENCH_LARGE`, rebuilds the indexes, and measures
 //!    search latency and recall again;
-//! 4. drops the databases and the Redis keys.
+//! 4. moves the newest `BENCH_PENDING` vectors out of the HNSW index into
+//!    `pending_embedding`, as a projector draining a backlog leaves them
+//!    (ADR 21), and measures search latency again: the exact leg's cost at
+//!    that many pending vectors of one user;
+//! 5. drops the databases and the Redis keys.
 //!
 //! Environment: `BENCH_ADMIN_URL` (a Postgres with pgvector, as superuser),
 //! `BENCH_REDIS_URL`, `SB_EMBEDDING_MODEL_DIR`, `BENCH_SMALL` (10000),
 //! `BENCH_LARGE` (100000), `BENCH_QUERIES` (200), `BENCH_DURATION` (10 s per
 //! wrk phase), `BENCH_ROUNDS` (3 rounds of the three wrk phases),
 //! `BENCH_CONNECTIONS` (8), `BENCH_EF_SEARCH` (the service's
-//! setting, 200), `BENCH_WRK` (wrk's path).
+//! setting, 200), `BENCH_PENDING` (10000, the projector's default bound;
+//! 0 skips step 4), `BENCH_WRK` (wrk's path).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -249,6 +254,32 @@ async fn drop_vector_index(pool: &PgPool) {
     .unwrap();
 }
 
+/// Moves the newest `n` vectors to `pending_embedding`, where a full batch
+/// writes them (ADR 21): outside the HNSW index, compared exactly by every
+/// semantic and hybrid search. No projector runs here, so they stay pending.
+async fn make_pending(pool: &PgPool, n: usize) {
+    let started = Instant::now();
+    let moved = sqlx::query(
+        "UPDATE memories_g2 SET pending_embedding = embedding, embedding = NULL
+          WHERE id IN (SELECT id FROM memories_g2 ORDER BY id DESC LIMIT $1)",
+    )
+    .bind(i64::try_from(n).unwrap())
+    .execute(pool)
+    .await
+    .unwrap()
+    .rows_affected();
+    // The update leaves a dead version of every row it moved; vacuumed here,
+    // so that the searches below do not meet them or an autovacuum worker.
+    sqlx::query("VACUUM (ANALYZE) memories_g2")
+        .execute(pool)
+        .await
+        .unwrap();
+    println!(
+        "  moved {moved} vectors to pending in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -469,6 +500,7 @@ async fn main() {
     let rounds: usize = env_or("BENCH_ROUNDS", 3usize).max(1);
     let connections: u32 = env_or("BENCH_CONNECTIONS", 8);
     let ef_search: u32 = env_or("BENCH_EF_SEARCH", 200);
+    let pending: usize = env_or("BENCH_PENDING", 10_000);
     let wrk_bin = std::env::var("BENCH_WRK").unwrap_or_else(|_| "wrk".to_owned());
     let work = std::env::var("BENCH_WORK").unwrap_or_else(|_| "/tmp".to_owned());
     let cache_dir = std::env::var("BENCH_CACHE_DIR")
@@ -709,6 +741,12 @@ async fn main() {
     build_indexes(&pool, 2).await;
     search_latency(&client, &base, &token, &embedder, &fixture, n_queries).await;
     recall(&db_url, &query_vectors, EF_SEARCH_SWEEP).await;
+
+    if pending > 0 {
+        println!("phase 3: {large} memories, the newest {pending} of them pending");
+        make_pending(&pool, pending).await;
+        search_latency(&client, &base, &token, &embedder, &fixture, n_queries).await;
+    }
 
     // Clean up.
     pool.close().await;
